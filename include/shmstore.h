@@ -1,0 +1,403 @@
+/* shmstore.h - share data between processes on one machine through shared memory.
+ *
+ * A *store* is one file in /dev/shm (or $SHMSTORE_DIR) that every process maps once. It
+ * holds named objects; this version provides *values*: latest-value registers that a
+ * writer updates and readers copy, view without copying, or wait on. There is no server:
+ * processes coordinate through atomics and futexes inside the mapping, and a process
+ * killed at any point is cleaned up by the next process that attaches, by a timed-out
+ * wait, or by shmstore_gc().
+ *
+ * Conventions (they hold for every function below unless it says otherwise):
+ * - Fallible functions return 0 or a negative code: -errno or SHMSTORE_E* (see
+ *   shmstore/errno.h). Out-parameters are written only on success.
+ * - The library never prints, aborts or exits. After a failure, shmstore_errmsg()
+ *   returns a longer message for the calling thread (the store, the sizes, what to do).
+ * - Handles (shmstore_t, shmstore_value_t) may be used from any thread of the process
+ *   that opened them. After fork() the child must open the store again; old handles
+ *   return SHMSTORE_EFORK in the child.
+ * - Timeouts are in nanoseconds: a negative timeout waits forever, 0 never blocks.
+ * - Functions marked "Never blocks" take no lock that another process can hold for
+ *   long; "may block" functions say on what.
+ */
+#ifndef SHMSTORE_H
+#define SHMSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shmstore/errno.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SHMSTORE_BUILDING)
+#define SHMSTORE_API __attribute__((visibility("default")))
+#else
+#define SHMSTORE_API
+#endif
+
+/* ------------------------------------------------------------------------------------
+ * Errors
+ * ---------------------------------------------------------------------------------- */
+
+/* A static, human-readable message for any code this library returns (never NULL). */
+SHMSTORE_API const char *shmstore_strerror(int err);
+
+/* The symbolic name of a code: "ENOENT", "SHMSTORE_ECORRUPT", ... (never NULL). */
+SHMSTORE_API const char *shmstore_err_name(int err);
+
+/* The detailed message of the last failure of a shmstore call in this thread (it names
+ * the store or object, the sizes involved and what to do), or "" if none. The pointer is
+ * valid until the next shmstore call in this thread. */
+SHMSTORE_API const char *shmstore_errmsg(void);
+
+/* ------------------------------------------------------------------------------------
+ * Stores
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct shmstore shmstore_t;
+
+/* Flags of shmstore_open(). */
+#define SHMSTORE_O_CREATE 0x1u /* create the store if it does not exist */
+#define SHMSTORE_O_EXCL 0x2u   /* with O_CREATE: fail with -EEXIST if it exists */
+
+/* Longest store name (the file is "shmstore.<name>"); names may not contain '/'. */
+#define SHMSTORE_STORE_NAME_MAX 200
+/* Longest object name in bytes (UTF-8, no NUL). */
+#define SHMSTORE_NAME_MAX 255
+/* Most processes attached to one store at once. */
+#define SHMSTORE_PROCS_MAX 256
+
+/* Options for creating a store; a zeroed struct (or NULL) means all defaults. */
+typedef struct shmstore_options {
+    uint64_t capacity; /* bytes; 0 = size of the filesystem the store lives on */
+    const char *dir;   /* directory; NULL = $SHMSTORE_DIR or /dev/shm */
+    int64_t group;     /* gid allowed to open the store (mode 0660); 0 = none (0600) */
+    uint32_t n_procs;  /* process-table slots; 0 = 64; at most SHMSTORE_PROCS_MAX */
+    uint32_t n_leases; /* lease slots per process; 0 = 1024 */
+} shmstore_options_t;
+
+/* Open (and with SHMSTORE_O_CREATE create) the store `name` and attach this process to
+ * it: one file descriptor and one mapping, whatever the number of objects. Attaching
+ * first reclaims the slots of dead processes. `opt` is used only when creating (its
+ * `dir` is also used for opening). May block briefly while another process finishes
+ * creating the store. Returns 0, -ENOENT, -EEXIST, -EACCES / SHMSTORE_EOWNER (another
+ * user's store), SHMSTORE_EVERSION, SHMSTORE_ECORRUPT, SHMSTORE_EPROCS, -ENOSPC,
+ * -EINVAL (bad name or options). The store is closed with shmstore_close(). */
+SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_options_t *opt,
+                               shmstore_t **out);
+
+/* Detach from the store: release this process's slot, leases and mapping. Objects and
+ * views still open on it are closed/released first. Accepts NULL. Never blocks long. */
+SHMSTORE_API void shmstore_close(shmstore_t *s);
+
+/* Remove the store's name from `dir` (NULL = default). Processes that have it open keep
+ * using it; the memory goes when the last one closes. Returns 0 or -ENOENT. */
+SHMSTORE_API int shmstore_unlink(const char *name, const char *dir);
+
+/* The store's name and directory as given at open. */
+SHMSTORE_API const char *shmstore_name(const shmstore_t *s);
+SHMSTORE_API const char *shmstore_dir(const shmstore_t *s);
+
+/* Figures about a store (shmstore_stat()). */
+typedef struct shmstore_stat {
+    uint64_t capacity;    /* size of the file: the most the heap can grow to */
+    uint64_t committed;   /* bytes of the heap backed by memory (fallocated) */
+    uint64_t used;        /* bytes in allocated blocks, headers included */
+    uint64_t n_blocks;    /* allocated blocks */
+    uint64_t n_objects;   /* named objects */
+    uint32_t n_procs;     /* live attached processes */
+    uint32_t n_slots;     /* process-table size */
+    uint32_t layout_version;
+    uint32_t uid;
+    uint64_t ctime_ns;    /* creation time, CLOCK_REALTIME */
+} shmstore_stat_t;
+
+/* Fill `*out` with the store's figures. Takes the store's metadata lock (may block
+ * briefly). Returns 0 or SHMSTORE_ECORRUPT. */
+SHMSTORE_API int shmstore_stat(shmstore_t *s, shmstore_stat_t *out);
+
+/* What shmstore_gc() reclaimed. */
+typedef struct shmstore_gc_stats {
+    uint32_t dead_procs;     /* slots of dead processes freed */
+    uint32_t leases_dropped; /* leases those processes held */
+    uint32_t locks_released; /* writer locks they held */
+    uint32_t blocks_freed;   /* blocks freed (orphans and unreachable blocks) */
+    uint64_t bytes_freed;
+} shmstore_gc_stats_t;
+
+/* Reclaim what dead processes left: their leases, writer locks, half-written versions
+ * and blocks nobody can reach. `st` may be NULL. Takes the metadata lock (may block
+ * briefly). Safe while other processes work on the store. Returns 0 or
+ * SHMSTORE_ECORRUPT. */
+SHMSTORE_API int shmstore_gc(shmstore_t *s, shmstore_gc_stats_t *st);
+
+/* Check the whole store: header, allocator (walk of every block and boundary tag, free
+ * lists), index, objects and leases. Writes a report of the first problems (one per
+ * line) into `report` (may be NULL). Takes the metadata lock. Returns 0 when consistent,
+ * SHMSTORE_ECORRUPT otherwise. */
+SHMSTORE_API int shmstore_check(shmstore_t *s, char *report, size_t report_cap);
+
+/* A process attached to a store (shmstore_procs()). */
+typedef struct shmstore_proc_info {
+    uint32_t slot;
+    int32_t pid;
+    int is_alive;          /* its slot lock is held: the process is running */
+    int is_self;
+    uint32_t n_leases;
+    uint64_t attach_ns;    /* CLOCK_REALTIME */
+} shmstore_proc_info_t;
+
+/* Call `fn` for every occupied process slot, alive or dead. Stops early and returns
+ * what `fn` returned when it returns non-zero. Never blocks. */
+SHMSTORE_API int shmstore_procs(shmstore_t *s,
+                                int (*fn)(const shmstore_proc_info_t *info, void *arg),
+                                void *arg);
+
+/* Call `fn(name, arg)` for every store in `dir` (NULL = default). Returns 0, what `fn`
+ * returned, or -errno from reading the directory. */
+SHMSTORE_API int shmstore_list_stores(const char *dir, int (*fn)(const char *name, void *arg),
+                                      void *arg);
+
+/* ------------------------------------------------------------------------------------
+ * Datums: the descriptor every payload carries
+ * ---------------------------------------------------------------------------------- */
+
+typedef enum shmstore_type {
+    SHMSTORE_T_NONE = 0,
+    SHMSTORE_T_BOOL = 1,       /* 1 byte, 0 or 1 */
+    SHMSTORE_T_INT64 = 2,      /* 8 bytes */
+    SHMSTORE_T_FLOAT64 = 3,    /* 8 bytes */
+    SHMSTORE_T_COMPLEX128 = 4, /* 16 bytes */
+    SHMSTORE_T_BYTES = 5,      /* any length */
+    SHMSTORE_T_STR = 6,        /* UTF-8, any length, no terminator stored */
+    SHMSTORE_T_ARRAY = 7,      /* dtype + shape, C-contiguous */
+    SHMSTORE_T_PICKLE = 8,     /* opaque bytes the Python layer understands */
+    SHMSTORE_T_RECORD = 9,     /* a tree of datums (Python dict/list/tuple) */
+    SHMSTORE_T__COUNT
+} shmstore_type_t;
+
+#define SHMSTORE_NDIM_MAX 32
+#define SHMSTORE_DTYPE_MAX 8 /* bytes of the dtype string, NUL included */
+#define SHMSTORE_ATTRS_MAX 65536
+
+/* A datum descriptor: what the payload bytes mean. Arrays use numpy's dtype strings:
+ * "|b1", "<i1".."<i8", "<u1".."<u8", "<f2", "<f4", "<f8", "<c8", "<c16", and fixed-size
+ * strings "|S<n>" / "<U<n>". `attrs` points at an encoded attribute map (see
+ * shmstore_attrs_*) or is NULL; descriptors returned by the library point into the
+ * store and live as long as the view or buffer they came with. */
+typedef struct shmstore_datum {
+    uint32_t type;                      /* shmstore_type_t */
+    uint32_t ndim;                      /* arrays: 0..SHMSTORE_NDIM_MAX */
+    char dtype[SHMSTORE_DTYPE_MAX];     /* arrays: NUL-terminated dtype string */
+    uint64_t shape[SHMSTORE_NDIM_MAX];  /* arrays: ndim extents */
+    const void *attrs;                  /* encoded attrs or NULL */
+    uint32_t attrs_len;                 /* bytes at attrs; at most SHMSTORE_ATTRS_MAX */
+} shmstore_datum_t;
+
+/* Fill `*d` for a scalar or byte-string type (every type but ARRAY). */
+SHMSTORE_API void shmstore_datum_init(shmstore_datum_t *d, shmstore_type_t type);
+
+/* Fill `*d` for a C-contiguous array. Returns 0, SHMSTORE_EDTYPE or -EINVAL (ndim). */
+SHMSTORE_API int shmstore_datum_init_array(shmstore_datum_t *d, const char *dtype, uint32_t ndim,
+                                           const uint64_t *shape);
+
+/* Bytes per item of a dtype string, or a negative code (SHMSTORE_EDTYPE). */
+SHMSTORE_API int64_t shmstore_dtype_itemsize(const char *dtype);
+
+/* Check that `d` is well formed and describes exactly `len` payload bytes: fixed sizes
+ * for scalars, itemsize * prod(shape) for arrays (no overflow), valid attrs. Returns 0,
+ * -EINVAL (with shmstore_errmsg() saying which field is wrong) or SHMSTORE_EDTYPE. */
+SHMSTORE_API int shmstore_datum_validate(const shmstore_datum_t *d, size_t len);
+
+/* Attribute maps: a small, typed key -> value encoding kept next to a datum (HDF5
+ * attributes, "srate", axis names). The encoding is a sequence of entries in a caller
+ * buffer; keys are at most 255 bytes, values are scalars, strings or bytes. */
+
+/* Append the entry `key` = (`type`, `val`, `val_len`) to the map in `buf`, whose current
+ * length is `*len` and capacity `cap`; updates `*len`. Returns 0, -ENOSPC (buffer too
+ * small) or -EINVAL (bad key or type; ARRAY and RECORD are not allowed). */
+SHMSTORE_API int shmstore_attrs_add(void *buf, size_t cap, uint32_t *len, const char *key,
+                                    shmstore_type_t type, const void *val, uint32_t val_len);
+
+/* Find `key` in an encoded map. On success points `*val` into the map. Returns 0,
+ * -ENOENT, or SHMSTORE_ECORRUPT when the map is malformed. */
+SHMSTORE_API int shmstore_attrs_get(const void *attrs, uint32_t attrs_len, const char *key,
+                                    shmstore_type_t *type, const void **val, uint32_t *val_len);
+
+/* Visit the entries of an encoded map in order. `fn` returning non-zero stops the walk
+ * and is returned. Returns 0, that value, or SHMSTORE_ECORRUPT. */
+SHMSTORE_API int shmstore_attrs_foreach(const void *attrs, uint32_t attrs_len,
+                                        int (*fn)(const char *key, shmstore_type_t type,
+                                                  const void *val, uint32_t val_len, void *arg),
+                                        void *arg);
+
+/* ------------------------------------------------------------------------------------
+ * Objects (all kinds)
+ * ---------------------------------------------------------------------------------- */
+
+typedef enum shmstore_kind {
+    SHMSTORE_KIND_VALUE = 1,
+} shmstore_kind_t;
+
+/* One object as listed by shmstore_list() and shmstore_info(). */
+typedef struct shmstore_obj_info {
+    char name[SHMSTORE_NAME_MAX + 1];
+    uint32_t kind;         /* shmstore_kind_t */
+    uint32_t is_sealed;
+    uint64_t version;      /* values: latest version, 0 if never written */
+    uint64_t mtime_ns;     /* values: time of the latest version, CLOCK_REALTIME */
+    uint64_t size;         /* values: payload bytes of the latest version */
+    uint64_t footprint;    /* bytes of store memory the object occupies */
+    shmstore_datum_t desc; /* values: descriptor of the latest version (attrs = NULL) */
+} shmstore_obj_info_t;
+
+/* Call `fn` for every object whose name starts with `prefix` (NULL or "" = all), in no
+ * particular order. Takes the metadata lock for the walk (may block briefly); `fn` must
+ * not call back into this store. Returns 0, what `fn` returned, or SHMSTORE_ECORRUPT. */
+SHMSTORE_API int shmstore_list(shmstore_t *s, const char *prefix,
+                               int (*fn)(const shmstore_obj_info_t *info, void *arg), void *arg);
+
+/* Describe the object `name`. Returns 0, -ENOENT, SHMSTORE_ENAME. */
+SHMSTORE_API int shmstore_info(shmstore_t *s, const char *name, shmstore_obj_info_t *out);
+
+/* Remove the object `name` from the index. Open handles then fail with -ESTALE; views
+ * stay valid and the memory is freed when the last is released. Returns 0, -ENOENT,
+ * SHMSTORE_ENAME. May block briefly on the metadata lock. */
+SHMSTORE_API int shmstore_delete(shmstore_t *s, const char *name);
+
+/* ------------------------------------------------------------------------------------
+ * Values: latest-value registers
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct shmstore_value shmstore_value_t;
+
+/* Flags of shmstore_value_open(). */
+#define SHMSTORE_V_CREATE 0x1u /* create the value if it does not exist */
+#define SHMSTORE_V_EXCL 0x2u   /* with V_CREATE: fail with -EEXIST if it exists */
+
+/* Open the value `name`, optionally creating it with no version. The handle keeps the
+ * object's header leased, so its operations never touch freed memory; it is the fast
+ * path (no name lookup). Returns 0, -ENOENT, -EEXIST, SHMSTORE_EKIND, SHMSTORE_ENAME,
+ * SHMSTORE_ELEASES, -ENOSPC. May block briefly on the metadata lock. */
+SHMSTORE_API int shmstore_value_open(shmstore_t *s, const char *name, unsigned flags,
+                                     shmstore_value_t **out);
+
+/* Close a handle (views taken through it stay valid). Accepts NULL. */
+SHMSTORE_API void shmstore_value_close(shmstore_value_t *v);
+
+/* Flags of shmstore_value_put() and shmstore_value_reserve(). */
+#define SHMSTORE_PUT_SAME_LAYOUT 0x1u /* fail with SHMSTORE_ELAYOUT unless type, dtype, shape
+                                         and size equal the current version's */
+
+/* Publish a new version: copy `len` bytes described by `d` (NULL = BYTES) into a block
+ * of the value no reader is using, then make it current with one atomic store; version
+ * and mtime go up and waiters are woken. Size, type and shape may change unless
+ * SHMSTORE_PUT_SAME_LAYOUT is given. Blocks only while another writer of this value is
+ * mid-put (writers are serialized per value; a dead writer is detected and recovered).
+ * Returns 0, -ESTALE (deleted), SHMSTORE_ESEALED, SHMSTORE_ELAYOUT, -EINVAL (descriptor
+ * does not match len), -ENOSPC (store or /dev/shm full; nothing changed). */
+SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t *d,
+                                    const void *data, size_t len, unsigned flags);
+
+/* Zero-copy put, step 1: take the value's writer lock and return in `*data` a block of
+ * `len` writable bytes for a version described by `d`. Nothing is visible to readers
+ * until shmstore_value_commit(); shmstore_value_abort() discards it. Exactly one of the
+ * two must follow on the same thread. If the process dies in between, the block is
+ * reclaimed and no reader ever sees it. Returns as shmstore_value_put(). */
+SHMSTORE_API int shmstore_value_reserve(shmstore_value_t *v, const shmstore_datum_t *d,
+                                        size_t len, unsigned flags, void **data);
+
+/* Publish the reserved block as the new version (never fails on a reserved block);
+ * releases the writer lock. Returns 0 or -EINVAL if nothing was reserved. */
+SHMSTORE_API int shmstore_value_commit(shmstore_value_t *v);
+
+/* Discard the reserved block and release the writer lock. Accepts a value with nothing
+ * reserved. */
+SHMSTORE_API void shmstore_value_abort(shmstore_value_t *v);
+
+/* In-place update: like reserve, with the block pre-filled with a copy of the current
+ * version and `*d` describing it, so the caller changes only what it needs; unlock
+ * publishes the change as a new version. Readers keep reading the previous version
+ * meanwhile (they are never blocked and never see a half-made change, even if the
+ * writer dies). Waits up to `timeout_ns` for another writer. Returns 0, -ETIMEDOUT,
+ * SHMSTORE_ENOVALUE, SHMSTORE_ESEALED, -ESTALE, -ENOSPC. */
+SHMSTORE_API int shmstore_value_lock(shmstore_value_t *v, int64_t timeout_ns, void **data,
+                                     size_t *len, shmstore_datum_t *d);
+
+/* Publish what was changed under shmstore_value_lock(). Returns 0 or -EINVAL. */
+SHMSTORE_API int shmstore_value_unlock(shmstore_value_t *v);
+
+/* Copy the current version: payload into `buf` (capacity `cap`), its descriptor into `d`
+ * (may be NULL; d->attrs is set to NULL, use a view for attrs), its byte length into
+ * `*len` and its version into `*version` (both may be NULL). Consistent by sequence
+ * check: never torn, never blocks the writer. Never blocks. Returns 0,
+ * SHMSTORE_ENOVALUE, -ESTALE, -ENOBUFS (cap too small; `*len` says the size needed). */
+SHMSTORE_API int shmstore_value_get(shmstore_value_t *v, shmstore_datum_t *d, void *buf,
+                                    size_t cap, size_t *len, uint64_t *version);
+
+/* A leased, read-only, zero-copy view of one version. A small value type: the caller
+ * owns the struct; the bytes belong to the store. */
+typedef struct shmstore_view {
+    const void *data;      /* payload, 64-byte aligned */
+    size_t len;            /* payload bytes */
+    uint64_t version;
+    uint64_t mtime_ns;
+    shmstore_datum_t desc; /* attrs point into the store, valid with the view */
+    shmstore_t *store;     /* internal: where the lease is held */
+    uint64_t block_off;    /* internal: the leased block */
+} shmstore_view_t;
+
+/* Pin the current version of `v` and describe it in `*out` without copying. The bytes
+ * stay valid and unchanged until shmstore_view_release(), even if newer versions are
+ * published or the value is deleted, and even after shmstore_value_close(). Never
+ * blocks. Returns 0, SHMSTORE_ENOVALUE, -ESTALE, SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out);
+
+/* Release the lease of a view (before the store is closed). Accepts a zeroed view and a
+ * view already released. Never blocks. */
+SHMSTORE_API void shmstore_view_release(shmstore_view_t *view);
+
+/* The latest version number (0 = never written) and its time. One atomic load each;
+ * never block. Return 0 or -ESTALE. */
+SHMSTORE_API int shmstore_value_version(shmstore_value_t *v, uint64_t *version);
+SHMSTORE_API int shmstore_value_mtime(shmstore_value_t *v, uint64_t *mtime_ns);
+
+/* Block until the value's version is greater than `after`, or `timeout_ns` passes. Spins
+ * briefly, then sleeps on a futex: a writer makes a system call only when someone
+ * sleeps. A waiter faster than the writer sees every version. Returns 0 with the new
+ * version in `*version` (may be NULL), -ETIMEDOUT, -EINTR (a signal arrived; the
+ * caller may retry), -ESTALE. */
+SHMSTORE_API int shmstore_value_wait(shmstore_value_t *v, uint64_t after, int64_t timeout_ns,
+                                     uint64_t *version);
+
+/* Publish a new version with the same data (a start/stop signal between processes):
+ * version and mtime go up and waiters wake. Works on a value with no version yet (the
+ * new version is NONE). Returns as shmstore_value_put(). */
+SHMSTORE_API int shmstore_value_trigger(shmstore_value_t *v);
+
+/* Make the value immutable: later puts fail with SHMSTORE_ESEALED. Returns 0,
+ * SHMSTORE_ENOVALUE, -ESTALE. */
+SHMSTORE_API int shmstore_value_seal(shmstore_value_t *v);
+
+/* Describe the value (as shmstore_info()). Returns 0 or -ESTALE. */
+SHMSTORE_API int shmstore_value_info(shmstore_value_t *v, shmstore_obj_info_t *out);
+
+/* ------------------------------------------------------------------------------------
+ * Conveniences by name (each opens, acts and closes; use handles on hot paths)
+ * ---------------------------------------------------------------------------------- */
+
+/* Create the value if needed and put. Returns as open + put. */
+SHMSTORE_API int shmstore_put(shmstore_t *s, const char *name, const shmstore_datum_t *d,
+                              const void *data, size_t len, unsigned flags);
+
+/* Open and get. Returns as open + get. */
+SHMSTORE_API int shmstore_get(shmstore_t *s, const char *name, shmstore_datum_t *d, void *buf,
+                              size_t cap, size_t *len, uint64_t *version);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,124 @@
+/* internal.h - what two or more modules of the library share. Not installed. */
+#ifndef SHMSTORE_INTERNAL_H
+#define SHMSTORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "os.h"
+#include "shmstore.h"
+
+#define SHMSTORE__HIDDEN __attribute__((visibility("hidden")))
+
+/* A process's attachment to a store (process-local memory). */
+struct shmstore {
+    struct store_hdr *hdr;   /* the mapping, at offset 0 */
+    uint64_t map_len;        /* = capacity */
+    int fd;
+    uint32_t slot;           /* our process-table slot */
+    uint64_t fork_gen;       /* shmstore__fork_gen at attach: a child sees it differ */
+    pthread_mutex_t lease_mu; /* guards our slot's lease set (threads of this process) */
+    char name[SHMSTORE_STORE_NAME_MAX + 1];
+    char dir[4096];
+};
+
+struct shmstore_value {
+    shmstore_t *s;
+    uint64_t obj_off;        /* OBJ block offset */
+    uint64_t gen;            /* object generation at open */
+    struct obj_hdr *obj;
+    struct val_body *body;
+    /* Writer state between reserve and commit (one reservation per handle). */
+    int reserved_rot;        /* rotation index being written, -1 = none */
+    uint64_t reserved_ver;
+};
+
+/* Incremented in every child after fork (pthread_atfork); handles compare. */
+extern _Atomic uint64_t shmstore__fork_gen;
+
+/* errors.c: the per-thread detailed message. Returns err for `return seterr(...)`. */
+int shmstore__seterr(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void shmstore__clearerr(void);
+
+/* Mapping access: translate an offset to a pointer only after checking that
+ * [off, off+len) lies inside the mapping. Returns NULL when it does not. */
+static inline void *shmstore__at(const shmstore_t *s, uint64_t off, uint64_t len)
+{
+    if (off < STORE_HDR_SIZE || off > s->map_len || len > s->map_len - off)
+        return NULL;
+    return (char *)s->hdr + off;
+}
+static inline uint64_t shmstore__off(const shmstore_t *s, const void *p)
+{
+    return (uint64_t)((const char *)p - (const char *)s->hdr);
+}
+
+/* store.c */
+int shmstore__check_fork(const shmstore_t *s);
+int shmstore__lock(shmstore_t *s);   /* robust metadata mutex; repairs on EOWNERDEAD */
+void shmstore__unlock(shmstore_t *s);
+int shmstore__repair_locked(shmstore_t *s, shmstore_gc_stats_t *st);
+
+/* proc.c: slots, leases, liveness, recovery */
+int shmstore__proc_attach(shmstore_t *s);
+void shmstore__proc_detach(shmstore_t *s);
+struct proc_slot *shmstore__proc_slot(const shmstore_t *s, uint32_t i);
+bool shmstore__proc_is_alive(shmstore_t *s, uint32_t i);  /* someone holds its lock */
+int shmstore__proc_recover_dead(shmstore_t *s, shmstore_gc_stats_t *st);
+int shmstore__proc_recover_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *st);
+/* Pin block `blk_off` for this process (lease). 0 or SHMSTORE_ELEASES. */
+int shmstore__pin(shmstore_t *s, uint64_t blk_off);
+void shmstore__unpin(shmstore_t *s, uint64_t blk_off);
+bool shmstore__blk_pinned(const struct blk_hdr *b);
+/* Drop a block its owner no longer references: free now if unpinned, else mark it
+ * ORPHAN so the last unpin frees it. Caller holds the metadata mutex. */
+void shmstore__blk_release_locked(shmstore_t *s, uint64_t blk_off);
+/* Record / forget in our slot a writer lock on `obj_off` (for crash recovery). */
+int shmstore__proc_hold(shmstore_t *s, uint64_t obj_off);
+void shmstore__proc_unhold(shmstore_t *s, uint64_t obj_off);
+int shmstore__proc_wait_reg(shmstore_t *s, uint64_t obj_off);
+void shmstore__proc_wait_unreg(shmstore_t *s, int idx);
+
+/* alloc.c: TLSF over boundary-tagged blocks. All calls with the mutex held.
+ * alloc returns the block offset (payload at off + BLK_HDR_SIZE) or -ENOSPC. */
+int shmstore__alloc(shmstore_t *s, uint64_t payload_len, uint32_t tag, uint64_t owner,
+                    uint64_t *off_out);
+void shmstore__free(shmstore_t *s, uint64_t blk_off);
+struct blk_hdr *shmstore__blk(const shmstore_t *s, uint64_t blk_off); /* NULL if invalid */
+uint64_t shmstore__blk_payload_cap(const struct blk_hdr *b);
+void shmstore__alloc_init(shmstore_t *s);
+/* Walk and check every block; rebuild free lists and prev_size tags when `repair`. */
+int shmstore__alloc_check(shmstore_t *s, bool repair, char *rep, size_t cap, size_t *pos);
+
+/* index.c: name -> object. All calls with the mutex held. */
+uint64_t shmstore__hash(const char *name, size_t len);
+int shmstore__name_check(const char *name, size_t *len);
+int shmstore__index_find(shmstore_t *s, const char *name, size_t len, uint64_t *obj_off);
+int shmstore__index_insert(shmstore_t *s, uint64_t hash, uint64_t obj_off);
+int shmstore__index_remove(shmstore_t *s, uint64_t hash, uint64_t obj_off);
+int shmstore__index_check(shmstore_t *s, char *rep, size_t cap, size_t *pos);
+int shmstore__index_foreach(shmstore_t *s, int (*fn)(shmstore_t *, uint64_t obj_off, void *),
+                            void *arg);
+struct obj_hdr *shmstore__obj(const shmstore_t *s, uint64_t obj_off); /* NULL if invalid */
+
+/* datum.c */
+int shmstore__datum_to_ver(const shmstore_datum_t *d, size_t len, struct ver_hdr *vh);
+int shmstore__ver_to_datum(const shmstore_t *s, const struct blk_hdr *b,
+                           const struct ver_hdr *vh, shmstore_datum_t *d, const void **data);
+uint64_t shmstore__ver_block_len(uint32_t attrs_len, uint64_t len);
+
+/* value.c */
+void shmstore__value_recover_lock(shmstore_t *s, uint64_t obj_off, uint32_t dead_slot);
+int shmstore__value_check(shmstore_t *s, uint64_t obj_off, char *rep, size_t cap, size_t *pos);
+void shmstore__value_free_blocks(shmstore_t *s, struct obj_hdr *o);
+uint64_t shmstore__value_footprint(shmstore_t *s, struct obj_hdr *o);
+void shmstore__value_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out);
+
+/* check.c: report helper */
+void shmstore__report(char *rep, size_t cap, size_t *pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

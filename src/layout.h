@@ -1,0 +1,216 @@
+/* layout.h - every structure that lives in the store mapping (mirrored in docs/FORMAT.md).
+ *
+ * A store file is, from offset 0:
+ *
+ *   [0, 4096)                    struct store_hdr       magic, format, sizes, allocator, mutex
+ *   [4096, slots_end)            n_slots x proc_slot    process table (one OFD-locked byte each)
+ *   [heap_off, heap_top)         blocks                 committed (fallocated) heap
+ *   [heap_top, capacity)         nothing yet            sparse, never touched
+ *
+ * Every block starts with a 128-byte struct blk_hdr (boundary tags for the allocator,
+ * the lease pin mask, the version sequence number) followed by a 64-byte aligned payload.
+ * Objects are blocks tagged OBJ whose payload is struct obj_hdr then the kind's body.
+ * Values keep up to VAL_ROT blocks tagged DATA ("version blocks"), each holding one
+ * version: struct ver_hdr (the datum descriptor), the attrs bytes, then the payload.
+ *
+ * Rules: only fixed-width fields; offsets from the start of the file, never pointers;
+ * every offset read from the mapping is checked against the capacity before use; fields
+ * written by different processes sit on separate cache lines. Changing anything here
+ * means bumping LAYOUT_VERSION.
+ */
+#ifndef SHMSTORE_LAYOUT_H
+#define SHMSTORE_LAYOUT_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define STORE_MAGIC 0x314d54534d485353ull /* "SSHMSTM1" little-endian */
+#define LAYOUT_VERSION 1u
+#define STORE_HDR_SIZE 4096u
+#define PAGE_SIZE_MIN 4096u
+
+#define BLK_HDR_SIZE 128u
+#define BLK_ALIGN 64u
+#define BLK_MIN (BLK_HDR_SIZE + BLK_ALIGN)
+
+/* Allocator bins (TLSF): first level = floor(log2(size)), split in 2^SL_BITS sub-bins. */
+#define FL_COUNT 48u
+#define SL_BITS 2u
+#define SL_COUNT (1u << SL_BITS)
+
+/* ---- block header ------------------------------------------------------------------ */
+
+/* blk_hdr.size low bits (sizes are multiples of 64, so the low 6 bits are free). */
+#define BLK_USED 0x1ull
+#define BLK_SIZE_MASK (~0x3full)
+
+/* blk_hdr.tag: a magic in the upper 16 bits and what the block holds in the lower. */
+#define BLK_TAG_MAGIC 0x5b1c0000u
+#define BLK_TAG_FREE (BLK_TAG_MAGIC | 0x0u)
+#define BLK_TAG_OBJ (BLK_TAG_MAGIC | 0x1u)   /* struct obj_hdr + kind body */
+#define BLK_TAG_DATA (BLK_TAG_MAGIC | 0x2u)  /* a version block of a value */
+#define BLK_TAG_INDEX (BLK_TAG_MAGIC | 0x3u) /* the name index table */
+
+/* blk_hdr.state: life cycle of a leased block after its owner let go of it. */
+#define BLK_LIVE 0u     /* referenced by its owner */
+#define BLK_ORPHAN 1u   /* owner dropped it while pinned: last unpin frees it */
+#define BLK_FREEING 2u  /* one process won the right to free it */
+
+#define PIN_WORDS 4u /* 4 x 64 bits = one bit per process slot */
+
+struct blk_hdr {
+    uint64_t size;          /* whole block incl. header, multiple of 64 | BLK_USED */
+    uint64_t prev_size;     /* size of the block before this one (0 for the first) */
+    uint32_t tag;           /* BLK_TAG_* */
+    _Atomic uint32_t state; /* BLK_LIVE / BLK_ORPHAN / BLK_FREEING */
+    uint64_t owner;         /* generation of the owning object, 0 for none */
+    _Atomic uint64_t seq;   /* version blocks: 2*version when stable, odd while written */
+    uint64_t free_next;     /* free blocks: next in bin (0 = end) */
+    uint64_t free_prev;     /* free blocks: previous in bin (0 = head) */
+    uint64_t reserved0;
+    /* Written by readers (fetch_or/fetch_and), so on its own cache line. */
+    alignas(64) _Atomic uint64_t pins[PIN_WORDS]; /* bit i: slot i holds a lease */
+    uint64_t reserved1[4];
+};
+static_assert(sizeof(struct blk_hdr) == BLK_HDR_SIZE, "blk_hdr is 128 bytes");
+
+/* ---- store header ------------------------------------------------------------------ */
+
+struct store_hdr {
+    _Atomic uint64_t magic;      /* STORE_MAGIC, stored last at creation (release) */
+    uint32_t layout_version;     /* LAYOUT_VERSION */
+    uint32_t hdr_size;           /* STORE_HDR_SIZE */
+    uint32_t blk_hdr_size;       /* BLK_HDR_SIZE */
+    uint32_t slot_size;          /* bytes per process slot */
+    uint32_t n_slots;            /* process-table slots */
+    uint32_t n_leases;           /* lease entries per slot */
+    uint64_t capacity;           /* file size; nothing lies beyond */
+    uint32_t uid;                /* creator; openers must match (or be in gid) */
+    uint32_t gid;                /* group allowed (mode 0660), or (uint32_t)-1 */
+    uint64_t ctime_ns;
+    uint64_t flags;
+    uint64_t slots_off;          /* process table */
+    uint64_t heap_off;           /* first block */
+    uint64_t reserved0[4];
+
+    /* ---- guarded by `mutex` ---- */
+    alignas(64) pthread_mutex_t mutex; /* robust, process-shared */
+    alignas(64) _Atomic uint64_t heap_top; /* end of the committed heap (atomic: read
+                                              unlocked by stat and the checker) */
+    uint64_t last_off;           /* offset of the last block below heap_top (0: none) */
+    uint64_t used_bytes;         /* sum of allocated block sizes */
+    uint64_t n_blocks;           /* allocated blocks */
+    uint64_t index_off;          /* INDEX block (payload = entries), 0 = none yet */
+    uint64_t index_cap;          /* entries in the table (power of two) */
+    uint64_t index_count;        /* live entries */
+    uint64_t index_tombs;        /* tombstones */
+    uint64_t n_objects;
+    uint64_t next_gen;           /* generation of the next object (starts at 1) */
+    uint64_t n_repairs;          /* times the mutex was recovered from a dead owner */
+    uint64_t fl_bitmap;          /* bit f: some sl bin of level f is non-empty */
+    uint32_t sl_bitmap[FL_COUNT];
+    uint64_t free_heads[FL_COUNT][SL_COUNT];
+};
+static_assert(sizeof(struct store_hdr) <= STORE_HDR_SIZE, "store_hdr fits its page");
+static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits a cache line");
+
+/* ---- process table ----------------------------------------------------------------- */
+
+#define SLOT_FREE 0u
+#define SLOT_LIVE 1u
+
+#define SLOT_HELD_MAX 8u   /* writer locks one process may hold at once */
+#define SLOT_WAITS_MAX 16u /* futex waits one process may have registered at once */
+
+/* One lease: a pinned block. Written only by the slot's owner; read by recovery after
+ * the owner died. `off` is set before the pin bit and cleared after it, so recovery
+ * clearing the bit of every listed block is exact (clearing is idempotent). */
+struct lease {
+    _Atomic uint64_t off; /* block offset, 0 = unused */
+    uint64_t count;       /* owner-local: times this process pinned it */
+};
+
+struct proc_slot {
+    _Atomic uint32_t state;   /* SLOT_FREE / SLOT_LIVE */
+    int32_t pid;
+    uint64_t attach_ns;
+    _Atomic uint32_t n_leases; /* entries in use (informational) */
+    uint32_t reserved0;
+    /* Objects whose writer lock (val_body.wlock) this slot holds or is taking. */
+    _Atomic uint64_t held[SLOT_HELD_MAX];
+    /* Objects whose waiter count this slot raised (to undo after a crash). */
+    _Atomic uint64_t waits[SLOT_WAITS_MAX];
+    uint64_t reserved1[5];
+    struct lease leases[]; /* n_leases entries: an open-addressed set keyed by off */
+};
+static_assert(sizeof(struct proc_slot) % 64 == 0, "slot header is whole cache lines");
+
+/* ---- objects ------------------------------------------------------------------------ */
+
+#define OBJ_MAGIC 0x4a424f53u /* "SOBJ" */
+#define OBJ_NAME_MAX 255u
+
+#define OBJ_F_SEALED 0x1u
+#define OBJ_F_DELETED 0x2u
+
+struct obj_hdr {
+    uint32_t magic;          /* OBJ_MAGIC */
+    uint32_t kind;           /* shmstore_kind_t */
+    uint64_t gen;            /* unique per store; handles remember it (-ESTALE) */
+    _Atomic uint32_t flags;  /* OBJ_F_* */
+    uint32_t name_len;
+    uint64_t hash;           /* of the name, for the index */
+    uint64_t ctime_ns;
+    uint64_t reserved0[3];
+    char name[OBJ_NAME_MAX + 1]; /* NUL-terminated */
+};
+static_assert(sizeof(struct obj_hdr) % 64 == 0, "obj_hdr is whole cache lines");
+
+/* Index entries: hash + object block offset. off 0 = empty, INDEX_TOMB = deleted. */
+#define INDEX_TOMB 1ull
+struct index_ent {
+    uint64_t hash;
+    uint64_t off;
+};
+
+/* ---- values ------------------------------------------------------------------------- */
+
+#define VAL_ROT 4u              /* version blocks a value rotates through */
+#define HEAD_SLOT_BITS 8u       /* head = version << 8 | rotation index */
+#define WLOCK_WAITERS 0x80000000u
+
+/* Body of a value object (follows struct obj_hdr in the OBJ block). */
+struct val_body {
+    /* Read by every reader, written once per put: its own line. */
+    alignas(64) _Atomic uint64_t head;   /* version << 8 | rotation index; 0 = none */
+    _Atomic uint64_t mtime_ns;           /* of the current version */
+    _Atomic uint32_t fseq;               /* futex word: bumped on every publish */
+    _Atomic uint32_t n_waiters;          /* sleepers on fseq; publish wakes if non-zero */
+    /* Writer side. */
+    alignas(64) _Atomic uint32_t wlock;  /* 0 free, else owner slot + 1 | WLOCK_WAITERS */
+    uint32_t n_rot;                      /* rotation blocks in use, <= VAL_ROT */
+    _Atomic uint64_t rot[VAL_ROT];       /* version block offsets (0 = none) */
+    uint64_t reserving;                  /* rotation index being written, or UINT64_MAX */
+    uint64_t reserved0[2];
+};
+static_assert(sizeof(struct val_body) == 128, "val_body is two cache lines");
+
+/* Start of a version block's payload area: the descriptor of the version it holds. */
+struct ver_hdr {
+    uint32_t type;
+    uint32_t ndim;
+    char dtype[8];
+    uint64_t len;        /* payload bytes */
+    uint64_t data_off;   /* payload offset from the block start (64-aligned) */
+    uint32_t attrs_len;  /* attrs bytes right after this struct */
+    uint32_t reserved0;
+    uint64_t mtime_ns;   /* when this version's data was published */
+    uint64_t reserved2[2];
+    uint64_t shape[32];
+};
+static_assert(sizeof(struct ver_hdr) % 64 == 0, "ver_hdr is whole cache lines");
+
+#endif

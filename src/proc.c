@@ -1,0 +1,367 @@
+/* proc.c - the process table: slots, liveness, leases and recovery of dead processes.
+ *
+ * Theory of operation
+ * - Slot i of the process table belongs to whoever holds the open-file-description lock
+ *   (F_OFD_SETLK) on byte i of the store file. The kernel drops that lock when the last
+ *   descriptor of the description closes, i.e. when the process dies: "lock free but
+ *   slot LIVE" means "owner dead", with no PID-reuse race and no heartbeat. Whoever takes
+ *   the lock of a dead slot recovers it, so recovery of one slot is never concurrent.
+ *   A forked child inherits the parent's description; the atfork handler (store.c)
+ *   closes it in the child, so a parent's death is still seen while children live.
+ * - Leases. A process pins block B by (1) recording B in its own slot's lease set, then
+ *   (2) setting its bit in B's pin mask (fetch_or). Unpinning clears the bit, then the
+ *   record. Only the owner writes its slot. Because the pin is one bit per slot, not a
+ *   count, recovery is exact whatever instruction the owner died at: it clears the dead
+ *   slot's bit in every recorded block, and clearing a bit that was never set is
+ *   harmless. Threads of one process share the bit; the slot records how many pins the
+ *   process holds per block, under a process-local mutex.
+ * - A block whose owner let go of it while it was pinned is ORPHAN: the last unpin frees
+ *   it. Both sides write then read with seq_cst (the releaser: state ORPHAN, then pins;
+ *   an unpinner: pins, then state), so at least one of them sees the block free and
+ *   unowned; a CAS ORPHAN -> FREEING picks exactly one to free it.
+ * - Writer locks and waits held by a dead slot are recorded in `held[]` / `waits[]` and
+ *   undone by recovery (value.c knows how to release a value's lock).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct proc_slot *shmstore__proc_slot(const shmstore_t *s, uint32_t i)
+{
+    return (struct proc_slot *)((char *)s->hdr + s->hdr->slots_off +
+                                (uint64_t)i * s->hdr->slot_size);
+}
+
+static uint64_t pin_bit(uint32_t slot)
+{
+    return 1ull << (slot % 64);
+}
+
+bool shmstore__proc_is_alive(shmstore_t *s, uint32_t i)
+{
+    if (i == s->slot)
+        return true;
+    /* An error reading the lock is treated as alive: never recover a slot by mistake. */
+    return shmstore__os.ofd_getlk(s->fd, i) != 0;
+}
+
+bool shmstore__blk_pinned(const struct blk_hdr *b)
+{
+    for (unsigned i = 0; i < PIN_WORDS; i++)
+        if (atomic_load_explicit(&b->pins[i], memory_order_seq_cst))
+            return true;
+    return false;
+}
+
+/* Free an ORPHAN block if nobody pins it; exactly one caller wins the CAS. The CAS is
+ * made under the metadata mutex, so a block left FREEING was left by a dead process and
+ * the repair pass (which also holds the mutex) may free it. */
+static void try_free_orphan(shmstore_t *s, uint64_t off, struct blk_hdr *b, bool have_mutex)
+{
+    if (atomic_load_explicit(&b->state, memory_order_seq_cst) != BLK_ORPHAN ||
+        shmstore__blk_pinned(b))
+        return;
+    if (!have_mutex && shmstore__lock(s) < 0)
+        return; /* stays ORPHAN: the repair pass reclaims it */
+    uint32_t want = BLK_ORPHAN;
+    if (b->size & BLK_USED && !shmstore__blk_pinned(b) &&
+        atomic_compare_exchange_strong_explicit(&b->state, &want, BLK_FREEING,
+                                                memory_order_seq_cst, memory_order_relaxed))
+        shmstore__free(s, off);
+    if (!have_mutex)
+        shmstore__unlock(s);
+}
+
+void shmstore__blk_release_locked(shmstore_t *s, uint64_t off)
+{
+    struct blk_hdr *b = shmstore__blk(s, off);
+    if (!b)
+        return;
+    /* seq_cst store, then seq_cst loads of the pins: pairs with unpin's fetch_and then
+     * state load (see the theory above). */
+    atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
+    try_free_orphan(s, off, b, true);
+}
+
+/* ---- leases ------------------------------------------------------------------------ */
+
+static uint64_t lease_hash(uint64_t off, uint32_t mask)
+{
+    return ((off >> 6) * 0x9e3779b97f4a7c15ull >> 20) & mask;
+}
+
+/* Index of `off` in our lease set, or of the empty entry where it would go (-1: full). */
+static int64_t lease_find(struct proc_slot *ps, uint32_t n, uint64_t off, bool *found)
+{
+    uint32_t mask = n - 1;
+    for (uint64_t i = lease_hash(off, mask), k = 0; k < n; i = (i + 1) & mask, k++) {
+        uint64_t e = atomic_load_explicit(&ps->leases[i].off, memory_order_relaxed);
+        if (e == off) {
+            *found = true;
+            return (int64_t)i;
+        }
+        if (e == 0) {
+            *found = false;
+            return (int64_t)i;
+        }
+    }
+    *found = false;
+    return -1;
+}
+
+int shmstore__pin(shmstore_t *s, uint64_t off)
+{
+    struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
+    uint32_t n = s->hdr->n_leases;
+    struct blk_hdr *b = shmstore__blk(s, off);
+    if (!b)
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': lease of invalid block %" PRIu64,
+                                s->name, off);
+    bool found;
+    pthread_mutex_lock(&s->lease_mu);
+    int64_t i = lease_find(ps, n, off, &found);
+    if (found) {
+        ps->leases[i].count++;
+        pthread_mutex_unlock(&s->lease_mu);
+        return 0;
+    }
+    /* Keep a quarter of the set empty so that probe sequences stay short. */
+    if (i < 0 || atomic_load_explicit(&ps->n_leases, memory_order_relaxed) + 1 > n - n / 4) {
+        pthread_mutex_unlock(&s->lease_mu);
+        return shmstore__seterr(SHMSTORE_ELEASES,
+                                "store '%s': this process holds %u leases (views and open "
+                                "handles), the most a store created with n_leases=%u allows; "
+                                "release views or close handles",
+                                s->name, n - n / 4, n);
+    }
+    ps->leases[i].count = 1;
+    /* release: the record is visible before the pin bit (recovery reads it after death) */
+    atomic_store_explicit(&ps->leases[i].off, off, memory_order_release);
+    atomic_fetch_add_explicit(&ps->n_leases, 1, memory_order_relaxed);
+    /* seq_cst: pairs with the writer's seq_cst seq store then pins load (value.c) */
+    atomic_fetch_or_explicit(&b->pins[s->slot / 64], pin_bit(s->slot), memory_order_seq_cst);
+    pthread_mutex_unlock(&s->lease_mu);
+    return 0;
+}
+
+/* Remove entry i from the open-addressed set by backward shift (no tombstones). A crash
+ * mid-shift can leave an entry twice; recovery clearing a bit twice is harmless. */
+static void lease_erase(struct proc_slot *ps, uint32_t n, uint64_t i)
+{
+    uint32_t mask = n - 1;
+    for (uint64_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+        uint64_t e = atomic_load_explicit(&ps->leases[j].off, memory_order_relaxed);
+        if (e == 0)
+            break;
+        uint64_t home = lease_hash(e, mask);
+        /* Move e back to i if i lies cyclically in [home, j). */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            ps->leases[i].count = ps->leases[j].count;
+            atomic_store_explicit(&ps->leases[i].off, e, memory_order_release);
+            i = j;
+        }
+    }
+    atomic_store_explicit(&ps->leases[i].off, 0, memory_order_release);
+    ps->leases[i].count = 0;
+}
+
+void shmstore__unpin(shmstore_t *s, uint64_t off)
+{
+    struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
+    uint32_t n = s->hdr->n_leases;
+    struct blk_hdr *b = shmstore__blk(s, off);
+    bool found;
+    pthread_mutex_lock(&s->lease_mu);
+    int64_t i = lease_find(ps, n, off, &found);
+    if (!found || --ps->leases[i].count > 0) {
+        pthread_mutex_unlock(&s->lease_mu);
+        return;
+    }
+    if (b) /* seq_cst: pairs with blk_release_locked's state store then pins load */
+        atomic_fetch_and_explicit(&b->pins[s->slot / 64], ~pin_bit(s->slot), memory_order_seq_cst);
+    lease_erase(ps, n, (uint64_t)i);
+    atomic_fetch_sub_explicit(&ps->n_leases, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&s->lease_mu);
+    if (b)
+        try_free_orphan(s, off, b, false);
+}
+
+/* ---- held locks and registered waits ---------------------------------------------- */
+
+static int slot_add(_Atomic uint64_t *arr, unsigned n, uint64_t obj_off)
+{
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t zero = 0;
+        if (atomic_compare_exchange_strong_explicit(&arr[i], &zero, obj_off, memory_order_release,
+                                                    memory_order_relaxed))
+            return (int)i;
+    }
+    return -1;
+}
+
+int shmstore__proc_hold(shmstore_t *s, uint64_t obj_off)
+{
+    struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
+    if (slot_add(ps->held, SLOT_HELD_MAX, obj_off) < 0)
+        return shmstore__seterr(SHMSTORE_ELEASES,
+                                "this process already holds %u writer locks in store '%s'",
+                                SLOT_HELD_MAX, s->name);
+    return 0;
+}
+
+void shmstore__proc_unhold(shmstore_t *s, uint64_t obj_off)
+{
+    struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
+    for (unsigned i = 0; i < SLOT_HELD_MAX; i++) {
+        uint64_t want = obj_off;
+        if (atomic_compare_exchange_strong_explicit(&ps->held[i], &want, 0, memory_order_release,
+                                                    memory_order_relaxed))
+            return;
+    }
+}
+
+int shmstore__proc_wait_reg(shmstore_t *s, uint64_t obj_off)
+{
+    return slot_add(shmstore__proc_slot(s, s->slot)->waits, SLOT_WAITS_MAX, obj_off);
+}
+
+void shmstore__proc_wait_unreg(shmstore_t *s, int idx)
+{
+    if (idx >= 0)
+        atomic_store_explicit(&shmstore__proc_slot(s, s->slot)->waits[idx], 0,
+                              memory_order_release);
+}
+
+/* ---- attach, detach, recovery ------------------------------------------------------ */
+
+/* Undo everything dead slot i held. The caller holds i's OFD lock. */
+static void recover_locked_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *st)
+{
+    struct proc_slot *ps = shmstore__proc_slot(s, i);
+    uint32_t n = s->hdr->n_leases;
+    for (uint32_t k = 0; k < n; k++) {
+        uint64_t off = atomic_load_explicit(&ps->leases[k].off, memory_order_acquire);
+        if (!off)
+            continue;
+        struct blk_hdr *b = shmstore__blk(s, off);
+        if (b) {
+            atomic_fetch_and_explicit(&b->pins[i / 64], ~pin_bit(i), memory_order_seq_cst);
+            try_free_orphan(s, off, b, false);
+        }
+        atomic_store_explicit(&ps->leases[k].off, 0, memory_order_relaxed);
+        ps->leases[k].count = 0;
+        if (st)
+            st->leases_dropped++;
+    }
+    for (unsigned k = 0; k < SLOT_HELD_MAX; k++) {
+        uint64_t obj = atomic_exchange_explicit(&ps->held[k], 0, memory_order_acq_rel);
+        if (obj) {
+            shmstore__value_recover_lock(s, obj, i);
+            if (st)
+                st->locks_released++;
+        }
+    }
+    for (unsigned k = 0; k < SLOT_WAITS_MAX; k++) {
+        uint64_t obj = atomic_exchange_explicit(&ps->waits[k], 0, memory_order_acq_rel);
+        struct obj_hdr *o = obj ? shmstore__obj(s, obj) : NULL;
+        if (o && o->kind == SHMSTORE_KIND_VALUE) {
+            struct val_body *vb = (struct val_body *)(o + 1);
+            uint32_t w = atomic_load_explicit(&vb->n_waiters, memory_order_relaxed);
+            while (w && !atomic_compare_exchange_weak_explicit(&vb->n_waiters, &w, w - 1,
+                                                              memory_order_relaxed,
+                                                              memory_order_relaxed))
+                ;
+        }
+    }
+    atomic_store_explicit(&ps->n_leases, 0, memory_order_relaxed);
+    ps->pid = 0;
+    atomic_store_explicit(&ps->state, SLOT_FREE, memory_order_release);
+    if (st)
+        st->dead_procs++;
+}
+
+int shmstore__proc_recover_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *st)
+{
+    if (i == s->slot || i >= s->hdr->n_slots)
+        return 0;
+    struct proc_slot *ps = shmstore__proc_slot(s, i);
+    if (atomic_load_explicit(&ps->state, memory_order_acquire) != SLOT_LIVE)
+        return 0;
+    if (shmstore__os.ofd_setlk(s->fd, i) < 0)
+        return 0; /* alive, or another process is recovering it */
+    if (atomic_load_explicit(&ps->state, memory_order_acquire) == SLOT_LIVE)
+        recover_locked_slot(s, i, st);
+    shmstore__os.ofd_unlk(s->fd, i);
+    return 1;
+}
+
+int shmstore__proc_recover_dead(shmstore_t *s, shmstore_gc_stats_t *st)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < s->hdr->n_slots; i++)
+        n += shmstore__proc_recover_slot(s, i, st);
+    return n;
+}
+
+int shmstore__proc_attach(shmstore_t *s)
+{
+    struct store_hdr *h = s->hdr;
+    for (uint32_t i = 0; i < h->n_slots; i++) {
+        if (shmstore__os.ofd_setlk(s->fd, i) < 0)
+            continue;
+        struct proc_slot *ps = shmstore__proc_slot(s, i);
+        if (atomic_load_explicit(&ps->state, memory_order_acquire) == SLOT_LIVE)
+            recover_locked_slot(s, i, NULL);
+        for (unsigned k = 0; k < SLOT_HELD_MAX; k++)
+            atomic_store_explicit(&ps->held[k], 0, memory_order_relaxed);
+        for (unsigned k = 0; k < SLOT_WAITS_MAX; k++)
+            atomic_store_explicit(&ps->waits[k], 0, memory_order_relaxed);
+        ps->pid = (int32_t)getpid();
+        ps->attach_ns = shmstore__os_now_real();
+        atomic_store_explicit(&ps->n_leases, 0, memory_order_relaxed);
+        atomic_store_explicit(&ps->state, SLOT_LIVE, memory_order_release);
+        s->slot = i;
+        /* Recovery on attach: reclaim what dead processes left behind. */
+        shmstore__proc_recover_dead(s, NULL);
+        return 0;
+    }
+    return shmstore__seterr(SHMSTORE_EPROCS,
+                            "store '%s': all %u process slots are taken by live processes; "
+                            "close some, or create the store with more (n_procs)",
+                            s->name, h->n_slots);
+}
+
+void shmstore__proc_detach(shmstore_t *s)
+{
+    /* Drop whatever leases are left (views not released before close). */
+    recover_locked_slot(s, s->slot, NULL);
+    shmstore__os.ofd_unlk(s->fd, s->slot);
+}
+
+SHMSTORE_API int shmstore_procs(shmstore_t *s, int (*fn)(const shmstore_proc_info_t *, void *),
+                                void *arg)
+{
+    int r = shmstore__check_fork(s);
+    if (r < 0)
+        return r;
+    for (uint32_t i = 0; i < s->hdr->n_slots; i++) {
+        struct proc_slot *ps = shmstore__proc_slot(s, i);
+        if (atomic_load_explicit(&ps->state, memory_order_acquire) != SLOT_LIVE)
+            continue;
+        shmstore_proc_info_t info = {
+            .slot = i,
+            .pid = ps->pid,
+            .is_alive = shmstore__proc_is_alive(s, i),
+            .is_self = i == s->slot,
+            .n_leases = atomic_load_explicit(&ps->n_leases, memory_order_relaxed),
+            .attach_ns = ps->attach_ns,
+        };
+        r = fn(&info, arg);
+        if (r)
+            return r;
+    }
+    return 0;
+}

@@ -1,0 +1,865 @@
+/* value.c - values: latest-value registers with copy, zero-copy views and waits.
+ *
+ * Theory of operation
+ * - A value owns up to VAL_ROT version blocks (rot[]). `head` packs the current version
+ *   number and the rotation index holding it: version << 8 | index, published with one
+ *   atomic store. Version 0 (head 0) means "never written".
+ * - Each version block's `seq` is 2*version while it holds that version, odd while a
+ *   writer fills it. The writer never writes the current block: it takes the next
+ *   rotation block after the current one (so the block overwritten is the oldest), marks
+ *   it odd, checks that no reader pins it, fills it, sets seq = 2*version and publishes
+ *   head. A block that is pinned is skipped; if every candidate is pinned, a fresh block
+ *   replaces one and the pinned one becomes ORPHAN (freed by its last reader).
+ * - Readers never write shared memory to copy (`get`): they read head, the block's seq,
+ *   copy, and re-read seq (a seqlock); a changed seq means the writer reused the block
+ *   and the copy is retried. Views pin the block (proc.c) and then check that seq is
+ *   still 2*version: the writer's "mark odd, then read pins" and the reader's "set pin,
+ *   then read seq" are both seq_cst, so one of them always sees the other.
+ * - Writers are serialized by `wlock` (0, or owner slot + 1, | WLOCK_WAITERS). A writer
+ *   records the lock in its process slot before taking it; if it dies, recovery (or a
+ *   waiter whose wait times out on a dead owner) releases it. A half-written block is
+ *   odd and not current, so no reader ever sees it; the next writer reuses it.
+ * - Notification: `fseq` is the futex word, bumped after every publish; `n_waiters`
+ *   counts sleepers, so a publish with nobody asleep makes no system call. The waiter
+ *   raises n_waiters and then re-reads head; the writer stores head and then reads
+ *   n_waiters (both seq_cst): a waiter can never sleep through a version.
+ * - Lock order: a value's wlock, then the store's metadata mutex.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Spin budget of value_wait before sleeping: long enough to catch a writer publishing
+ * at kHz rates without a futex round trip (~5-10 us here), short enough not to steal a
+ * core for long on a 2-core machine. */
+#define WAIT_SPIN_NS 20000
+/* Writers sleep in slices so that a dead lock owner is noticed and recovered. */
+#define WLOCK_SLICE_NS (10 * 1000 * 1000)
+#define WLOCK_SPINS 200
+/* A reader retrying this often while head does not move has found a corrupt value. */
+#define READ_RETRIES_MAX 100000
+
+#define NO_ROT (-1)
+
+static uint64_t head_ver(uint64_t h)
+{
+    return h >> HEAD_SLOT_BITS;
+}
+
+static unsigned head_rot(uint64_t h)
+{
+    return (unsigned)(h & ((1u << HEAD_SLOT_BITS) - 1));
+}
+
+static struct ver_hdr *ver_of(struct blk_hdr *b)
+{
+    return (struct ver_hdr *)((char *)b + BLK_HDR_SIZE);
+}
+
+static int vcheck(shmstore_value_t *v)
+{
+    int r = shmstore__check_fork(v->s);
+    if (r < 0)
+        return r;
+    if (v->obj->gen != v->gen ||
+        (atomic_load_explicit(&v->obj->flags, memory_order_acquire) & OBJ_F_DELETED))
+        return shmstore__seterr(-ESTALE, "value '%.255s' was deleted", v->obj->name);
+    return 0;
+}
+
+/* ---- open / close ------------------------------------------------------------------- */
+
+static int create_locked(shmstore_t *s, const char *name, size_t len, uint64_t *off_out)
+{
+    struct store_hdr *h = s->hdr;
+    uint64_t off, gen = h->next_gen;
+    int r = shmstore__alloc(s, sizeof(struct obj_hdr) + sizeof(struct val_body), BLK_TAG_OBJ, gen,
+                            &off);
+    if (r < 0)
+        return r;
+    struct obj_hdr *o = (struct obj_hdr *)((char *)h + off + BLK_HDR_SIZE);
+    memset(o, 0, sizeof(*o) + sizeof(struct val_body));
+    o->magic = OBJ_MAGIC;
+    o->kind = SHMSTORE_KIND_VALUE;
+    o->gen = gen;
+    o->name_len = (uint32_t)len;
+    memcpy(o->name, name, len);
+    o->hash = shmstore__hash(name, len);
+    o->ctime_ns = shmstore__os_now_real();
+    ((struct val_body *)(o + 1))->reserving = UINT64_MAX;
+    r = shmstore__index_insert(s, o->hash, off);
+    if (r < 0) {
+        shmstore__free(s, off);
+        return r;
+    }
+    h->next_gen++;
+    h->n_objects++;
+    *off_out = off;
+    return 0;
+}
+
+SHMSTORE_API int shmstore_value_open(shmstore_t *s, const char *name, unsigned flags,
+                                     shmstore_value_t **out)
+{
+    size_t len;
+    uint64_t off;
+    shmstore__clearerr();
+    int r = shmstore__check_fork(s);
+    if (r < 0 || (r = shmstore__name_check(name, &len)) < 0)
+        return r;
+    shmstore_value_t *v = calloc(1, sizeof(*v));
+    if (!v)
+        return shmstore__seterr(-ENOMEM, "out of process memory");
+    if ((r = shmstore__lock(s)) < 0) {
+        free(v);
+        return r;
+    }
+    r = shmstore__index_find(s, name, len, &off);
+    if (r == -ENOENT && (flags & SHMSTORE_V_CREATE))
+        r = create_locked(s, name, len, &off);
+    else if (r == 0 && (flags & SHMSTORE_V_CREATE) && (flags & SHMSTORE_V_EXCL))
+        r = shmstore__seterr(-EEXIST, "object '%s' already exists in store '%s'", name, s->name);
+    else if (r == -ENOENT)
+        shmstore__seterr(r, "no value '%s' in store '%s'", name, s->name);
+    struct obj_hdr *o = r == 0 ? shmstore__obj(s, off) : NULL;
+    if (r == 0 && o->kind != SHMSTORE_KIND_VALUE)
+        r = shmstore__seterr(SHMSTORE_EKIND, "object '%s' is not a value", name);
+    if (r == 0)
+        r = shmstore__pin(s, off); /* keeps the header alive while the handle exists */
+    shmstore__unlock(s);
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    v->s = s;
+    v->obj_off = off;
+    v->obj = o;
+    v->gen = o->gen;
+    v->body = (struct val_body *)(o + 1);
+    v->reserved_rot = NO_ROT;
+    *out = v;
+    return 0;
+}
+
+SHMSTORE_API void shmstore_value_close(shmstore_value_t *v)
+{
+    if (!v)
+        return;
+    if (v->reserved_rot != NO_ROT)
+        shmstore_value_abort(v);
+    if (shmstore__check_fork(v->s) == 0)
+        shmstore__unpin(v->s, v->obj_off);
+    free(v);
+}
+
+/* ---- the writer lock ------------------------------------------------------------------ */
+
+static int wlock_acquire(shmstore_value_t *v, int64_t timeout_ns)
+{
+    shmstore_t *s = v->s;
+    _Atomic uint32_t *w = &v->body->wlock;
+    uint32_t me = s->slot + 1, c = 0;
+    int r = shmstore__proc_hold(s, v->obj_off); /* recorded first: recovery can undo */
+    if (r < 0)
+        return r;
+    /* acquire: pairs with the release exchange in wlock_release() */
+    if (atomic_compare_exchange_strong_explicit(w, &c, me, memory_order_acquire,
+                                                memory_order_relaxed))
+        return 0;
+    for (int i = 0; i < WLOCK_SPINS; i++) {
+        shmstore__os_cpu_relax();
+        c = 0;
+        if (atomic_load_explicit(w, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong_explicit(w, &c, me, memory_order_acquire,
+                                                    memory_order_relaxed))
+            return 0;
+    }
+    uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : shmstore__os_now_mono() + (uint64_t)timeout_ns;
+    for (;;) {
+        c = atomic_load_explicit(w, memory_order_relaxed);
+        if (c == 0) {
+            /* We may not be the last sleeper: keep the waiters bit so unlock wakes. */
+            if (atomic_compare_exchange_strong_explicit(w, &c, me | WLOCK_WAITERS,
+                                                        memory_order_acquire, memory_order_relaxed))
+                return 0;
+            continue;
+        }
+        if (!(c & WLOCK_WAITERS) &&
+            !atomic_compare_exchange_strong_explicit(w, &c, c | WLOCK_WAITERS, memory_order_relaxed,
+                                                     memory_order_relaxed))
+            continue;
+        uint64_t now = shmstore__os_now_mono();
+        if (now >= deadline) {
+            shmstore__proc_unhold(s, v->obj_off);
+            return shmstore__seterr(-ETIMEDOUT, "value '%.255s': another writer holds it",
+                                    v->obj->name);
+        }
+        uint64_t slice = deadline - now < WLOCK_SLICE_NS ? deadline - now : WLOCK_SLICE_NS;
+        r = shmstore__os.futex_wait(w, c | WLOCK_WAITERS, (int64_t)slice);
+        if (r == -ETIMEDOUT) {
+            /* Suspect holder: if its process is dead, recover its slot (releases this). */
+            uint32_t owner = (c & ~WLOCK_WAITERS) - 1;
+            if (owner < s->hdr->n_slots && !shmstore__proc_is_alive(s, owner))
+                shmstore__proc_recover_slot(s, owner, NULL);
+        }
+    }
+}
+
+static void wlock_release(shmstore_value_t *v)
+{
+    /* release: the block writes are visible to the next writer */
+    uint32_t old = atomic_exchange_explicit(&v->body->wlock, 0, memory_order_release);
+    shmstore__proc_unhold(v->s, v->obj_off);
+    if (old & WLOCK_WAITERS)
+        shmstore__os.futex_wake(&v->body->wlock, INT_MAX);
+}
+
+void shmstore__value_recover_lock(shmstore_t *s, uint64_t obj_off, uint32_t dead_slot)
+{
+    struct obj_hdr *o = shmstore__obj(s, obj_off);
+    if (!o || o->kind != SHMSTORE_KIND_VALUE)
+        return;
+    struct val_body *vb = (struct val_body *)(o + 1);
+    uint32_t c = atomic_load_explicit(&vb->wlock, memory_order_acquire);
+    if ((c & ~WLOCK_WAITERS) != dead_slot + 1)
+        return; /* it was only waiting for the lock */
+    vb->reserving = UINT64_MAX; /* its half-written block is odd and never published */
+    if (atomic_compare_exchange_strong_explicit(&vb->wlock, &c, 0, memory_order_release,
+                                                memory_order_relaxed) &&
+        (c & WLOCK_WAITERS))
+        shmstore__os.futex_wake(&vb->wlock, INT_MAX);
+}
+
+/* ---- writing ------------------------------------------------------------------------ */
+
+/* Pick and prepare the block for the next version (writer lock held): a rotation block
+ * other than the current one, unpinned and large enough, marked odd. */
+static int prepare_block(shmstore_value_t *v, uint64_t blk_len, int *rot_out)
+{
+    shmstore_t *s = v->s;
+    struct val_body *vb = v->body;
+    uint64_t h = atomic_load_explicit(&vb->head, memory_order_relaxed);
+    int cur = h ? (int)head_rot(h) : NO_ROT;
+    int first_k = NO_ROT;
+    for (unsigned i = 0; i < VAL_ROT; i++) {
+        int k = (int)((cur == NO_ROT ? i : (unsigned)cur + 1 + i) % VAL_ROT);
+        if (k == cur)
+            continue;
+        if (first_k == NO_ROT)
+            first_k = k;
+        uint64_t off = atomic_load_explicit(&vb->rot[k], memory_order_relaxed);
+        struct blk_hdr *b = off ? shmstore__blk(s, off) : NULL;
+        if (!b || shmstore__blk_payload_cap(b) < blk_len)
+            break; /* needs a (new) block: allocate below */
+        uint64_t old = atomic_load_explicit(&b->seq, memory_order_relaxed);
+        /* seq_cst store then seq_cst pin loads: pairs with shmstore__pin()'s fetch_or then
+         * the view's seq load. */
+        atomic_store_explicit(&b->seq, old | 1, memory_order_seq_cst);
+        if (!shmstore__blk_pinned(b)) {
+            *rot_out = k;
+            return 0;
+        }
+        atomic_store_explicit(&b->seq, old, memory_order_release);
+    }
+    /* Allocate a block for the first candidate whose block is missing, too small, or
+     * (when all are pinned) the oldest: the old block is released (ORPHAN if pinned). */
+    int k = NO_ROT;
+    for (unsigned i = 0; i < VAL_ROT && k == NO_ROT; i++) {
+        int kk = (int)((cur == NO_ROT ? i : (unsigned)cur + 1 + i) % VAL_ROT);
+        if (kk == cur)
+            continue;
+        uint64_t off = atomic_load_explicit(&vb->rot[kk], memory_order_relaxed);
+        struct blk_hdr *b = off ? shmstore__blk(s, off) : NULL;
+        if (!b || shmstore__blk_payload_cap(b) < blk_len)
+            k = kk;
+    }
+    if (k == NO_ROT)
+        k = first_k;
+    int r = shmstore__lock(s);
+    if (r < 0)
+        return r;
+    uint64_t nb;
+    r = shmstore__alloc(s, blk_len, BLK_TAG_DATA, v->gen, &nb);
+    if (r == 0) {
+        struct blk_hdr *b = shmstore__blk(s, nb);
+        atomic_store_explicit(&b->seq, 1, memory_order_relaxed);
+        uint64_t old = atomic_exchange_explicit(&vb->rot[k], nb, memory_order_release);
+        if (old)
+            shmstore__blk_release_locked(s, old);
+        if ((uint32_t)k + 1 > vb->n_rot)
+            vb->n_rot = (uint32_t)k + 1;
+        *rot_out = k;
+    }
+    shmstore__unlock(s);
+    return r;
+}
+
+/* Make rotation block k the current version (writer lock held). */
+static void publish(shmstore_value_t *v, int k, uint64_t ver)
+{
+    struct val_body *vb = v->body;
+    struct blk_hdr *b = shmstore__blk(v->s, atomic_load_explicit(&vb->rot[k], memory_order_relaxed));
+    uint64_t now = shmstore__os_now_real();
+    ver_of(b)->mtime_ns = now;
+    /* release: the block's bytes before its stable seq */
+    atomic_store_explicit(&b->seq, 2 * ver, memory_order_release);
+    atomic_store_explicit(&vb->mtime_ns, now, memory_order_relaxed);
+    /* seq_cst: readers acquire head; waiters' n_waiters increment pairs with the load below */
+    atomic_store_explicit(&vb->head, ver << HEAD_SLOT_BITS | (uint64_t)k, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&vb->fseq, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&vb->n_waiters, memory_order_seq_cst))
+        shmstore__os.futex_wake(&vb->fseq, INT_MAX);
+}
+
+/* The current version's descriptor, for SAME_LAYOUT and lock. NULL if none. */
+static struct ver_hdr *current_ver(shmstore_value_t *v, struct blk_hdr **bout)
+{
+    uint64_t h = atomic_load_explicit(&v->body->head, memory_order_acquire);
+    if (!h || head_rot(h) >= VAL_ROT)
+        return NULL;
+    struct blk_hdr *b =
+        shmstore__blk(v->s, atomic_load_explicit(&v->body->rot[head_rot(h)], memory_order_acquire));
+    if (!b || shmstore__ver_to_datum(v->s, b, ver_of(b), NULL, NULL) < 0)
+        return NULL;
+    if (bout)
+        *bout = b;
+    return ver_of(b);
+}
+
+static bool same_layout(const struct ver_hdr *a, const struct ver_hdr *b)
+{
+    return a->type == b->type && a->ndim == b->ndim && a->len == b->len &&
+           memcmp(a->dtype, b->dtype, sizeof(a->dtype)) == 0 &&
+           memcmp(a->shape, b->shape, sizeof(a->shape[0]) * a->ndim) == 0;
+}
+
+/* With the writer lock held: check the layout, prepare a block and write descriptor `vh`
+ * and its attrs into it. */
+static int write_ver_locked(shmstore_value_t *v, const struct ver_hdr *vh, const void *attrs,
+                            unsigned flags, int *rot_out)
+{
+    int r = vcheck(v);
+    if (r < 0)
+        return r;
+    if (atomic_load_explicit(&v->obj->flags, memory_order_acquire) & OBJ_F_SEALED)
+        return shmstore__seterr(SHMSTORE_ESEALED, "value '%.255s' is sealed", v->obj->name);
+    if (flags & SHMSTORE_PUT_SAME_LAYOUT) {
+        struct ver_hdr *cur = current_ver(v, NULL);
+        if (cur && !same_layout(cur, vh))
+            return shmstore__seterr(SHMSTORE_ELAYOUT, "value '%.255s': data differs from the "
+                                    "current version's type, dtype, shape or size", v->obj->name);
+    }
+    r = prepare_block(v, shmstore__ver_block_len(vh->attrs_len, vh->len), rot_out);
+    if (r < 0)
+        return r;
+    struct blk_hdr *b = shmstore__blk(v->s, atomic_load_explicit(&v->body->rot[*rot_out],
+                                                                 memory_order_relaxed));
+    memcpy(ver_of(b), vh, sizeof(*vh));
+    if (vh->attrs_len)
+        memmove(ver_of(b) + 1, attrs, vh->attrs_len);
+    v->body->reserving = (uint64_t)*rot_out;
+    return 0;
+}
+
+/* Take the lock and a prepared block holding descriptor `vh` (+ attrs). */
+static int begin_write(shmstore_value_t *v, const struct ver_hdr *vh, const void *attrs,
+                       unsigned flags, int *rot_out)
+{
+    int r = vcheck(v);
+    if (r < 0)
+        return r;
+    if (atomic_load_explicit(&v->obj->flags, memory_order_acquire) & OBJ_F_SEALED)
+        return shmstore__seterr(SHMSTORE_ESEALED, "value '%.255s' is sealed", v->obj->name);
+    if ((r = wlock_acquire(v, -1)) < 0)
+        return r;
+    if ((r = write_ver_locked(v, vh, attrs, flags, rot_out)) < 0)
+        wlock_release(v);
+    return r;
+}
+
+static void *block_data(shmstore_value_t *v, int k)
+{
+    struct blk_hdr *b = shmstore__blk(v->s, atomic_load_explicit(&v->body->rot[k], memory_order_relaxed));
+    return (char *)b + ver_of(b)->data_off;
+}
+
+static void end_write(shmstore_value_t *v, int k)
+{
+    uint64_t ver = head_ver(atomic_load_explicit(&v->body->head, memory_order_relaxed)) + 1;
+    publish(v, k, ver);
+    v->body->reserving = UINT64_MAX;
+    wlock_release(v);
+}
+
+SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t *d,
+                                    const void *data, size_t len, unsigned flags)
+{
+    shmstore_datum_t bytes;
+    struct ver_hdr vh;
+    int k;
+    shmstore__clearerr();
+    if (!d) {
+        shmstore_datum_init(&bytes, SHMSTORE_T_BYTES);
+        d = &bytes;
+    }
+    if (len && !data)
+        return shmstore__seterr(-EINVAL, "data is NULL");
+    int r = shmstore__datum_to_ver(d, len, &vh);
+    if (r < 0 || (r = begin_write(v, &vh, d->attrs, flags, &k)) < 0)
+        return r;
+    if (len)
+        memcpy(block_data(v, k), data, len);
+    end_write(v, k);
+    return 0;
+}
+
+SHMSTORE_API int shmstore_value_reserve(shmstore_value_t *v, const shmstore_datum_t *d,
+                                        size_t len, unsigned flags, void **data)
+{
+    shmstore_datum_t bytes;
+    struct ver_hdr vh;
+    int k;
+    shmstore__clearerr();
+    if (v->reserved_rot != NO_ROT)
+        return shmstore__seterr(-EINVAL, "value '%.255s': a version is already reserved on this "
+                                "handle; commit or abort it first", v->obj->name);
+    if (!d) {
+        shmstore_datum_init(&bytes, SHMSTORE_T_BYTES);
+        d = &bytes;
+    }
+    int r = shmstore__datum_to_ver(d, len, &vh);
+    if (r < 0 || (r = begin_write(v, &vh, d->attrs, flags, &k)) < 0)
+        return r;
+    v->reserved_rot = k;
+    *data = block_data(v, k);
+    return 0;
+}
+
+SHMSTORE_API int shmstore_value_commit(shmstore_value_t *v)
+{
+    if (v->reserved_rot == NO_ROT)
+        return shmstore__seterr(-EINVAL, "nothing reserved on this handle");
+    int k = v->reserved_rot;
+    v->reserved_rot = NO_ROT;
+    end_write(v, k);
+    return 0;
+}
+
+SHMSTORE_API void shmstore_value_abort(shmstore_value_t *v)
+{
+    if (!v || v->reserved_rot == NO_ROT)
+        return;
+    /* The block stays odd and not current: no reader sees it; the next writer reuses it. */
+    v->reserved_rot = NO_ROT;
+    v->body->reserving = UINT64_MAX;
+    wlock_release(v);
+}
+
+SHMSTORE_API int shmstore_value_lock(shmstore_value_t *v, int64_t timeout_ns, void **data,
+                                     size_t *len, shmstore_datum_t *d)
+{
+    struct blk_hdr *cb;
+    int k;
+    shmstore__clearerr();
+    if (v->reserved_rot != NO_ROT)
+        return shmstore__seterr(-EINVAL, "value '%.255s' is already locked or reserved on this "
+                                "handle", v->obj->name);
+    int r = vcheck(v);
+    if (r < 0 || (r = wlock_acquire(v, timeout_ns)) < 0)
+        return r;
+    struct ver_hdr *cur = current_ver(v, &cb);
+    if (!cur) {
+        wlock_release(v);
+        return shmstore__seterr(SHMSTORE_ENOVALUE, "value '%.255s' has no version to update",
+                                v->obj->name);
+    }
+    /* The current block is stable while we hold the lock: copy descriptor, attrs, data. */
+    struct ver_hdr vh = *cur;
+    if ((r = write_ver_locked(v, &vh, cur + 1, 0, &k)) < 0) {
+        wlock_release(v);
+        return r;
+    }
+    struct blk_hdr *nb = shmstore__blk(v->s, atomic_load_explicit(&v->body->rot[k], memory_order_relaxed));
+    memcpy((char *)nb + ver_of(nb)->data_off, (char *)cb + cur->data_off, cur->len);
+    v->reserved_rot = k;
+    *data = (char *)nb + ver_of(nb)->data_off;
+    if (len)
+        *len = ver_of(nb)->len;
+    if (d)
+        shmstore__ver_to_datum(v->s, nb, ver_of(nb), d, NULL);
+    return 0;
+}
+
+SHMSTORE_API int shmstore_value_unlock(shmstore_value_t *v)
+{
+    return shmstore_value_commit(v);
+}
+
+SHMSTORE_API int shmstore_value_trigger(shmstore_value_t *v)
+{
+    shmstore__clearerr();
+    int r = vcheck(v);
+    if (r < 0)
+        return r;
+    if (!atomic_load_explicit(&v->body->head, memory_order_acquire)) {
+        shmstore_datum_t none;
+        shmstore_datum_init(&none, SHMSTORE_T_NONE);
+        return shmstore_value_put(v, &none, NULL, 0, 0);
+    }
+    if (atomic_load_explicit(&v->obj->flags, memory_order_acquire) & OBJ_F_SEALED)
+        return shmstore__seterr(SHMSTORE_ESEALED, "value '%.255s' is sealed", v->obj->name);
+    if ((r = wlock_acquire(v, -1)) < 0)
+        return r;
+    if ((r = vcheck(v)) == 0) {
+        /* Same block, new version: readers mid-copy see seq change and retry. */
+        uint64_t h = atomic_load_explicit(&v->body->head, memory_order_relaxed);
+        publish(v, (int)head_rot(h), head_ver(h) + 1);
+    }
+    wlock_release(v);
+    return r;
+}
+
+SHMSTORE_API int shmstore_value_seal(shmstore_value_t *v)
+{
+    int r = vcheck(v);
+    if (r < 0)
+        return r;
+    if (!atomic_load_explicit(&v->body->head, memory_order_acquire))
+        return shmstore__seterr(SHMSTORE_ENOVALUE, "value '%.255s' has no version to seal",
+                                v->obj->name);
+    if ((r = wlock_acquire(v, -1)) < 0)
+        return r;
+    atomic_fetch_or_explicit(&v->obj->flags, OBJ_F_SEALED, memory_order_release);
+    wlock_release(v);
+    return 0;
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+
+/* The seqlock copy: may read bytes a writer is changing; the caller discards the result
+ * when the block's seq changed. Named for the ThreadSanitizer suppression. */
+__attribute__((noinline)) void shmstore__seqlock_copy(void *dst, const void *src, size_t n);
+__attribute__((noinline)) void shmstore__seqlock_copy(void *dst, const void *src, size_t n)
+{
+    memcpy(dst, src, n);
+}
+
+/* Locate the current version: head, its block and the expected seq. 1 = retry. */
+static int locate(shmstore_value_t *v, uint64_t *h_out, struct blk_hdr **b_out)
+{
+    uint64_t h = atomic_load_explicit(&v->body->head, memory_order_acquire);
+    if (!h)
+        return shmstore__seterr(SHMSTORE_ENOVALUE, "value '%.255s' has no version yet",
+                                v->obj->name);
+    if (head_rot(h) >= VAL_ROT)
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': head is corrupt", v->obj->name);
+    uint64_t off = atomic_load_explicit(&v->body->rot[head_rot(h)], memory_order_acquire);
+    struct blk_hdr *b = shmstore__blk(v->s, off);
+    if (!b)
+        return 1;
+    *h_out = h;
+    *b_out = b;
+    return 0;
+}
+
+SHMSTORE_API int shmstore_value_get(shmstore_value_t *v, shmstore_datum_t *d, void *buf,
+                                    size_t cap, size_t *len, uint64_t *version)
+{
+    int r = vcheck(v);
+    if (r < 0)
+        return r;
+    for (int tries = 0; tries < READ_RETRIES_MAX; tries++) {
+        uint64_t h;
+        struct blk_hdr *b;
+        if ((r = locate(v, &h, &b)) < 0)
+            return r;
+        if (r > 0)
+            continue;
+        /* acquire: pairs with publish()'s release of seq; the bytes below are that version */
+        uint64_t s1 = atomic_load_explicit(&b->seq, memory_order_acquire);
+        if (s1 != 2 * head_ver(h) || b->owner != v->gen)
+            continue;
+        struct ver_hdr vh;
+        shmstore__seqlock_copy(&vh, ver_of(b), sizeof(vh));
+        shmstore_datum_t dd;
+        const void *src;
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&b->seq, memory_order_relaxed) != s1)
+            continue;
+        if ((r = shmstore__ver_to_datum(v->s, b, &vh, &dd, &src)) < 0)
+            return r;
+        if (vh.len > cap) {
+            if (len)
+                *len = vh.len;
+            return shmstore__seterr(-ENOBUFS, "value '%.255s' has %" PRIu64 " bytes; the buffer "
+                                    "holds %zu", v->obj->name, vh.len, cap);
+        }
+        if (vh.len)
+            shmstore__seqlock_copy(buf, src, vh.len);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&b->seq, memory_order_relaxed) != s1)
+            continue;
+        if (d) {
+            dd.attrs = NULL;
+            dd.attrs_len = 0;
+            *d = dd;
+        }
+        if (len)
+            *len = vh.len;
+        if (version)
+            *version = head_ver(h);
+        return 0;
+    }
+    return shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': no stable version after %d tries",
+                            v->obj->name, READ_RETRIES_MAX);
+}
+
+SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out)
+{
+    int r = vcheck(v);
+    if (r < 0)
+        return r;
+    for (int tries = 0; tries < READ_RETRIES_MAX; tries++) {
+        uint64_t h;
+        struct blk_hdr *b;
+        if ((r = locate(v, &h, &b)) < 0)
+            return r;
+        if (r > 0)
+            continue;
+        uint64_t off = shmstore__off(v->s, b);
+        if ((r = shmstore__pin(v->s, off)) < 0)
+            return r;
+        /* seq_cst: after our pin is visible (see prepare_block) */
+        if (atomic_load_explicit(&b->seq, memory_order_seq_cst) != 2 * head_ver(h) ||
+            b->owner != v->gen) {
+            shmstore__unpin(v->s, off);
+            continue;
+        }
+        const void *data;
+        if ((r = shmstore__ver_to_datum(v->s, b, ver_of(b), &out->desc, &data)) < 0) {
+            shmstore__unpin(v->s, off);
+            return r;
+        }
+        out->data = data;
+        out->len = ver_of(b)->len;
+        out->version = head_ver(h);
+        out->mtime_ns = ver_of(b)->mtime_ns;
+        out->store = v->s;
+        out->block_off = off;
+        return 0;
+    }
+    return shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': no stable version after %d tries",
+                            v->obj->name, READ_RETRIES_MAX);
+}
+
+SHMSTORE_API void shmstore_view_release(shmstore_view_t *view)
+{
+    if (!view || !view->store || !view->block_off)
+        return;
+    if (shmstore__check_fork(view->store) == 0)
+        shmstore__unpin(view->store, view->block_off);
+    view->block_off = 0;
+    view->store = NULL;
+    view->data = NULL;
+}
+
+SHMSTORE_API int shmstore_value_version(shmstore_value_t *v, uint64_t *version)
+{
+    int r = vcheck(v);
+    if (r < 0)
+        return r;
+    *version = head_ver(atomic_load_explicit(&v->body->head, memory_order_acquire));
+    return 0;
+}
+
+SHMSTORE_API int shmstore_value_mtime(shmstore_value_t *v, uint64_t *mtime_ns)
+{
+    int r = vcheck(v);
+    if (r < 0)
+        return r;
+    *mtime_ns = atomic_load_explicit(&v->body->mtime_ns, memory_order_acquire);
+    return 0;
+}
+
+SHMSTORE_API int shmstore_value_wait(shmstore_value_t *v, uint64_t after, int64_t timeout_ns,
+                                     uint64_t *version)
+{
+    struct val_body *vb = v->body;
+    uint64_t ver, start = shmstore__os_now_mono();
+    int r = vcheck(v);
+    if (r < 0)
+        return r;
+    /* Spin: a writer publishing within the budget is caught without any system call. */
+    for (unsigned i = 0;; i++) {
+        ver = head_ver(atomic_load_explicit(&vb->head, memory_order_acquire));
+        if (ver > after)
+            goto done;
+        if (timeout_ns == 0)
+            return -ETIMEDOUT;
+        if ((i & 63) == 63) {
+            uint64_t spent = shmstore__os_now_mono() - start;
+            if (spent > WAIT_SPIN_NS || (timeout_ns > 0 && spent >= (uint64_t)timeout_ns))
+                break;
+        }
+        shmstore__os_cpu_relax();
+    }
+    /* Sleep: raise n_waiters, then record it in our slot (recovery undoes a crash). */
+    atomic_fetch_add_explicit(&vb->n_waiters, 1, memory_order_seq_cst);
+    int reg = shmstore__proc_wait_reg(v->s, v->obj_off);
+    r = 0;
+    for (;;) {
+        uint32_t f = atomic_load_explicit(&vb->fseq, memory_order_seq_cst);
+        /* seq_cst: pairs with publish()'s head store then n_waiters load */
+        ver = head_ver(atomic_load_explicit(&vb->head, memory_order_seq_cst));
+        if (ver > after)
+            break;
+        if ((r = vcheck(v)) < 0)
+            break;
+        int64_t left = -1;
+        if (timeout_ns > 0) {
+            uint64_t spent = shmstore__os_now_mono() - start;
+            if (spent >= (uint64_t)timeout_ns) {
+                r = -ETIMEDOUT;
+                break;
+            }
+            left = timeout_ns - (int64_t)spent;
+        }
+        r = shmstore__os.futex_wait(&vb->fseq, f, left);
+        if (r == -EINTR)
+            break;
+        r = 0;
+    }
+    shmstore__proc_wait_unreg(v->s, reg);
+    atomic_fetch_sub_explicit(&vb->n_waiters, 1, memory_order_relaxed);
+    if (r < 0)
+        return r == -ETIMEDOUT ? shmstore__seterr(r, "value '%.255s': no version after %" PRIu64
+                                                  " within the timeout", v->obj->name, after)
+                               : r;
+done:
+    if (version)
+        *version = ver;
+    return 0;
+}
+
+/* ---- store-level helpers (metadata mutex held) --------------------------------------- */
+
+void shmstore__value_free_blocks(shmstore_t *s, struct obj_hdr *o)
+{
+    struct val_body *vb = (struct val_body *)(o + 1);
+    for (unsigned k = 0; k < VAL_ROT; k++) {
+        uint64_t off = atomic_exchange_explicit(&vb->rot[k], 0, memory_order_acq_rel);
+        if (off)
+            shmstore__blk_release_locked(s, off);
+    }
+    /* Wake sleepers so that they see the deletion (-ESTALE). */
+    atomic_fetch_add_explicit(&vb->fseq, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&vb->n_waiters, memory_order_seq_cst))
+        shmstore__os.futex_wake(&vb->fseq, INT_MAX);
+}
+
+uint64_t shmstore__value_footprint(shmstore_t *s, struct obj_hdr *o)
+{
+    struct val_body *vb = (struct val_body *)(o + 1);
+    struct blk_hdr *ob = (struct blk_hdr *)((char *)o - BLK_HDR_SIZE);
+    uint64_t n = shmstore__blk_payload_cap(ob) + BLK_HDR_SIZE;
+    for (unsigned k = 0; k < VAL_ROT; k++) {
+        struct blk_hdr *b = shmstore__blk(s, atomic_load_explicit(&vb->rot[k], memory_order_relaxed));
+        if (b)
+            n += shmstore__blk_payload_cap(b) + BLK_HDR_SIZE;
+    }
+    return n;
+}
+
+void shmstore__value_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out)
+{
+    struct val_body *vb = (struct val_body *)(o + 1);
+    uint64_t h = atomic_load_explicit(&vb->head, memory_order_acquire);
+    out->version = head_ver(h);
+    out->mtime_ns = atomic_load_explicit(&vb->mtime_ns, memory_order_relaxed);
+    out->footprint = shmstore__value_footprint(s, o);
+    if (!h || head_rot(h) >= VAL_ROT)
+        return;
+    struct blk_hdr *b = shmstore__blk(s, atomic_load_explicit(&vb->rot[head_rot(h)], memory_order_acquire));
+    struct ver_hdr vh;
+    if (!b)
+        return;
+    shmstore__seqlock_copy(&vh, ver_of(b), sizeof(vh));
+    if (shmstore__ver_to_datum(s, b, &vh, &out->desc, NULL) == 0) {
+        out->size = vh.len;
+        out->desc.attrs = NULL;
+        out->desc.attrs_len = 0;
+    }
+}
+
+SHMSTORE_API int shmstore_value_info(shmstore_value_t *v, shmstore_obj_info_t *out)
+{
+    int r = vcheck(v);
+    if (r < 0)
+        return r;
+    memset(out, 0, sizeof(*out));
+    memcpy(out->name, v->obj->name, v->obj->name_len);
+    out->kind = SHMSTORE_KIND_VALUE;
+    out->is_sealed = !!(atomic_load_explicit(&v->obj->flags, memory_order_relaxed) & OBJ_F_SEALED);
+    shmstore__value_info(v->s, v->obj, out);
+    return 0;
+}
+
+int shmstore__value_check(shmstore_t *s, uint64_t obj_off, char *rep, size_t cap, size_t *pos)
+{
+    struct obj_hdr *o = shmstore__obj(s, obj_off);
+    struct val_body *vb = (struct val_body *)(o + 1);
+    int bad = 0;
+    for (unsigned k = 0; k < VAL_ROT; k++) {
+        uint64_t off = atomic_load_explicit(&vb->rot[k], memory_order_relaxed);
+        struct blk_hdr *b = off ? shmstore__blk(s, off) : NULL;
+        if (off && (!b || b->tag != BLK_TAG_DATA || b->owner != o->gen)) {
+            shmstore__report(rep, cap, pos, "value '%.*s': rotation block %u at %" PRIu64
+                             " is not its data block\n", (int)o->name_len, o->name, k, off);
+            bad = 1;
+        }
+    }
+    uint64_t h = atomic_load_explicit(&vb->head, memory_order_acquire);
+    if (h) {
+        struct blk_hdr *b = head_rot(h) < VAL_ROT
+                                ? shmstore__blk(s, atomic_load_explicit(&vb->rot[head_rot(h)],
+                                                                        memory_order_relaxed))
+                                : NULL;
+        if (!b || atomic_load_explicit(&b->seq, memory_order_acquire) != 2 * head_ver(h) ||
+            shmstore__ver_to_datum(s, b, ver_of(b), NULL, NULL) < 0) {
+            shmstore__report(rep, cap, pos, "value '%.*s': current version %" PRIu64
+                             " has no consistent block\n", (int)o->name_len, o->name, head_ver(h));
+            bad = 1;
+        }
+    }
+    return bad ? SHMSTORE_ECORRUPT : 0;
+}
+
+/* ---- conveniences by name ------------------------------------------------------------ */
+
+SHMSTORE_API int shmstore_put(shmstore_t *s, const char *name, const shmstore_datum_t *d,
+                              const void *data, size_t len, unsigned flags)
+{
+    shmstore_value_t *v;
+    int r = shmstore_value_open(s, name, SHMSTORE_V_CREATE, &v);
+    if (r < 0)
+        return r;
+    r = shmstore_value_put(v, d, data, len, flags);
+    shmstore_value_close(v);
+    return r;
+}
+
+SHMSTORE_API int shmstore_get(shmstore_t *s, const char *name, shmstore_datum_t *d, void *buf,
+                              size_t cap, size_t *len, uint64_t *version)
+{
+    shmstore_value_t *v;
+    int r = shmstore_value_open(s, name, 0, &v);
+    if (r < 0)
+        return r;
+    r = shmstore_value_get(v, d, buf, cap, len, version);
+    shmstore_value_close(v);
+    return r;
+}
