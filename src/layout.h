@@ -213,4 +213,19 @@ struct ver_hdr {
 };
 static_assert(sizeof(struct ver_hdr) % 64 == 0, "ver_hdr is whole cache lines");
 
+/* The offsets docs/FORMAT.md documents. */
+#include <stddef.h>
+static_assert(offsetof(struct store_hdr, mutex) == 128, "FORMAT.md: mutex at 128");
+static_assert(offsetof(struct store_hdr, heap_top) == 192, "FORMAT.md: heap_top at 192");
+static_assert(offsetof(struct proc_slot, held) == 24, "FORMAT.md: held at 24");
+static_assert(offsetof(struct proc_slot, waits) == 88, "FORMAT.md: waits at 88");
+static_assert(sizeof(struct proc_slot) == 256, "FORMAT.md: slot header is 256 bytes");
+static_assert(offsetof(struct blk_hdr, pins) == 64, "FORMAT.md: pins at 64");
+static_assert(sizeof(struct obj_hdr) == 320, "FORMAT.md: obj_hdr is 320 bytes");
+static_assert(offsetof(struct obj_hdr, name) == 64, "FORMAT.md: name at 64");
+static_assert(offsetof(struct val_body, wlock) == 64, "FORMAT.md: wlock at 64");
+static_assert(offsetof(struct val_body, rot) == 72, "FORMAT.md: rot at 72");
+static_assert(offsetof(struct ver_hdr, shape) == 64, "FORMAT.md: shape at 64");
+static_assert(sizeof(struct ver_hdr) == 320, "FORMAT.md: ver_hdr is 320 bytes");
+
 #endif
