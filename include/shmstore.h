@@ -62,6 +62,8 @@ typedef struct shmstore shmstore_t;
 /* Flags of shmstore_open(). */
 #define SHMSTORE_O_CREATE 0x1u /* create the store if it does not exist */
 #define SHMSTORE_O_EXCL 0x2u   /* with O_CREATE: fail with -EEXIST if it exists */
+#define SHMSTORE_O_NORECOVER 0x4u /* attach without reclaiming dead processes' slots
+                                     (inspection tools: ls, gc reporting what it frees) */
 
 /* Longest store name (the file is "shmstore.<name>"); names may not contain '/'. */
 #define SHMSTORE_STORE_NAME_MAX 200
@@ -81,7 +83,8 @@ typedef struct shmstore_options {
 
 /* Open (and with SHMSTORE_O_CREATE create) the store `name` and attach this process to
  * it: one file descriptor and one mapping, whatever the number of objects. Attaching
- * first reclaims the slots of dead processes. `opt` is used only when creating (its
+ * reclaims the slots of dead processes unless SHMSTORE_O_NORECOVER is given (then only
+ * when every slot is taken, to make room). `opt` is used only when creating (its
  * `dir` is also used for opening). May block briefly while another process finishes
  * creating the store. Returns 0, -ENOENT, -EEXIST, -EACCES / SHMSTORE_EOWNER (another
  * user's store), SHMSTORE_EVERSION, SHMSTORE_ECORRUPT, SHMSTORE_EPROCS, -ENOSPC,
@@ -108,7 +111,7 @@ typedef struct shmstore_stat {
     uint64_t used;        /* bytes in allocated blocks, headers included */
     uint64_t n_blocks;    /* allocated blocks */
     uint64_t n_objects;   /* named objects */
-    uint32_t n_procs;     /* live attached processes */
+    uint32_t n_procs;     /* live attached processes, the caller included */
     uint32_t n_slots;     /* process-table size */
     uint32_t layout_version;
     uint32_t uid;

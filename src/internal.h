@@ -63,7 +63,7 @@ void shmstore__unlock(shmstore_t *s);
 int shmstore__repair_locked(shmstore_t *s, shmstore_gc_stats_t *st);
 
 /* proc.c: slots, leases, liveness, recovery */
-int shmstore__proc_attach(shmstore_t *s);
+int shmstore__proc_attach(shmstore_t *s, bool recover);
 void shmstore__proc_detach(shmstore_t *s);
 struct proc_slot *shmstore__proc_slot(const shmstore_t *s, uint32_t i);
 bool shmstore__proc_is_alive(shmstore_t *s, uint32_t i);  /* someone holds its lock */

@@ -306,32 +306,51 @@ int shmstore__proc_recover_dead(shmstore_t *s, shmstore_gc_stats_t *st)
     return n;
 }
 
-int shmstore__proc_attach(shmstore_t *s)
+/* Try to make slot i ours: take its lock; a free slot is claimed, a dead one (live state,
+ * no lock holder) is recovered first when `take_dead`. Returns true when claimed. */
+static bool claim(shmstore_t *s, uint32_t i, bool take_dead)
 {
-    struct store_hdr *h = s->hdr;
-    for (uint32_t i = 0; i < h->n_slots; i++) {
-        if (shmstore__os.ofd_setlk(s->fd, i) < 0)
-            continue;
-        struct proc_slot *ps = shmstore__proc_slot(s, i);
-        if (atomic_load_explicit(&ps->state, memory_order_acquire) == SLOT_LIVE)
-            recover_locked_slot(s, i, NULL);
-        for (unsigned k = 0; k < SLOT_HELD_MAX; k++)
-            atomic_store_explicit(&ps->held[k], 0, memory_order_relaxed);
-        for (unsigned k = 0; k < SLOT_WAITS_MAX; k++)
-            atomic_store_explicit(&ps->waits[k], 0, memory_order_relaxed);
-        ps->pid = (int32_t)getpid();
-        ps->attach_ns = shmstore__os_now_real();
-        atomic_store_explicit(&ps->n_leases, 0, memory_order_relaxed);
-        atomic_store_explicit(&ps->state, SLOT_LIVE, memory_order_release);
-        s->slot = i;
-        /* Recovery on attach: reclaim what dead processes left behind. */
-        shmstore__proc_recover_dead(s, NULL);
-        return 0;
+    struct proc_slot *ps = shmstore__proc_slot(s, i);
+    if (!take_dead && atomic_load_explicit(&ps->state, memory_order_acquire) == SLOT_LIVE)
+        return false;
+    if (shmstore__os.ofd_setlk(s->fd, i) < 0)
+        return false;
+    if (atomic_load_explicit(&ps->state, memory_order_acquire) == SLOT_LIVE) {
+        if (!take_dead) { /* its owner attached and died since we looked */
+            shmstore__os.ofd_unlk(s->fd, i);
+            return false;
+        }
+        recover_locked_slot(s, i, NULL);
     }
-    return shmstore__seterr(SHMSTORE_EPROCS,
-                            "store '%s': all %u process slots are taken by live processes; "
-                            "close some, or create the store with more (n_procs)",
-                            s->name, h->n_slots);
+    for (unsigned k = 0; k < SLOT_HELD_MAX; k++)
+        atomic_store_explicit(&ps->held[k], 0, memory_order_relaxed);
+    for (unsigned k = 0; k < SLOT_WAITS_MAX; k++)
+        atomic_store_explicit(&ps->waits[k], 0, memory_order_relaxed);
+    ps->pid = (int32_t)getpid();
+    ps->attach_ns = shmstore__os_now_real();
+    atomic_store_explicit(&ps->n_leases, 0, memory_order_relaxed);
+    atomic_store_explicit(&ps->state, SLOT_LIVE, memory_order_release);
+    s->slot = i;
+    return true;
+}
+
+int shmstore__proc_attach(shmstore_t *s, bool recover)
+{
+    uint32_t n = s->hdr->n_slots;
+    bool ok = false;
+    for (uint32_t i = 0; i < n && !ok; i++)
+        ok = claim(s, i, recover);
+    /* Without `recover`, dead slots are taken only when no free one is left. */
+    for (uint32_t i = 0; i < n && !ok; i++)
+        ok = claim(s, i, true);
+    if (!ok)
+        return shmstore__seterr(SHMSTORE_EPROCS,
+                                "store '%s': all %u process slots are taken by live processes; "
+                                "close some, or create the store with more (n_procs)",
+                                s->name, n);
+    if (recover) /* recovery on attach: reclaim what dead processes left behind */
+        shmstore__proc_recover_dead(s, NULL);
+    return 0;
 }
 
 void shmstore__proc_detach(shmstore_t *s)

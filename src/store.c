@@ -272,7 +272,7 @@ SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_
     int r = store_path(name, opt ? opt->dir : NULL, path, sizeof(path));
     if (r < 0)
         return r;
-    if (!out || (flags & ~(SHMSTORE_O_CREATE | SHMSTORE_O_EXCL)))
+    if (!out || (flags & ~(SHMSTORE_O_CREATE | SHMSTORE_O_EXCL | SHMSTORE_O_NORECOVER)))
         return shmstore__seterr(-EINVAL, "shmstore_open: bad flags or NULL out");
     shmstore_t *s = calloc(1, sizeof(*s));
     struct store_ref *ref = malloc(sizeof(*ref));
@@ -367,7 +367,7 @@ SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_
             goto fail;
         }
     }
-    r = shmstore__proc_attach(s);
+    r = shmstore__proc_attach(s, !(flags & SHMSTORE_O_NORECOVER));
     if (r < 0)
         goto fail;
     ref->s = s;
