@@ -104,6 +104,9 @@ int shmstore__index_foreach(shmstore_t *s, int (*fn)(shmstore_t *, uint64_t obj_
                             void *arg);
 struct obj_hdr *shmstore__obj(const shmstore_t *s, uint64_t obj_off); /* NULL if invalid */
 
+/* copy.c: copy a payload into a block (non-temporal when large). */
+void shmstore__copy_in(void *dst, const void *src, size_t n);
+
 /* datum.c */
 int shmstore__datum_to_ver(const shmstore_datum_t *d, size_t len, struct ver_hdr *vh);
 int shmstore__ver_to_datum(const shmstore_t *s, const struct blk_hdr *b,

@@ -427,7 +427,7 @@ SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t 
     if (r < 0 || (r = begin_write(v, &vh, d->attrs, flags, &k)) < 0)
         return r;
     if (len)
-        memcpy(block_data(v, k), data, len);
+        shmstore__copy_in(block_data(v, k), data, len);
     end_write(v, k);
     return 0;
 }
