@@ -211,8 +211,10 @@ int shmstore__alloc(shmstore_t *s, uint64_t payload_len, uint32_t tag, uint64_t 
         int r = grow(s, need);
         if (r < 0)
             return r;
-        off = bin_find(s, need);
-        if (!off)
+        /* The grown space is the free last block, at least `need` long. (bin_find
+         * would round `need` up to the next bin and could miss it.) */
+        off = h->last_off;
+        if (!off || (hdr_at(s, off)->size & BLK_USED) || bsize(hdr_at(s, off)) < need)
             return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': allocator lost a grown block",
                                     s->name);
     }

@@ -70,6 +70,11 @@ int shmstore__seterr(int err, const char *fmt, ...)
     return err;
 }
 
+void shmstore__errmsg_restore(const char *saved)
+{
+    snprintf(errmsg_buf, sizeof(errmsg_buf), "%s", saved);
+}
+
 void shmstore__clearerr(void)
 {
     errmsg_buf[0] = '\0';

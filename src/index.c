@@ -35,7 +35,7 @@ uint64_t shmstore__hash(const char *name, size_t len)
     return h | 2; /* never 0 or 1, so a zeroed entry is never a match */
 }
 
-static bool utf8_valid(const unsigned char *p, size_t n)
+bool shmstore__utf8_valid(const unsigned char *p, size_t n)
 {
     for (size_t i = 0; i < n;) {
         unsigned c = p[i];
@@ -80,7 +80,7 @@ int shmstore__name_check(const char *name, size_t *len)
     if (n > OBJ_NAME_MAX)
         return shmstore__seterr(SHMSTORE_ENAME, "object name is longer than %u bytes",
                                 OBJ_NAME_MAX);
-    if (!utf8_valid((const unsigned char *)name, n))
+    if (!shmstore__utf8_valid((const unsigned char *)name, n))
         return shmstore__seterr(SHMSTORE_ENAME, "object name is not valid UTF-8");
     *len = n;
     return 0;

@@ -42,6 +42,8 @@ extern _Atomic uint64_t shmstore__fork_gen;
 /* errors.c: the per-thread detailed message. Returns err for `return seterr(...)`. */
 int shmstore__seterr(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void shmstore__clearerr(void);
+/* Put back a message saved from shmstore_errmsg() (after a clean-up call overwrote it). */
+void shmstore__errmsg_restore(const char *saved);
 
 /* Mapping access: translate an offset to a pointer only after checking that
  * [off, off+len) lies inside the mapping. Returns NULL when it does not. */
@@ -96,6 +98,7 @@ int shmstore__alloc_check(shmstore_t *s, bool repair, char *rep, size_t cap, siz
 /* index.c: name -> object. All calls with the mutex held. */
 uint64_t shmstore__hash(const char *name, size_t len);
 int shmstore__name_check(const char *name, size_t *len);
+bool shmstore__utf8_valid(const unsigned char *p, size_t n);
 int shmstore__index_find(shmstore_t *s, const char *name, size_t len, uint64_t *obj_off);
 int shmstore__index_insert(shmstore_t *s, uint64_t hash, uint64_t obj_off);
 int shmstore__index_remove(shmstore_t *s, uint64_t hash, uint64_t obj_off);

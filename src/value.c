@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -423,6 +424,8 @@ SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t 
     }
     if (len && !data)
         return shmstore__seterr(-EINVAL, "data is NULL");
+    if (d->type == SHMSTORE_T_STR && !shmstore__utf8_valid(data, len))
+        return shmstore__seterr(-EINVAL, "a str value must be valid UTF-8; store it as bytes");
     int r = shmstore__datum_to_ver(d, len, &vh);
     if (r < 0 || (r = begin_write(v, &vh, d->attrs, flags, &k)) < 0)
         return r;
@@ -859,11 +862,25 @@ SHMSTORE_API int shmstore_put(shmstore_t *s, const char *name, const shmstore_da
                               const void *data, size_t len, unsigned flags)
 {
     shmstore_value_t *v;
-    int r = shmstore_value_open(s, name, SHMSTORE_V_CREATE, &v);
+    bool created = false;
+    int r = shmstore_value_open(s, name, 0, &v);
+    if (r == -ENOENT) {
+        r = shmstore_value_open(s, name, SHMSTORE_V_CREATE | SHMSTORE_V_EXCL, &v);
+        created = r == 0;
+        if (r == -EEXIST) /* another process created it meanwhile */
+            r = shmstore_value_open(s, name, 0, &v);
+    }
     if (r < 0)
         return r;
     r = shmstore_value_put(v, d, data, len, flags);
     shmstore_value_close(v);
+    if (r < 0 && created) {
+        /* Leave no empty value behind a failed put; keep the put's error message. */
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
+        shmstore_delete(s, name);
+        shmstore__errmsg_restore(msg);
+    }
     return r;
 }
 

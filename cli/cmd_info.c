@@ -1,0 +1,135 @@
+/* cmd_info.c - `shmstore info STORE[/NAME]`: describe a store or one object. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int run(int argc, char **argv, struct cli_ctx *ctx);
+
+const struct cli_cmd cli_cmd_info = {
+    "info", run, "describe a store or an object",
+    "Usage: shmstore info [--json] STORE[/NAME]\n"
+    "\n"
+    "Describe the store STORE (file, capacity, memory committed and used, objects,\n"
+    "attached processes, owner, creation time) or the object STORE/NAME (kind, type,\n"
+    "dtype and shape, size, memory it occupies, version, time of the last change).\n"
+    "\n"
+    "Options:\n"
+    "  -j, --json  one JSON document (sizes in bytes, times in ns since the epoch)\n"};
+
+static const char *user_name(uint32_t uid, char *buf, size_t cap)
+{
+    struct passwd pw, *found = NULL;
+    char tmp[4096];
+
+    if (getpwuid_r((uid_t)uid, &pw, tmp, sizeof tmp, &found) == 0 && found)
+        snprintf(buf, cap, "%" PRIu32 " (%s)", uid, pw.pw_name);
+    else
+        snprintf(buf, cap, "%" PRIu32, uid);
+    return buf;
+}
+
+static int info_store(const struct cli_ctx *ctx, shmstore_t *s, const char *store, int is_json)
+{
+    shmstore_stat_t st;
+    uint32_t n_alive, n_dead;
+    char b[3][32], when[48], user[300];
+    const char *dir = cli_dir_shown(ctx);
+    int rc = shmstore_stat(s, &st);
+
+    if (rc == 0)
+        rc = cli_count_procs(s, &n_alive, &n_dead);
+    if (rc < 0)
+        return cli_error(rc, store, "%s: cannot read the store", store);
+    if (is_json) {
+        fputs("{\"store\": ", stdout);
+        cli_json_str(stdout, store, strlen(store));
+        fputs(", \"dir\": ", stdout);
+        cli_json_str(stdout, dir, strlen(dir));
+        fputs(", ", stdout);
+        cli_json_stat(stdout, &st);
+        printf(", \"procs\": %" PRIu32 ", \"dead_procs\": %" PRIu32 "}\n", n_alive, n_dead);
+        return CLI_EX_OK;
+    }
+    printf("store        %s\n", store);
+    printf("file         %s/shmstore.%s\n", dir, store);
+    printf("capacity     %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(st.capacity, b[0], 32),
+           st.capacity);
+    printf("committed    %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(st.committed, b[1], 32),
+           st.committed);
+    printf("used         %s (%" PRIu64 " bytes) in %" PRIu64 " blocks\n",
+           cli_fmt_bytes(st.used, b[2], 32), st.used, st.n_blocks);
+    printf("objects      %" PRIu64 "\n", st.n_objects);
+    printf("processes    %" PRIu32 " other attached, %" PRIu32 " dead, %" PRIu32 " slots\n",
+           n_alive, n_dead, st.n_slots);
+    printf("owner        uid %s\n", user_name(st.uid, user, sizeof user));
+    printf("created      %s (%" PRIu64 " ns)\n", cli_fmt_time(st.ctime_ns, when, sizeof when),
+           st.ctime_ns);
+    printf("layout       version %" PRIu32 "\n", st.layout_version);
+    return CLI_EX_OK;
+}
+
+static int info_object(shmstore_t *s, const struct cli_target *t, const char *arg, int is_json)
+{
+    shmstore_obj_info_t o;
+    char type[512], b[2][32], when[48];
+    int rc = shmstore_info(s, t->name, &o);
+
+    if (rc == -ENOENT)
+        return cli_fail(CLI_EX_NOINPUT, "%s: no such object", arg);
+    if (rc < 0)
+        return cli_error(rc, t->store, "%s: cannot describe", arg);
+    if (is_json) {
+        fputs("{\"store\": ", stdout);
+        cli_json_str(stdout, t->store, strlen(t->store));
+        fputs(", \"object\": ", stdout);
+        cli_json_obj(stdout, &o);
+        fputs("}\n", stdout);
+        return CLI_EX_OK;
+    }
+    printf("object       %s/%s\n", t->store, o.name);
+    printf("kind         %s%s\n", cli_kind_name(o.kind), o.is_sealed ? " (sealed)" : "");
+    printf("type         %s\n", o.version ? cli_fmt_desc(&o.desc, type, sizeof type)
+                                          : "- (never written)");
+    printf("size         %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o.size, b[0], 32), o.size);
+    printf("footprint    %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o.footprint, b[1], 32),
+           o.footprint);
+    printf("version      %" PRIu64 "\n", o.version);
+    printf("modified     %s (%" PRIu64 " ns)\n", cli_fmt_time(o.mtime_ns, when, sizeof when),
+           o.mtime_ns);
+    return CLI_EX_OK;
+}
+
+static int run(int argc, char **argv, struct cli_ctx *ctx)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},
+        CLI_COMMON_LONG_OPTS,
+        {NULL, 0, NULL, 0},
+    };
+    struct cli_target t;
+    shmstore_t *s;
+    int c, rc, is_json = 0;
+
+    CLI_GETOPT_INIT();
+    while ((c = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
+        if (c == 'j')
+            is_json = 1;
+        else if ((rc = cli_common_opt(c, argv, &cli_cmd_info, ctx)) >= 0)
+            return rc;
+    }
+    if (argc - optind != 1)
+        return cli_usage_error(&cli_cmd_info, "expected one STORE or STORE/NAME");
+    if ((rc = cli_parse_target(&cli_cmd_info, argv[optind], 0, &t)) != 0)
+        return rc;
+    if ((rc = cli_open_store(ctx, t.store, &s)) != 0)
+        return rc;
+    rc = t.name ? info_object(s, &t, argv[optind], is_json)
+                : info_store(ctx, s, t.store, is_json);
+    shmstore_close(s);
+    return rc == CLI_EX_OK ? cli_finish_output(rc) : rc;
+}

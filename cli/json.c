@@ -1,0 +1,111 @@
+/* json.c - JSON output of the CLI (`ls --json`, `info --json`): string literals that
+ * are always valid JSON whatever bytes a name holds, and the members describing
+ * datums, objects and stores. Sizes are bytes, times ns since the epoch.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    size_t need, i;
+    uint32_t c;
+
+    if (p[0] < 0x80)
+        return 1;
+    if ((p[0] & 0xe0) == 0xc0)
+        need = 2, c = p[0] & 0x1f;
+    else if ((p[0] & 0xf0) == 0xe0)
+        need = 3, c = p[0] & 0x0f;
+    else if ((p[0] & 0xf8) == 0xf0)
+        need = 4, c = p[0] & 0x07;
+    else
+        return 0;
+    if (n < need)
+        return 0;
+    for (i = 1; i < need; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (p[i] & 0x3f);
+    }
+    /* Reject overlong forms, surrogates and code points beyond U+10FFFF. */
+    if ((need == 2 && c < 0x80) || (need == 3 && c < 0x800) || (need == 4 && c < 0x10000) ||
+        (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+        return 0;
+    return need;
+}
+
+void cli_json_str(FILE *f, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n;
+
+    fputc('"', f);
+    while (i < len) {
+        unsigned char c = p[i];
+        if (c == '"' || c == '\\') {
+            fprintf(f, "\\%c", c);
+            i++;
+        } else if (c == '\n') {
+            fputs("\\n", f);
+            i++;
+        } else if (c == '\t') {
+            fputs("\\t", f);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            fprintf(f, "\\u%04x", c);
+            i++;
+        } else if ((n = utf8_len(p + i, len - i)) == 0) {
+            fputs("\\ufffd", f);
+            i++;
+        } else {
+            fwrite(p + i, 1, n, f);
+            i += n;
+        }
+    }
+    fputc('"', f);
+}
+
+void cli_json_desc(FILE *f, const shmstore_datum_t *d)
+{
+    uint32_t i;
+
+    fprintf(f, "\"type\": \"%s\"", cli_type_name(d->type));
+    if (d->type != SHMSTORE_T_ARRAY)
+        return;
+    fputs(", \"dtype\": ", f);
+    cli_json_str(f, d->dtype, strnlen(d->dtype, sizeof d->dtype));
+    fputs(", \"shape\": [", f);
+    for (i = 0; i < d->ndim && i < SHMSTORE_NDIM_MAX; i++)
+        fprintf(f, "%s%" PRIu64, i ? ", " : "", d->shape[i]);
+    fputc(']', f);
+}
+
+void cli_json_obj(FILE *f, const shmstore_obj_info_t *o)
+{
+    fputs("{\"name\": ", f);
+    cli_json_str(f, o->name, strnlen(o->name, sizeof o->name));
+    fprintf(f,
+            ", \"kind\": \"%s\", \"sealed\": %s, \"version\": %" PRIu64
+            ", \"mtime_ns\": %" PRIu64 ", \"size\": %" PRIu64 ", \"footprint\": %" PRIu64 ", ",
+            cli_kind_name(o->kind), o->is_sealed ? "true" : "false", o->version, o->mtime_ns,
+            o->size, o->footprint);
+    if (o->version == 0)
+        fputs("\"type\": null", f); /* never written: there is no descriptor yet */
+    else
+        cli_json_desc(f, &o->desc);
+    fputc('}', f);
+}
+
+void cli_json_stat(FILE *f, const shmstore_stat_t *st)
+{
+    fprintf(f,
+            "\"capacity\": %" PRIu64 ", \"committed\": %" PRIu64 ", \"used\": %" PRIu64
+            ", \"blocks\": %" PRIu64 ", \"objects\": %" PRIu64 ", \"proc_slots\": %" PRIu32
+            ", \"layout_version\": %" PRIu32 ", \"uid\": %" PRIu32 ", \"ctime_ns\": %" PRIu64,
+            st->capacity, st->committed, st->used, st->n_blocks, st->n_objects, st->n_slots,
+            st->layout_version, st->uid, st->ctime_ns);
+}
