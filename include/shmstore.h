@@ -92,8 +92,10 @@ typedef struct shmstore_options {
 SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_options_t *opt,
                                shmstore_t **out);
 
-/* Detach from the store: release this process's slot, leases and mapping. Objects and
- * views still open on it are closed/released first. Accepts NULL. Never blocks long. */
+/* Detach from the store: release this process's slot, all its leases and the mapping.
+ * Value handles and views may still be closed/released afterwards (that only frees
+ * their memory), but their data pointers are invalid from here on. Accepts NULL.
+ * Never blocks long. */
 SHMSTORE_API void shmstore_close(shmstore_t *s);
 
 /* Remove the store's name from `dir` (NULL = default). Processes that have it open keep
@@ -359,8 +361,8 @@ typedef struct shmstore_view {
  * blocks. Returns 0, SHMSTORE_ENOVALUE, -ESTALE, SHMSTORE_ELEASES. */
 SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out);
 
-/* Release the lease of a view (before the store is closed). Accepts a zeroed view and a
- * view already released. Never blocks. */
+/* Release the lease of a view. Accepts a zeroed view, a view already released, and a
+ * view of a store already closed. Never blocks. */
 SHMSTORE_API void shmstore_view_release(shmstore_view_t *view);
 
 /* The latest version number (0 = never written) and its time. One atomic load each;

@@ -74,30 +74,49 @@ uint64_t shmstore__blk_payload_cap(const struct blk_hdr *b)
     return bsize(b) - BLK_HDR_SIZE;
 }
 
-static void bin_insert(shmstore_t *s, uint64_t off)
+/* A free-list link read from the mapping is followed only if it names a valid block. */
+static bool link_ok(const shmstore_t *s, uint64_t off)
+{
+    return off == 0 || shmstore__blk(s, off) != NULL;
+}
+
+static int corrupt(shmstore_t *s, uint64_t off)
+{
+    return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': allocator lists are corrupt near "
+                            "offset %" PRIu64 "; run `shmstore check`", s->name, off);
+}
+
+static int bin_insert(shmstore_t *s, uint64_t off)
 {
     struct store_hdr *h = s->hdr;
     struct blk_hdr *b = hdr_at(s, off);
     unsigned fl, sl;
     bin_of(bsize(b), &fl, &sl);
+    uint64_t head = h->free_heads[fl][sl];
+    if (!link_ok(s, head))
+        return corrupt(s, head);
     b->size &= ~BLK_USED;
     b->tag = BLK_TAG_FREE;
     b->owner = 0;
     b->free_prev = 0;
-    b->free_next = h->free_heads[fl][sl];
-    if (b->free_next)
-        hdr_at(s, b->free_next)->free_prev = off;
+    b->free_next = head;
+    if (head)
+        hdr_at(s, head)->free_prev = off;
     h->free_heads[fl][sl] = off;
     h->sl_bitmap[fl] |= 1u << sl;
     h->fl_bitmap |= 1ull << fl;
+    return 0;
 }
 
-static void bin_remove(shmstore_t *s, uint64_t off)
+static int bin_remove(shmstore_t *s, uint64_t off)
 {
     struct store_hdr *h = s->hdr;
     struct blk_hdr *b = hdr_at(s, off);
     unsigned fl, sl;
     bin_of(bsize(b), &fl, &sl);
+    if (!link_ok(s, b->free_prev) || !link_ok(s, b->free_next) ||
+        (!b->free_prev && h->free_heads[fl][sl] != off))
+        return corrupt(s, off);
     if (b->free_prev)
         hdr_at(s, b->free_prev)->free_next = b->free_next;
     else
@@ -110,6 +129,7 @@ static void bin_remove(shmstore_t *s, uint64_t off)
             h->fl_bitmap &= ~(1ull << fl);
     }
     b->free_next = b->free_prev = 0;
+    return 0;
 }
 
 /* The smallest non-empty bin whose every block has at least `size` bytes. */
@@ -138,10 +158,12 @@ static uint64_t bin_find(shmstore_t *s, uint64_t size)
 static void fix_next_prev(shmstore_t *s, uint64_t off)
 {
     uint64_t next = off + bsize(hdr_at(s, off));
-    if (next < atomic_load_explicit(&s->hdr->heap_top, memory_order_relaxed))
-        hdr_at(s, next)->prev_size = bsize(hdr_at(s, off));
-    else
+    if (next < atomic_load_explicit(&s->hdr->heap_top, memory_order_relaxed)) {
+        if (shmstore__blk(s, next))
+            hdr_at(s, next)->prev_size = bsize(hdr_at(s, off));
+    } else {
         s->hdr->last_off = off;
+    }
 }
 
 static int grow(shmstore_t *s, uint64_t need)
@@ -150,8 +172,14 @@ static int grow(shmstore_t *s, uint64_t need)
     uint64_t top = atomic_load_explicit(&h->heap_top, memory_order_relaxed);
     uint64_t avail = h->capacity - top;
     /* A free last block merges with the new space, so only the difference is needed. */
-    if (h->last_off && !(hdr_at(s, h->last_off)->size & BLK_USED))
-        need -= bsize(hdr_at(s, h->last_off));
+    if (h->last_off && !shmstore__blk(s, h->last_off))
+        return corrupt(s, h->last_off);
+    if (h->last_off && !(hdr_at(s, h->last_off)->size & BLK_USED)) {
+        uint64_t have = bsize(hdr_at(s, h->last_off));
+        if (have >= need)
+            return 0; /* large enough already; bin_find() missed it only by rounding */
+        need -= have;
+    }
     uint64_t step = need > GROW_MIN ? need : GROW_MIN;
     if (step > avail)
         step = avail;
@@ -187,12 +215,12 @@ static int grow(shmstore_t *s, uint64_t need)
     uint64_t off = top;
     if (h->last_off && !(hdr_at(s, h->last_off)->size & BLK_USED)) {
         off = h->last_off;
-        bin_remove(s, off);
+        if (bin_remove(s, off) < 0)
+            return SHMSTORE_ECORRUPT;
         hdr_at(s, off)->size += step;
     }
     h->last_off = off;
-    bin_insert(s, off);
-    return 0;
+    return bin_insert(s, off);
 }
 
 int shmstore__alloc(shmstore_t *s, uint64_t payload_len, uint32_t tag, uint64_t owner,
@@ -218,8 +246,9 @@ int shmstore__alloc(shmstore_t *s, uint64_t payload_len, uint32_t tag, uint64_t 
             return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': allocator lost a grown block",
                                     s->name);
     }
-    bin_remove(s, off);
-    struct blk_hdr *b = hdr_at(s, off);
+    struct blk_hdr *b = shmstore__blk(s, off);
+    if (!b || (b->size & BLK_USED) || bsize(b) < need || bin_remove(s, off) < 0)
+        return corrupt(s, off);
     uint64_t size = bsize(b);
     if (size - need >= BLK_MIN) {
         /* Split: the tail header first, then shrink the head (see the theory above). */
@@ -230,7 +259,10 @@ int shmstore__alloc(shmstore_t *s, uint64_t payload_len, uint32_t tag, uint64_t 
         t->tag = BLK_TAG_FREE;
         b->size = need;
         fix_next_prev(s, off + need);
-        bin_insert(s, off + need);
+        if (bin_insert(s, off + need) < 0) {
+            b->size = size; /* undo the split: keep the whole block */
+            return corrupt(s, off);
+        }
         size = need;
     }
     b->size = size | BLK_USED;
@@ -257,15 +289,23 @@ void shmstore__free(shmstore_t *s, uint64_t off)
     b->tag = BLK_TAG_FREE;
     /* A reader that still holds this block's old offset must see its seq change. */
     atomic_store_explicit(&b->seq, 1, memory_order_release);
+    /* Merge with free neighbours. On corrupt links the block stays unlisted (a leak the
+     * checker reports) rather than following a bad offset. */
     uint64_t next = off + bsize(b);
-    if (next < top && !(hdr_at(s, next)->size & BLK_USED)) {
-        bin_remove(s, next);
-        b->size += bsize(hdr_at(s, next));
+    struct blk_hdr *nb = next < top ? shmstore__blk(s, next) : NULL;
+    if (nb && !(nb->size & BLK_USED)) {
+        if (bin_remove(s, next) < 0)
+            return;
+        b->size += bsize(nb);
     }
-    if (b->prev_size && !(hdr_at(s, off - b->prev_size)->size & BLK_USED)) {
+    struct blk_hdr *pb = b->prev_size && b->prev_size <= off - h->heap_off
+                             ? shmstore__blk(s, off - b->prev_size)
+                             : NULL;
+    if (pb && !(pb->size & BLK_USED) && bsize(pb) == b->prev_size) {
         uint64_t prev = off - b->prev_size;
-        bin_remove(s, prev);
-        hdr_at(s, prev)->size += bsize(b);
+        if (bin_remove(s, prev) < 0)
+            return;
+        pb->size += bsize(b);
         off = prev;
     }
     fix_next_prev(s, off);
@@ -342,17 +382,19 @@ int shmstore__alloc_check(shmstore_t *s, bool repair, char *rep, size_t cap, siz
                 bad = 1;
             } else {
                 /* Merge into the previous free block, already in its bin. */
-                bin_remove(s, prev);
+                if (bin_remove(s, prev) < 0)
+                    return SHMSTORE_ECORRUPT;
                 hdr_at(s, prev)->size += size;
-                bin_insert(s, prev);
+                if (bin_insert(s, prev) < 0)
+                    return SHMSTORE_ECORRUPT;
                 off = prev + bsize(hdr_at(s, prev));
                 last = prev;
                 continue;
             }
         } else {
             n_free++;
-            if (repair)
-                bin_insert(s, off);
+            if (repair && bin_insert(s, off) < 0)
+                return SHMSTORE_ECORRUPT;
         }
         prev = off;
         last = off;

@@ -93,7 +93,8 @@ static int64_t unreachable(shmstore_t *s, struct refs *out)
         free(refs.off);
         return r;
     }
-    qsort(refs.off, refs.n, sizeof(uint64_t), cmp_u64);
+    if (refs.n)
+        qsort(refs.off, refs.n, sizeof(uint64_t), cmp_u64);
     int64_t n = 0;
     uint64_t top = atomic_load_explicit(&s->hdr->heap_top, memory_order_relaxed);
     for (uint64_t off = s->hdr->heap_off; off < top;) {
@@ -103,7 +104,8 @@ static int64_t unreachable(shmstore_t *s, struct refs *out)
             break;
         }
         uint32_t state = atomic_load_explicit(&b->state, memory_order_acquire);
-        if ((b->size & BLK_USED) && !bsearch(&off, refs.off, refs.n, sizeof(uint64_t), cmp_u64) &&
+        if ((b->size & BLK_USED) &&
+            !(refs.n && bsearch(&off, refs.off, refs.n, sizeof(uint64_t), cmp_u64)) &&
             !(state == BLK_ORPHAN && shmstore__blk_pinned(b))) {
             n++;
             if (out && refs_add(out, off) < 0) {

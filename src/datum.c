@@ -295,17 +295,22 @@ int shmstore__ver_to_datum(const shmstore_t *s, const struct blk_hdr *b, const s
         vh->len > cap - vh->data_off)
         return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': version descriptor at %" PRIu64
                                 " does not fit its block", s->name, shmstore__off(s, b));
-    if (d) {
-        memset(d, 0, sizeof(*d));
-        d->type = vh->type;
-        d->ndim = vh->ndim;
-        memcpy(d->dtype, vh->dtype, sizeof(d->dtype));
-        d->dtype[SHMSTORE_DTYPE_MAX - 1] = '\0';
-        for (uint32_t i = 0; i < vh->ndim; i++)
-            d->shape[i] = vh->shape[i];
-        d->attrs_len = vh->attrs_len;
-        d->attrs = vh->attrs_len ? (const char *)b + BLK_HDR_SIZE + sizeof(struct ver_hdr) : NULL;
-    }
+    shmstore_datum_t dd;
+    memset(&dd, 0, sizeof(dd));
+    dd.type = vh->type;
+    dd.ndim = vh->ndim;
+    memcpy(dd.dtype, vh->dtype, sizeof(dd.dtype));
+    dd.dtype[SHMSTORE_DTYPE_MAX - 1] = '\0';
+    for (uint32_t i = 0; i < vh->ndim; i++)
+        dd.shape[i] = vh->shape[i];
+    dd.attrs_len = vh->attrs_len;
+    dd.attrs = vh->attrs_len ? (const char *)b + BLK_HDR_SIZE + sizeof(struct ver_hdr) : NULL;
+    if (shmstore_datum_validate(&dd, vh->len) < 0)
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': version descriptor at %" PRIu64
+                                " does not describe its %" PRIu64 " bytes", s->name,
+                                shmstore__off(s, b), vh->len);
+    if (d)
+        *d = dd;
     if (data)
         *data = (const char *)b + vh->data_off;
     return 0;

@@ -39,6 +39,8 @@ SHMSTORE_API const char *shmstore_err_name(int err)
     case 0:
         return "OK";
     }
+    if (err >= 0 || err <= -4000)
+        return "UNKNOWN";
     switch (-err) {
 #define ERRNO_NAME(e) \
     case e:           \
@@ -48,7 +50,7 @@ SHMSTORE_API const char *shmstore_err_name(int err)
         ERRNO_NAME(EBUSY) ERRNO_NAME(EEXIST) ERRNO_NAME(ENODEV) ERRNO_NAME(EINVAL)
         ERRNO_NAME(ENFILE) ERRNO_NAME(EMFILE) ERRNO_NAME(EFBIG) ERRNO_NAME(ENOSPC)
         ERRNO_NAME(ENAMETOOLONG) ERRNO_NAME(ELOOP) ERRNO_NAME(ENOBUFS)
-        ERRNO_NAME(ETIMEDOUT) ERRNO_NAME(ESTALE) ERRNO_NAME(EOWNERDEAD) ERRNO_NAME(ENOTSUP)
+        ERRNO_NAME(ETIMEDOUT) ERRNO_NAME(ESTALE) ERRNO_NAME(EOWNERDEAD) ERRNO_NAME(ENOTSUP) ERRNO_NAME(EDEADLK)
 #undef ERRNO_NAME
     }
     return "UNKNOWN";

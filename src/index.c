@@ -140,13 +140,14 @@ int shmstore__index_find(shmstore_t *s, const char *name, size_t len, uint64_t *
     return -ENOENT;
 }
 
-static void put_entry(struct index_ent *t, uint64_t cap, uint64_t hash, uint64_t off)
+/* The first empty or deleted entry on `hash`'s probe sequence, or -1 if none (the table
+ * is full: only a corrupt table can be). */
+static int64_t free_entry(const struct index_ent *t, uint64_t cap, uint64_t hash)
 {
-    uint64_t i = hash & (cap - 1);
-    while (t[i].off != 0 && t[i].off != INDEX_TOMB)
-        i = (i + 1) & (cap - 1);
-    t[i].hash = hash;
-    t[i].off = off;
+    for (uint64_t i = hash & (cap - 1), n = 0; n < cap; i = (i + 1) & (cap - 1), n++)
+        if (t[i].off == 0 || t[i].off == INDEX_TOMB)
+            return (int64_t)i;
+    return -1;
 }
 
 static int rehash(shmstore_t *s, uint64_t new_cap)
@@ -161,9 +162,11 @@ static int rehash(shmstore_t *s, uint64_t new_cap)
         return r;
     struct index_ent *t = (struct index_ent *)((char *)s->hdr + blk + BLK_HDR_SIZE);
     memset(t, 0, new_cap * sizeof(*t));
-    for (uint64_t i = 0; old && i < old_cap; i++)
-        if (old[i].off > INDEX_TOMB)
-            put_entry(t, new_cap, old[i].hash, old[i].off);
+    for (uint64_t i = 0; old && i < old_cap; i++) {
+        int64_t j = old[i].off > INDEX_TOMB ? free_entry(t, new_cap, old[i].hash) : -1;
+        if (j >= 0)
+            t[j] = old[i];
+    }
     uint64_t old_off = h->index_off;
     h->index_off = blk;
     h->index_cap = new_cap;
@@ -176,6 +179,10 @@ static int rehash(shmstore_t *s, uint64_t new_cap)
 int shmstore__index_insert(shmstore_t *s, uint64_t hash, uint64_t obj_off)
 {
     struct store_hdr *h = s->hdr;
+    if (h->index_count > h->index_cap || h->index_tombs > h->index_cap ||
+        h->index_cap > h->capacity / sizeof(struct index_ent))
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': index counters are corrupt",
+                                s->name);
     if (!h->index_off || (h->index_count + h->index_tombs + 1) * 4 > h->index_cap * 3) {
         uint64_t cap = INDEX_MIN_CAP;
         while (cap * 3 < (h->index_count + 1) * 4 * 2)
@@ -188,9 +195,9 @@ int shmstore__index_insert(shmstore_t *s, uint64_t hash, uint64_t obj_off)
     struct index_ent *t = table(s, &cap);
     if (!t)
         return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': name index is corrupt", s->name);
-    uint64_t i = hash & (cap - 1);
-    while (t[i].off != 0 && t[i].off != INDEX_TOMB)
-        i = (i + 1) & (cap - 1);
+    int64_t i = free_entry(t, cap, hash);
+    if (i < 0)
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': index table is full", s->name);
     if (t[i].off == INDEX_TOMB)
         h->index_tombs--;
     t[i].hash = hash;

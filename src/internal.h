@@ -20,7 +20,9 @@ struct shmstore {
     int fd;
     uint32_t slot;           /* our process-table slot */
     uint64_t fork_gen;       /* shmstore__fork_gen at attach: a child sees it differ */
-    pthread_mutex_t lease_mu; /* guards our slot's lease set (threads of this process) */
+    pthread_mutex_t lease_mu; /* guards our slot's lease set and is_closed */
+    bool is_closed;          /* shmstore_close() ran: the mapping is gone */
+    _Atomic uint64_t refs;   /* the open itself + value handles + views: the last frees */
     char name[SHMSTORE_STORE_NAME_MAX + 1];
     char dir[4096];
 };
@@ -60,6 +62,8 @@ static inline uint64_t shmstore__off(const shmstore_t *s, const void *p)
 
 /* store.c */
 int shmstore__check_fork(const shmstore_t *s);
+void shmstore__store_ref(shmstore_t *s);
+void shmstore__store_unref(shmstore_t *s); /* frees the handle after close + last ref */
 int shmstore__lock(shmstore_t *s);   /* robust metadata mutex; repairs on EOWNERDEAD */
 void shmstore__unlock(shmstore_t *s);
 int shmstore__repair_locked(shmstore_t *s, shmstore_gc_stats_t *st);

@@ -170,11 +170,15 @@ static void lease_erase(struct proc_slot *ps, uint32_t n, uint64_t i)
 
 void shmstore__unpin(shmstore_t *s, uint64_t off)
 {
+    bool found;
+    pthread_mutex_lock(&s->lease_mu);
+    if (s->is_closed) { /* close dropped every lease with our slot */
+        pthread_mutex_unlock(&s->lease_mu);
+        return;
+    }
     struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
     uint32_t n = s->hdr->n_leases;
     struct blk_hdr *b = shmstore__blk(s, off);
-    bool found;
-    pthread_mutex_lock(&s->lease_mu);
     int64_t i = lease_find(ps, n, off, &found);
     if (!found || --ps->leases[i].count > 0) {
         pthread_mutex_unlock(&s->lease_mu);

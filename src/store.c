@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -32,6 +33,7 @@
 #define DEFAULT_LEASES 1024u
 #define MIN_HEAP (256u * 1024u)
 #define INIT_WAIT_NS (2ull * 1000 * 1000 * 1000)
+#define MUTEX_WAIT_S 10
 
 _Atomic uint64_t shmstore__fork_gen;
 
@@ -129,9 +131,18 @@ static int store_path(const char *name, const char *dir, char *buf, size_t cap)
 
 int shmstore__lock(shmstore_t *s)
 {
-    int r = pthread_mutex_lock(&s->hdr->mutex);
+    /* Critical sections are short (allocator, index): a lock held this long has an owner
+     * that is stuck, or a forged owner in a corrupt store. Fail instead of hanging. */
+    uint64_t until = shmstore__os_now_real() + MUTEX_WAIT_S * 1000000000ull;
+    struct timespec deadline = {.tv_sec = (time_t)(until / 1000000000u),
+                                .tv_nsec = (long)(until % 1000000000u)};
+    int r = pthread_mutex_timedlock(&s->hdr->mutex, &deadline);
     if (r == 0)
         return 0;
+    if (r == ETIMEDOUT)
+        return shmstore__seterr(-EDEADLK, "store '%s': its metadata lock has been held for %d s; "
+                                "a process is stuck inside the library, or the store is corrupt "
+                                "(`shmstore check %s`)", s->name, MUTEX_WAIT_S, s->name);
     if (r == EOWNERDEAD) {
         /* The one place a dead owner is handled: check and repair, then consistent. */
         s->hdr->n_repairs++;
@@ -285,6 +296,7 @@ SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_
     snprintf(s->name, sizeof(s->name), "%s", name);
     snprintf(s->dir, sizeof(s->dir), "%s", default_dir(opt ? opt->dir : NULL));
     pthread_mutex_init(&s->lease_mu, NULL);
+    atomic_init(&s->refs, 1);
     s->fork_gen = atomic_load_explicit(&shmstore__fork_gen, memory_order_relaxed);
 
     bool created = false;
@@ -384,18 +396,36 @@ fail:
     return r;
 }
 
+void shmstore__store_ref(shmstore_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void shmstore__store_unref(shmstore_t *s)
+{
+    /* acq_rel: the last owner sees every other owner's writes before freeing */
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    pthread_mutex_destroy(&s->lease_mu);
+    free(s);
+}
+
 SHMSTORE_API void shmstore_close(shmstore_t *s)
 {
     if (!s)
         return;
     stores_remove(s);
+    /* Views and value handles may outlive the close: they hold references to `s` and,
+     * seeing is_closed, only drop them (their leases go with our slot right here). */
+    pthread_mutex_lock(&s->lease_mu);
+    s->is_closed = true;
+    pthread_mutex_unlock(&s->lease_mu);
     /* In a fork child the slot is the parent's: only drop our mapping. */
     if (shmstore__check_fork(s) == 0 && s->fd >= 0)
         shmstore__proc_detach(s);
     shmstore__clearerr();
     unmap_close(s);
-    pthread_mutex_destroy(&s->lease_mu);
-    free(s);
+    shmstore__store_unref(s);
 }
 
 SHMSTORE_API int shmstore_unlink(const char *name, const char *dir)

@@ -150,6 +150,7 @@ SHMSTORE_API int shmstore_value_open(shmstore_t *s, const char *name, unsigned f
         free(v);
         return r;
     }
+    shmstore__store_ref(s);
     v->s = s;
     v->obj_off = off;
     v->obj = o;
@@ -165,14 +166,49 @@ SHMSTORE_API void shmstore_value_close(shmstore_value_t *v)
 {
     if (!v)
         return;
-    if (v->reserved_rot != NO_ROT)
-        shmstore_value_abort(v);
-    if (shmstore__check_fork(v->s) == 0)
-        shmstore__unpin(v->s, v->obj_off);
+    shmstore_t *s = v->s;
+    pthread_mutex_lock(&s->lease_mu);
+    bool is_closed = s->is_closed;
+    pthread_mutex_unlock(&s->lease_mu);
+    if (!is_closed) {
+        if (v->reserved_rot != NO_ROT)
+            shmstore_value_abort(v);
+        if (shmstore__check_fork(s) == 0)
+            shmstore__unpin(s, v->obj_off);
+    }
     free(v);
+    shmstore__store_unref(s);
 }
 
 /* ---- the writer lock ------------------------------------------------------------------ */
+
+/* A writer waited a whole slice on lock word `c`: find out whether its holder is gone.
+ * A dead holder's slot is recovered (which releases the lock). A lock naming a free slot,
+ * or naming us while no thread of ours holds it, is stale: it is cleared. A lock naming
+ * no slot at all is corruption. */
+static int suspect_holder(shmstore_value_t *v, uint32_t c)
+{
+    shmstore_t *s = v->s;
+    uint32_t owner = (c & ~WLOCK_WAITERS) - 1;
+    if (owner >= s->hdr->n_slots)
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': writer lock names slot %u "
+                                "of %u", v->obj->name, owner, s->hdr->n_slots);
+    struct proc_slot *ps = shmstore__proc_slot(s, owner);
+    bool stale = atomic_load_explicit(&ps->state, memory_order_acquire) != SLOT_LIVE;
+    if (owner == s->slot) {
+        unsigned mine = 0; /* our own pending entry counts once */
+        for (unsigned k = 0; k < SLOT_HELD_MAX; k++)
+            mine += atomic_load_explicit(&ps->held[k], memory_order_acquire) == v->obj_off;
+        stale = mine <= 1;
+    } else if (!stale && !shmstore__proc_is_alive(s, owner)) {
+        shmstore__proc_recover_slot(s, owner, NULL);
+        return 0;
+    }
+    if (stale && atomic_compare_exchange_strong_explicit(&v->body->wlock, &c, 0,
+                                                         memory_order_release, memory_order_relaxed))
+        shmstore__os.futex_wake(&v->body->wlock, INT_MAX);
+    return 0;
+}
 
 static int wlock_acquire(shmstore_value_t *v, int64_t timeout_ns)
 {
@@ -216,11 +252,9 @@ static int wlock_acquire(shmstore_value_t *v, int64_t timeout_ns)
         }
         uint64_t slice = deadline - now < WLOCK_SLICE_NS ? deadline - now : WLOCK_SLICE_NS;
         r = shmstore__os.futex_wait(w, c | WLOCK_WAITERS, (int64_t)slice);
-        if (r == -ETIMEDOUT) {
-            /* Suspect holder: if its process is dead, recover its slot (releases this). */
-            uint32_t owner = (c & ~WLOCK_WAITERS) - 1;
-            if (owner < s->hdr->n_slots && !shmstore__proc_is_alive(s, owner))
-                shmstore__proc_recover_slot(s, owner, NULL);
+        if (r == -ETIMEDOUT && (r = suspect_holder(v, c | WLOCK_WAITERS)) < 0) {
+            shmstore__proc_unhold(s, v->obj_off);
+            return r;
         }
     }
 }
@@ -459,6 +493,9 @@ SHMSTORE_API int shmstore_value_reserve(shmstore_value_t *v, const shmstore_datu
 
 SHMSTORE_API int shmstore_value_commit(shmstore_value_t *v)
 {
+    int r = shmstore__check_fork(v->s);
+    if (r < 0)
+        return r; /* the reservation and its lock are the parent's */
     if (v->reserved_rot == NO_ROT)
         return shmstore__seterr(-EINVAL, "nothing reserved on this handle");
     int k = v->reserved_rot;
@@ -471,6 +508,10 @@ SHMSTORE_API void shmstore_value_abort(shmstore_value_t *v)
 {
     if (!v || v->reserved_rot == NO_ROT)
         return;
+    if (shmstore__check_fork(v->s) < 0) {
+        v->reserved_rot = NO_ROT; /* in a fork child: forget it, the lock is the parent's */
+        return;
+    }
     /* The block stays odd and not current: no reader sees it; the next writer reuses it. */
     v->reserved_rot = NO_ROT;
     v->body->reserving = UINT64_MAX;
@@ -535,7 +576,11 @@ SHMSTORE_API int shmstore_value_trigger(shmstore_value_t *v)
     if ((r = vcheck(v)) == 0) {
         /* Same block, new version: readers mid-copy see seq change and retry. */
         uint64_t h = atomic_load_explicit(&v->body->head, memory_order_relaxed);
-        publish(v, (int)head_rot(h), head_ver(h) + 1);
+        if (current_ver(v, NULL))
+            publish(v, (int)head_rot(h), head_ver(h) + 1);
+        else
+            r = shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': current version block is "
+                                 "invalid", v->obj->name);
     }
     wlock_release(v);
     return r;
@@ -666,6 +711,7 @@ SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out)
         out->len = ver_of(b)->len;
         out->version = head_ver(h);
         out->mtime_ns = ver_of(b)->mtime_ns;
+        shmstore__store_ref(v->s);
         out->store = v->s;
         out->block_off = off;
         return 0;
@@ -679,7 +725,8 @@ SHMSTORE_API void shmstore_view_release(shmstore_view_t *view)
     if (!view || !view->store || !view->block_off)
         return;
     if (shmstore__check_fork(view->store) == 0)
-        shmstore__unpin(view->store, view->block_off);
+        shmstore__unpin(view->store, view->block_off); /* no-op after close */
+    shmstore__store_unref(view->store);
     view->block_off = 0;
     view->store = NULL;
     view->data = NULL;
