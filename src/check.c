@@ -124,8 +124,7 @@ int shmstore__repair_locked(shmstore_t *s, shmstore_gc_stats_t *st)
     int r = shmstore__alloc_check(s, true, NULL, 0, NULL);
     if (r < 0)
         return r;
-    size_t pos = 0;
-    if (shmstore__index_check(s, NULL, 0, &pos) < 0)
+    if (shmstore__index_repair(s) < 0)
         return SHMSTORE_ECORRUPT;
     struct refs lost = {0};
     int64_t n = unreachable(s, &lost);
@@ -133,17 +132,27 @@ int shmstore__repair_locked(shmstore_t *s, shmstore_gc_stats_t *st)
         free(lost.off);
         return (int)n;
     }
-    /* Free back to front: freeing merges with neighbours, never with a later listed one. */
+    /* Free back to front: freeing merges with neighbours, never with a later listed one.
+     * A pinned block (an object whose handles are open, a version under a view) is not
+     * freed but orphaned: its last unpin frees it; an object is flagged deleted so that
+     * its handles fail with -ESTALE. */
     for (size_t i = lost.n; i-- > 0;) {
         struct blk_hdr *b = shmstore__blk(s, lost.off[i]);
         if (!b)
             continue;
+        if (b->tag == BLK_TAG_OBJ) {
+            struct obj_hdr *o = shmstore__obj(s, lost.off[i]);
+            if (o)
+                atomic_fetch_or_explicit(&o->flags, OBJ_F_DELETED, memory_order_seq_cst);
+        }
+        if (shmstore__blk_pinned(b)) {
+            atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
+            continue;
+        }
         if (st) {
             st->blocks_freed++;
             st->bytes_freed += b->size & BLK_SIZE_MASK;
         }
-        for (unsigned w = 0; w < PIN_WORDS; w++)
-            atomic_store_explicit(&b->pins[w], 0, memory_order_relaxed);
         shmstore__free(s, lost.off[i]);
     }
     free(lost.off);

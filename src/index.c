@@ -239,6 +239,33 @@ int shmstore__index_foreach(shmstore_t *s, int (*fn)(shmstore_t *, uint64_t, voi
     return 0;
 }
 
+int shmstore__index_repair(shmstore_t *s)
+{
+    struct store_hdr *h = s->hdr;
+    uint64_t cap, live = 0, tombs = 0;
+    struct index_ent *t = table(s, &cap);
+    if (!t) {
+        if (h->index_off)
+            return SHMSTORE_ECORRUPT;
+        h->index_count = h->index_tombs = h->n_objects = 0;
+        return 0;
+    }
+    for (uint64_t i = 0; i < cap; i++) {
+        if (t[i].off > INDEX_TOMB) {
+            struct obj_hdr *o = shmstore__obj(s, t[i].off);
+            /* A delete interrupted between flagging and unindexing is finished here. */
+            if (!o || o->hash != t[i].hash ||
+                (atomic_load_explicit(&o->flags, memory_order_relaxed) & OBJ_F_DELETED))
+                t[i].off = INDEX_TOMB;
+        }
+        live += t[i].off > INDEX_TOMB;
+        tombs += t[i].off == INDEX_TOMB;
+    }
+    h->index_count = h->n_objects = live;
+    h->index_tombs = tombs;
+    return 0;
+}
+
 int shmstore__index_check(shmstore_t *s, char *rep, size_t cap_r, size_t *pos)
 {
     struct store_hdr *h = s->hdr;

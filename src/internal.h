@@ -107,6 +107,8 @@ int shmstore__index_find(shmstore_t *s, const char *name, size_t len, uint64_t *
 int shmstore__index_insert(shmstore_t *s, uint64_t hash, uint64_t obj_off);
 int shmstore__index_remove(shmstore_t *s, uint64_t hash, uint64_t obj_off);
 int shmstore__index_check(shmstore_t *s, char *rep, size_t cap, size_t *pos);
+/* Drop entries of deleted or invalid objects and recount (repair pass, mutex held). */
+int shmstore__index_repair(shmstore_t *s);
 int shmstore__index_foreach(shmstore_t *s, int (*fn)(shmstore_t *, uint64_t obj_off, void *),
                             void *arg);
 struct obj_hdr *shmstore__obj(const shmstore_t *s, uint64_t obj_off); /* NULL if invalid */

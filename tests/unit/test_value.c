@@ -455,7 +455,8 @@ static void test_value_view_after_value_close(void **state)
     shmstore_view_release(&view);
 }
 
-/* close() releases what is still open; a view released afterwards is harmless. */
+/* close() releases what is still open; views released and handles closed afterwards are
+ * harmless. */
 static void test_value_view_release_after_store_close(void **state)
 {
     (void)state;
@@ -479,6 +480,7 @@ static void test_value_view_release_after_store_close(void **state)
     shmstore_close(s);
     shmstore_view_release(&view1);
     shmstore_view_release(&view2);
+    shmstore_value_close(v); /* allowed after close: only frees the handle */
 
     /* Nothing stayed pinned: reopening finds the deleted value's memory freed. */
     s = NULL;
