@@ -154,7 +154,7 @@ static int put_file(shmstore_t *s, const struct cli_target *t, const char *arg,
 {
     shmstore_datum_t d;
     shmstore_value_t *v;
-    uint64_t off, len;
+    uint64_t off = 0, len = 0;
     struct stat sb;
     void *dst;
     int fd, rc, is_new;

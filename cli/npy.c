@@ -117,8 +117,8 @@ static int map_dtype(struct cur *c, const char *descr, char *out)
         return fail(c, "big-endian dtype '%s' is not supported; save a.astype('<%s')", descr,
                     descr + 1);
     /* Library spellings: '|' for b1 and S<n>, '<' for the rest; try both. */
-    snprintf(cand[0], sizeof cand[0], "%c%s", strchr("bS", descr[1]) ? '|' : '<', descr + 1);
-    snprintf(cand[1], sizeof cand[1], "%c%s", strchr("bS", descr[1]) ? '<' : '|', descr + 1);
+    snprintf(cand[0], sizeof cand[0], "%c%.6s", strchr("bS", descr[1]) ? '|' : '<', descr + 1);
+    snprintf(cand[1], sizeof cand[1], "%c%.6s", strchr("bS", descr[1]) ? '<' : '|', descr + 1);
     for (i = 0; i < 2; i++) {
         if (shmstore_dtype_itemsize(cand[i]) > 0) {
             memcpy(out, cand[i], SHMSTORE_DTYPE_MAX);

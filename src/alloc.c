@@ -56,22 +56,24 @@ static void bin_of(uint64_t size, unsigned *fl, unsigned *sl)
     *sl = (unsigned)(size >> (f - SL_BITS)) & (SL_COUNT - 1);
 }
 
-struct blk_hdr *shmstore__blk(const shmstore_t *s, uint64_t off)
+/* Racy by design: readers validate offsets that the allocator may be reusing. */
+SHMSTORE__RACY struct blk_hdr *shmstore__blk(const shmstore_t *s, uint64_t off)
 {
     const struct store_hdr *h = s->hdr;
     uint64_t top = atomic_load_explicit(&h->heap_top, memory_order_acquire);
     if (off < h->heap_off || off % BLK_ALIGN || top > s->map_len || off + BLK_HDR_SIZE > top)
         return NULL;
     struct blk_hdr *b = hdr_at(s, off);
-    uint64_t size = bsize(b);
+    uint64_t size = b->size & BLK_SIZE_MASK; /* not bsize(): no instrumented call */
     if (size < BLK_MIN || size > top - off || (b->tag & 0xffff0000u) != BLK_TAG_MAGIC)
         return NULL;
     return b;
 }
 
-uint64_t shmstore__blk_payload_cap(const struct blk_hdr *b)
+/* Racy by design like shmstore__blk(): a seqlock reader may ask about a stale block. */
+SHMSTORE__RACY uint64_t shmstore__blk_payload_cap(const struct blk_hdr *b)
 {
-    return bsize(b) - BLK_HDR_SIZE;
+    return (b->size & BLK_SIZE_MASK) - BLK_HDR_SIZE;
 }
 
 /* A free-list link read from the mapping is followed only if it names a valid block. */
@@ -142,13 +144,17 @@ static uint64_t bin_find(shmstore_t *s, uint64_t size)
     bin_of(rounded, &fl, &sl);
     if (fl >= FL_COUNT)
         return 0;
-    uint32_t sl_map = h->sl_bitmap[fl] & (~0u << sl);
+    /* Bitmaps come from the mapping: mask them to the bins that exist. */
+    const uint32_t sl_all = (1u << SL_COUNT) - 1;
+    uint32_t sl_map = h->sl_bitmap[fl] & (~0u << sl) & sl_all;
     if (!sl_map) {
-        uint64_t fl_map = fl + 1 < 64 ? h->fl_bitmap & (~0ull << (fl + 1)) : 0;
+        uint64_t fl_map = h->fl_bitmap & (~0ull << (fl + 1)) & ((1ull << FL_COUNT) - 1);
         if (!fl_map)
             return 0;
         fl = (unsigned)__builtin_ctzll(fl_map);
-        sl_map = h->sl_bitmap[fl];
+        sl_map = h->sl_bitmap[fl] & sl_all;
+        if (!sl_map)
+            return 0;
     }
     sl = (unsigned)__builtin_ctz(sl_map);
     return h->free_heads[fl][sl];

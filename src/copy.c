@@ -43,3 +43,17 @@ void shmstore__copy_in(void *dst, const void *src, size_t n)
 #endif
     memcpy(dst, src, n);
 }
+
+SHMSTORE__RACY void shmstore__seqlock_copy(void *dst, const void *src, size_t n)
+{
+#ifdef SHMSTORE__TSAN
+    /* memcpy would be intercepted (and instrumented) by ThreadSanitizer; a volatile loop
+     * is not turned back into memcpy by the compiler. Only in TSan builds. */
+    const volatile unsigned char *s = src;
+    unsigned char *d = dst;
+    for (size_t i = 0; i < n; i++)
+        d[i] = s[i];
+#else
+    memcpy(dst, src, n);
+#endif
+}

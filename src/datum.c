@@ -51,10 +51,14 @@ SHMSTORE_API int64_t shmstore_dtype_itemsize(const char *dtype)
     if (n < 3 || n >= SHMSTORE_DTYPE_MAX)
         return SHMSTORE_EDTYPE;
     char order = dtype[0], kind = dtype[1];
-    char *end;
-    errno = 0;
-    unsigned long long size = strtoull(dtype + 2, &end, 10);
-    if (*end || errno || size == 0 || dtype[2] < '1' || dtype[2] > '9' || (order != '<' && order != '|'))
+    /* Digits parsed by hand: this runs on every get that returns a descriptor. */
+    uint64_t size = 0;
+    for (size_t i = 2; i < n; i++) {
+        if (dtype[i] < '0' || dtype[i] > '9')
+            return SHMSTORE_EDTYPE;
+        size = size * 10 + (uint64_t)(dtype[i] - '0');
+    }
+    if (size == 0 || dtype[2] == '0' || (order != '<' && order != '|'))
         return SHMSTORE_EDTYPE;
     switch (kind) {
     case 'b':
@@ -125,7 +129,7 @@ SHMSTORE_API int shmstore_datum_validate(const shmstore_datum_t *d, size_t len)
         if (r < 0)
             return shmstore__seterr(-EINVAL, "attrs are malformed");
     }
-    uint64_t want;
+    uint64_t want = 0;
     if (d->type == SHMSTORE_T_ARRAY) {
         int r = array_bytes(d, &want);
         if (r < 0)

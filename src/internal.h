@@ -13,6 +13,19 @@
 
 #define SHMSTORE__HIDDEN __attribute__((visibility("hidden")))
 
+/* Marks a function that reads bytes another process may be changing and validates what
+ * it read afterwards (seqlock readers re-check the sequence number; offsets that may be
+ * stale are re-checked against the block's seq and owner). ThreadSanitizer does not
+ * instrument these reads, so it still reports every other race. */
+#define SHMSTORE__RACY __attribute__((no_sanitize("thread"), noinline))
+#if defined(__SANITIZE_THREAD__)
+#define SHMSTORE__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHMSTORE__TSAN 1
+#endif
+#endif
+
 /* A process's attachment to a store (process-local memory). */
 struct shmstore {
     struct store_hdr *hdr;   /* the mapping, at offset 0 */
@@ -113,8 +126,10 @@ int shmstore__index_foreach(shmstore_t *s, int (*fn)(shmstore_t *, uint64_t obj_
                             void *arg);
 struct obj_hdr *shmstore__obj(const shmstore_t *s, uint64_t obj_off); /* NULL if invalid */
 
-/* copy.c: copy a payload into a block (non-temporal when large). */
+/* copy.c: copy a payload into a block (non-temporal when large); copy out of a block a
+ * writer may be reusing (the caller re-checks the block's seq afterwards). */
 void shmstore__copy_in(void *dst, const void *src, size_t n);
+void shmstore__seqlock_copy(void *dst, const void *src, size_t n);
 
 /* datum.c */
 int shmstore__datum_to_ver(const shmstore_datum_t *d, size_t len, struct ver_hdr *vh);

@@ -184,17 +184,18 @@ struct index_ent {
 
 /* Body of a value object (follows struct obj_hdr in the OBJ block). */
 struct val_body {
-    /* Read by every reader, written once per put: its own line. */
+    /* Everything a reader needs, on one line written once per put: a get costs one
+     * transfer of this line, not two. */
     alignas(64) _Atomic uint64_t head;   /* version << 8 | rotation index; 0 = none */
     _Atomic uint64_t mtime_ns;           /* of the current version */
     _Atomic uint32_t fseq;               /* futex word: bumped on every publish */
     _Atomic uint32_t n_waiters;          /* sleepers on fseq; publish wakes if non-zero */
+    _Atomic uint64_t rot[VAL_ROT];       /* version block offsets (0 = none) */
     /* Writer side. */
     alignas(64) _Atomic uint32_t wlock;  /* 0 free, else owner slot + 1 | WLOCK_WAITERS */
     uint32_t n_rot;                      /* rotation blocks in use, <= VAL_ROT */
-    _Atomic uint64_t rot[VAL_ROT];       /* version block offsets (0 = none) */
     uint64_t reserving;                  /* rotation index being written, or UINT64_MAX */
-    uint64_t reserved0[2];
+    uint64_t reserved0[6];
 };
 static_assert(sizeof(struct val_body) == 128, "val_body is two cache lines");
 
@@ -223,8 +224,8 @@ static_assert(sizeof(struct proc_slot) == 256, "FORMAT.md: slot header is 256 by
 static_assert(offsetof(struct blk_hdr, pins) == 64, "FORMAT.md: pins at 64");
 static_assert(sizeof(struct obj_hdr) == 320, "FORMAT.md: obj_hdr is 320 bytes");
 static_assert(offsetof(struct obj_hdr, name) == 64, "FORMAT.md: name at 64");
+static_assert(offsetof(struct val_body, rot) == 24, "FORMAT.md: rot at 24");
 static_assert(offsetof(struct val_body, wlock) == 64, "FORMAT.md: wlock at 64");
-static_assert(offsetof(struct val_body, rot) == 72, "FORMAT.md: rot at 72");
 static_assert(offsetof(struct ver_hdr, shape) == 64, "FORMAT.md: shape at 64");
 static_assert(sizeof(struct ver_hdr) == 320, "FORMAT.md: ver_hdr is 320 bytes");
 

@@ -58,6 +58,13 @@ static unsigned head_rot(uint64_t h)
     return (unsigned)(h & ((1u << HEAD_SLOT_BITS) - 1));
 }
 
+/* The owner of a block a reader found through a possibly stale offset (validated by the
+ * caller together with the block's seq). */
+static SHMSTORE__RACY uint64_t blk_owner(const struct blk_hdr *b)
+{
+    return b->owner;
+}
+
 static struct ver_hdr *ver_of(struct blk_hdr *b)
 {
     return (struct ver_hdr *)((char *)b + BLK_HDR_SIZE);
@@ -603,14 +610,6 @@ SHMSTORE_API int shmstore_value_seal(shmstore_value_t *v)
 
 /* ---- reading ------------------------------------------------------------------------ */
 
-/* The seqlock copy: may read bytes a writer is changing; the caller discards the result
- * when the block's seq changed. Named for the ThreadSanitizer suppression. */
-__attribute__((noinline)) void shmstore__seqlock_copy(void *dst, const void *src, size_t n);
-__attribute__((noinline)) void shmstore__seqlock_copy(void *dst, const void *src, size_t n)
-{
-    memcpy(dst, src, n);
-}
-
 /* Locate the current version: head, its block and the expected seq. 1 = retry. */
 static int locate(shmstore_value_t *v, uint64_t *h_out, struct blk_hdr **b_out)
 {
@@ -636,15 +635,15 @@ SHMSTORE_API int shmstore_value_get(shmstore_value_t *v, shmstore_datum_t *d, vo
     if (r < 0)
         return r;
     for (int tries = 0; tries < READ_RETRIES_MAX; tries++) {
-        uint64_t h;
-        struct blk_hdr *b;
+        uint64_t h = 0;
+        struct blk_hdr *b = NULL;
         if ((r = locate(v, &h, &b)) < 0)
             return r;
         if (r > 0)
             continue;
         /* acquire: pairs with publish()'s release of seq; the bytes below are that version */
         uint64_t s1 = atomic_load_explicit(&b->seq, memory_order_acquire);
-        if (s1 != 2 * head_ver(h) || b->owner != v->gen)
+        if (s1 != 2 * head_ver(h) || blk_owner(b) != v->gen)
             continue;
         struct ver_hdr vh;
         shmstore__seqlock_copy(&vh, ver_of(b), sizeof(vh));
@@ -687,8 +686,8 @@ SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out)
     if (r < 0)
         return r;
     for (int tries = 0; tries < READ_RETRIES_MAX; tries++) {
-        uint64_t h;
-        struct blk_hdr *b;
+        uint64_t h = 0;
+        struct blk_hdr *b = NULL;
         if ((r = locate(v, &h, &b)) < 0)
             return r;
         if (r > 0)
@@ -698,7 +697,7 @@ SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out)
             return r;
         /* seq_cst: after our pin is visible (see prepare_block) */
         if (atomic_load_explicit(&b->seq, memory_order_seq_cst) != 2 * head_ver(h) ||
-            b->owner != v->gen) {
+            blk_owner(b) != v->gen) {
             shmstore__unpin(v->s, off);
             continue;
         }
