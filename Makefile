@@ -16,7 +16,7 @@ deps:
 	@sh scripts/deps.sh
 
 build: deps
-	@$(CONFIGURE) -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=gcc >/dev/null
+	@$(CONFIGURE) -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=gcc -DPYTHON=$(PYTHON) >/dev/null
 	@$(CMAKE) --build $(BUILD) -j $(JOBS)
 
 demo: build
@@ -32,20 +32,20 @@ test-dev: build
 
 test-asan: deps
 	@$(CONFIGURE) -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
-	    -DSHMSTORE_SANITIZE=address -DSHMSTORE_FUZZ=ON >/dev/null
+	    -DSHMSTORE_SANITIZE=address -DSHMSTORE_FUZZ=ON -DSHMSTORE_PYTHON=OFF >/dev/null
 	@$(CMAKE) --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE nosan
 
 test-tsan: deps
 	@$(CONFIGURE) -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=gcc \
-	    -DSHMSTORE_SANITIZE=thread >/dev/null
+	    -DSHMSTORE_SANITIZE=thread -DSHMSTORE_PYTHON=OFF >/dev/null
 	@$(CMAKE) --build $(BUILD)-tsan -j $(JOBS)
 	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=1 history_size=7 suppressions=$(CURDIR)/tests/tsan.supp" \
 	    ctest --output-on-failure -j $(JOBS) -L tsan
 
 bench: deps
-	@$(CONFIGURE) -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSHMSTORE_TESTS=OFF >/dev/null
+	@$(CONFIGURE) -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSHMSTORE_TESTS=OFF -DSHMSTORE_PYTHON=OFF >/dev/null
 	@$(CMAKE) --build $(BUILD)-release -j $(JOBS)
 	./$(BUILD)-release/cli/shmstore bench
 

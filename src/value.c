@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,12 @@ static unsigned head_rot(uint64_t h)
 static SHMSTORE__RACY uint64_t blk_owner(const struct blk_hdr *b)
 {
     return b->owner;
+}
+
+/* Bytes of a version descriptor in use: the fixed part and `ndim` shape entries. */
+static size_t ver_used(uint32_t ndim)
+{
+    return offsetof(struct ver_hdr, shape) + ndim * sizeof(uint64_t);
 }
 
 static struct ver_hdr *ver_of(struct blk_hdr *b)
@@ -415,7 +422,9 @@ static int write_ver_locked(shmstore_value_t *v, const struct ver_hdr *vh, const
         return r;
     struct blk_hdr *b = shmstore__blk(v->s, atomic_load_explicit(&v->body->rot[*rot_out],
                                                                  memory_order_relaxed));
-    memcpy(ver_of(b), vh, sizeof(*vh));
+    /* Only the fixed part and the shape entries in use: every line written here moves to
+     * each reader's core on its next get. */
+    memcpy(ver_of(b), vh, ver_used(vh->ndim));
     if (vh->attrs_len)
         memmove(ver_of(b) + 1, attrs, vh->attrs_len);
     v->body->reserving = (uint64_t)*rot_out;
@@ -646,7 +655,11 @@ SHMSTORE_API int shmstore_value_get(shmstore_value_t *v, shmstore_datum_t *d, vo
         if (s1 != 2 * head_ver(h) || blk_owner(b) != v->gen)
             continue;
         struct ver_hdr vh;
-        shmstore__seqlock_copy(&vh, ver_of(b), sizeof(vh));
+        shmstore__seqlock_copy(&vh, ver_of(b), ver_used(0));
+        if (vh.ndim > SHMSTORE_NDIM_MAX)
+            vh.ndim = SHMSTORE_NDIM_MAX + 1; /* rejected below, without reading past shape */
+        else if (vh.ndim)
+            shmstore__seqlock_copy(vh.shape, ver_of(b)->shape, vh.ndim * sizeof(vh.shape[0]));
         shmstore_datum_t dd;
         const void *src;
         atomic_thread_fence(memory_order_acquire);

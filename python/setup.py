@@ -1,0 +1,62 @@
+"""Build shmstore's Python package: the C extension shmstore._shmstore, linked with the
+static library libshmstore.a (built by CMake; SHMSTORE_LIB_DIR, default ../build).
+
+    SHMSTORE_LIB_DIR=/path/to/build /usr/bin/python3 setup.py build_ext --inplace
+    python3 -m venv --system-site-packages v && v/bin/pip install --no-build-isolation ./python
+
+Only Debian's python3-setuptools is needed; numpy is a runtime dependency only (the
+extension is built without numpy headers).
+"""
+import glob
+import os
+
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def lib_dir():
+    d = os.environ.get("SHMSTORE_LIB_DIR")
+    if d:
+        return os.path.abspath(d)
+    for cand in (os.path.join(ROOT, "build"), os.path.join(HERE, "build-lib")):
+        if os.path.exists(os.path.join(cand, "libshmstore.a")):
+            return cand
+    return os.path.join(ROOT, "build")
+
+
+LIB_DIR = lib_dir()
+STATIC = os.path.join(LIB_DIR, "libshmstore.a")
+if not os.path.exists(STATIC) and "egg_info" not in os.sys.argv and "dist_info" not in os.sys.argv:
+    raise SystemExit(
+        f"shmstore: {STATIC} not found. Build the C library first "
+        f"(cmake -S {ROOT} -B {ROOT}/build && cmake --build {ROOT}/build --target shmstore_static) "
+        f"or point SHMSTORE_LIB_DIR at the directory holding libshmstore.a."
+    )
+
+# Sources relative to setup.py: pip builds from a copy of this directory.
+sources = sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "src", "*.c")))
+include = os.environ.get("SHMSTORE_INCLUDE_DIR", os.path.join(ROOT, "include"))
+
+ext = Extension(
+    "shmstore._shmstore",
+    sources=sources,
+    include_dirs=[include],
+    extra_objects=[STATIC],
+    libraries=["pthread"],
+    extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror",
+                        "-fvisibility=hidden", "-D_POSIX_C_SOURCE=200809L"],
+    depends=[os.path.join("src", "ext.h"), STATIC],
+)
+
+setup(
+    name="shmstore",
+    version="0.1.0",
+    description="Share data between processes through shared memory (C core, no server)",
+    packages=["shmstore", "shmstore.compat"],
+    package_data={"shmstore": ["py.typed", "*.pyi", "compat/*.pyi"]},
+    ext_modules=[ext],
+    python_requires=">=3.9",
+    zip_safe=False,
+)

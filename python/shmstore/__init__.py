@@ -1,0 +1,37 @@
+"""shmstore: share data between processes on one machine through shared memory.
+
+    import shmstore
+    with shmstore.Store("robot") as store:
+        store["camera/rgb"] = frame              # numpy array, zero-copy for readers
+        arr = store.view("camera/rgb")           # read-only view, leased
+        v = store.wait("camera/rgb", timeout=1)  # next version
+
+Everything is implemented in the C extension ``shmstore._shmstore``; this package only
+re-exports it. Compatibility modules for existing tools live in ``shmstore.compat``.
+"""
+from ._shmstore import (  # noqa: F401
+    Buffer,
+    CorruptError,
+    Error,
+    LayoutError,
+    LimitError,
+    NoValueError,
+    NotFoundError,
+    SealedError,
+    StaleError,
+    Store,
+    Value,
+    WriteContext,
+    list_stores,
+    strerror,
+    unlink,
+    __c_version__,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Store", "Value", "Buffer", "WriteContext", "unlink", "list_stores", "strerror",
+    "Error", "NotFoundError", "StaleError", "NoValueError", "LayoutError", "SealedError",
+    "CorruptError", "LimitError",
+]

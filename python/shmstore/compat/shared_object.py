@@ -1,0 +1,372 @@
+"""real_robot.utils.multiprocessing.shared_object, on shmstore (drop-in).
+
+Switch by changing one import::
+
+    # from real_robot.utils.multiprocessing.shared_object import SharedObject
+    from shmstore.compat.shared_object import SharedObject
+
+    so = SharedObject("test", data=np.ones((480, 848, 3)))   # creates with data
+    so = SharedObject("test")                                # mounts existing
+    so = SharedObject("trigger"); so.trigger(); so.triggered # trigger object
+
+Every SharedObject is a value in one store (env SHMSTORE_COMPAT_STORE, default
+"shared_object"). What changed under the API, not in it:
+
+- No readers-writer lock: readers copy under a sequence check or pin a version, so a
+  writer is never starved and never blocks, and a writer killed mid-assign leaves the
+  previous version intact (no torn data).
+- ``modified`` / ``triggered`` compare version numbers, not time stamps: two assigns in
+  the same clock tick are two changes.
+- Arrays are 64-byte aligned; a str/bytes may use its whole capacity (no terminator).
+- Works after fork (the store is re-attached in the child), with spawn/forkserver
+  (pickles by name), and nothing is unlinked when a process exits: only ``unlink()``
+  removes an object.
+- Creation is race-free: of several processes creating the same name, one creates it and
+  the others mount it.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .. import Buffer, LayoutError, NoValueError, NotFoundError, Store
+
+__all__ = [
+    "SharedObject", "SharedDynamicObject", "SharedObjectDefaultDict", "Pose",
+    "start_and_wait_for_process", "signal_process_ready",
+]
+
+_CAP = "shared_object.capacity"
+_TYPE = "shared_object.type"
+_CREATE_WAIT = 5.0  # s a mounter waits for a creator that has not published yet
+
+try:  # sapien.Pose if available, as in the original
+    from sapien import Pose as _SapienPose  # type: ignore
+except Exception:  # pragma: no cover - sapien is optional
+    _SapienPose = None
+
+
+class _Pose:
+    """A rigid-body pose: position p (xyz) and quaternion q (wxyz), both float32."""
+
+    __slots__ = ("p", "q")
+
+    def __init__(self, p=(0.0, 0.0, 0.0), q=(1.0, 0.0, 0.0, 0.0)):
+        self.p = np.asarray(p, dtype=np.float32).reshape(3).copy()
+        self.q = np.asarray(q, dtype=np.float32).reshape(4).copy()
+
+    def __eq__(self, other):
+        return (isinstance(other, _Pose) and np.array_equal(self.p, other.p)
+                and np.array_equal(self.q, other.q))
+
+    def __repr__(self):
+        return f"Pose([{', '.join(f'{x:g}' for x in self.p)}], [{', '.join(f'{x:g}' for x in self.q)}])"
+
+    def __reduce__(self):
+        return (self.__class__, (self.p, self.q))
+
+
+Pose = _SapienPose if _SapienPose is not None else _Pose
+_POSE_TYPES = tuple(t for t in (_SapienPose, _Pose) if t is not None)
+
+_SCALARS = (type(None), bool, int, float, complex)
+_BUFFERS = (str, bytes, bytearray)
+_CONTAINERS = (dict, list, tuple, set)
+
+_stores: dict = {}
+
+
+def _store() -> Store:
+    name = os.environ.get("SHMSTORE_COMPAT_STORE", "shared_object")
+    s = _stores.get(name)
+    if s is None or s.closed:
+        s = _stores[name] = Store(name)
+    return s
+
+
+def _check_supported(data, depth=0):
+    t = type(data)
+    if t in _SCALARS or t in _BUFFERS or t is np.ndarray or isinstance(data, _POSE_TYPES):
+        if t is np.ndarray and data.dtype.hasobject:
+            raise TypeError("SharedObject does not support numpy arrays of dtype object")
+        return
+    if t in _CONTAINERS and depth < 64:
+        items = list(data.keys()) + list(data.values()) if t is dict else data
+        for x in items:
+            _check_supported(x, depth + 1)
+        return
+    raise TypeError(f"SharedObject does not support data of type {t.__name__}")
+
+
+def _pose_array(pose) -> np.ndarray:
+    return np.concatenate([np.asarray(pose.p, np.float32).reshape(3),
+                           np.asarray(pose.q, np.float32).reshape(4)])
+
+
+def _nbytes(data) -> int:
+    if isinstance(data, str):
+        return len(data.encode("utf-8", "surrogatepass"))
+    if isinstance(data, (bytes, bytearray)):
+        return len(data)
+    return 0
+
+
+class SharedObject:
+    """Shared object in shared memory (shmstore value). Reallocation, changing the object
+    type and changing numpy metas (dtype, shape) are not allowed: use SharedDynamicObject.
+
+    :param name: name of the object (unique in the compat store).
+    :param data: data to assign (creates the object if needed); None mounts an existing
+        object, or creates a trigger object holding None.
+    :param init_size: capacity in bytes of a str / bytes / bytearray object.
+    """
+
+    _fetch_fn_type = Optional[Callable[[Any], Any]]
+
+    def __init__(self, name: str, *, data: Any = None, init_size: int = 100):
+        self.name = name
+        self.init_size = init_size
+        if data is not None:
+            _check_supported(data)
+        store = _store()
+        self._h = None
+        created = False
+        try:
+            h = store.value(name, create=False)
+        except NotFoundError:
+            try:
+                h = store.value(name, exclusive=True)
+                created = True
+            except FileExistsError:
+                h = store.value(name, create=False)
+        self._h = h
+        self._kind = None  # Python type of the data; None = not known yet
+        self._cap = 0
+        if created:
+            self._publish(data, initial=True)
+        else:
+            if h.version == 0:  # the creator has not published yet: wait for it
+                try:
+                    h.wait(after=0, timeout=_CREATE_WAIT)
+                except TimeoutError:  # the creator died: take over
+                    self._publish(data, initial=True)
+            if self._kind is None:
+                self._load_meta()
+            if data is not None:
+                self.assign(data)
+        self._version = h.version
+
+    # -- metadata ------------------------------------------------------------------------
+    def _load_meta(self):
+        try:
+            data, _ = self._h.get_versioned()
+        except NoValueError:
+            self._kind, self._cap = None, 0
+            return
+        data = self._decode(data)
+        self._kind = type(data)
+        if self._kind in _BUFFERS:
+            cap = self._h.attrs().get(_CAP)
+            self._cap = cap if isinstance(cap, int) else max(self.init_size, _nbytes(data))
+
+    def _decode(self, data):
+        if (type(data) is np.ndarray and data.shape == (7,) and data.dtype == np.float32
+                and (self._kind in _POSE_TYPES or self._h.attrs().get(_TYPE) == "Pose")):
+            return Pose(data[:3].copy(), data[3:].copy())
+        return data
+
+    def _publish(self, data, *, initial=False, same_layout=False):
+        t = type(data)
+        if isinstance(data, _POSE_TYPES):
+            self._h.put(_pose_array(data), attrs={_TYPE: "Pose"}, same_layout=same_layout)
+            t = Pose
+        elif t in _BUFFERS:
+            n = _nbytes(data)
+            if initial or self._kind is not t:
+                self._cap = max(self.init_size, n)
+            self._h.put(data, attrs={_CAP: self._cap})
+        else:
+            self._h.put(data, same_layout=same_layout)
+        self._kind = t
+
+    # -- API -----------------------------------------------------------------------------
+    def assign(self, data) -> "SharedObject":
+        """Assign data to the object: publishes a new version (readers are never blocked).
+        Raises BufferError if the type, the numpy dtype/shape or a str/bytes size beyond
+        the capacity differ from the object's; TypeError for unsupported types."""
+        t = type(data)
+        kind = self._kind
+        if kind is None:
+            self._load_meta()
+            kind = self._kind
+        if isinstance(data, _POSE_TYPES):
+            t = Pose
+        if kind is not None and t is not kind:
+            _check_supported(data)
+            raise BufferError(f"SharedObject {self.name!r} holds {kind.__name__}, cannot assign "
+                              f"{type(data).__name__} (use SharedDynamicObject to reallocate)")
+        if t in _BUFFERS:
+            n = _nbytes(data)
+            if n > self._cap:
+                raise BufferError(f"SharedObject {self.name!r}: {n} bytes exceed its capacity of "
+                                  f"{self._cap} bytes (init_size); use SharedDynamicObject")
+            self._h.put(data, attrs={_CAP: self._cap})
+        elif t in _SCALARS or t is np.ndarray or t is Pose:
+            try:
+                self._publish(data, same_layout=True)
+            except LayoutError as e:
+                raise BufferError(f"SharedObject {self.name!r}: {e}; changing dtype or shape "
+                                  f"needs SharedDynamicObject") from None
+        else:
+            _check_supported(data)
+            self._h.put(data)
+        self._kind = t
+        self._version = self._h.version
+        return self
+
+    def fetch(self, fn: "SharedObject._fetch_fn_type" = None) -> Any:
+        """A copy of the data. With `fn`, returns fn(data) where numpy data is a read-only
+        zero-copy view: fn that makes a new array (x + 1, x.sum()) costs one pass and no
+        extra copy; a result that still shares the shared memory (slicing) is copied."""
+        if fn is None:
+            data, self._version = self._h.get_versioned()
+            return self._decode(data) if type(data) is np.ndarray and data.shape == (7,) else data
+        data, self._version = self._h.view_versioned()
+        if type(data) is np.ndarray and data.shape == (7,):
+            data = self._decode(data)
+        out = fn(data)
+        if isinstance(out, np.ndarray) and _shares_view(out):
+            out = out.copy()
+        return out
+
+    def trigger(self) -> "SharedObject":
+        """Publish a new version with the same data (a start/stop signal)."""
+        self._h.trigger()
+        return self
+
+    @property
+    def triggered(self) -> bool:
+        """True once per trigger (or assign) made since this instance last looked."""
+        v = self._h.version
+        if v != self._version:
+            self._version = v
+            return True
+        return False
+
+    @property
+    def modified(self) -> bool:
+        """Whether the data changed since this instance last fetched, assigned or saw
+        `triggered` (by version number; does not consume the change)."""
+        return self._h.version != self._version
+
+    @property
+    def mtime(self) -> int:
+        """Time of the latest version in ns since the epoch."""
+        return self._h.mtime
+
+    @property
+    def object_type(self):
+        if self._kind is None:
+            self._load_meta()
+        return self._kind
+
+    @property
+    def nbytes(self) -> int:
+        return self._h.info()["size"]
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the object changes (shmstore extension). False on timeout."""
+        try:
+            self._version = self._h.wait(after=self._version, timeout=timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self):
+        """Close this instance's access; the object stays in shared memory."""
+        if self._h is not None:
+            self._h.close()
+
+    def unlink(self):
+        """Remove the object from shared memory (other instances then fail with StaleError)."""
+        _store().delete(self.name)
+
+    def __reduce__(self):
+        return (self.__class__, (self.name,), {"init_size": self.init_size})
+
+    def __setstate__(self, state):
+        self.init_size = state.get("init_size", self.init_size)
+
+    def __repr__(self):
+        try:
+            info = self._h.info()
+            size = info["size"]
+        except Exception:
+            size = "?"
+        kind = self._kind.__name__ if self._kind is not None else "?"
+        return f"<{self.__class__.__name__}: name={self.name}, data_type={kind}, nbytes={size}>"
+
+
+def _shares_view(arr: np.ndarray) -> bool:
+    """Whether `arr` still points into a leased shmstore block."""
+    base = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, memoryview) and isinstance(base.obj, Buffer)
+
+
+class SharedDynamicObject(SharedObject):
+    """SharedObject whose type, numpy meta and size may change: assign reallocates when
+    needed (or always with reallocate=True); other instances see the new data at once."""
+
+    def assign(self, data, reallocate: bool = False) -> "SharedDynamicObject":
+        _check_supported(data)
+        self._kind = None if reallocate else self._kind
+        self._publish(data, initial=True)
+        self._version = self._h.version
+        return self
+
+    def fetch(self, fn: "SharedObject._fetch_fn_type" = None) -> Any:
+        return super().fetch(fn)
+
+
+class SharedObjectDefaultDict(dict):
+    """dict that mounts (or creates) SharedObject(key) on first access of a key."""
+
+    def __missing__(self, key):
+        so = self[key] = SharedObject(key)
+        return so
+
+
+def _ready_name(proc_name: str) -> str:
+    return f"__proc_ready__/{proc_name}"
+
+
+def signal_process_ready() -> None:
+    """Called in a child process: wakes start_and_wait_for_process() in the parent."""
+    SharedObject(_ready_name(mp.current_process().name)).trigger()
+
+
+def start_and_wait_for_process(process: mp.Process, *, timeout: Optional[float] = None) -> None:
+    """Start `process` and block (no polling: a futex wait) until it calls
+    signal_process_ready(). Raises TimeoutError, or RuntimeError if it exits first."""
+    so = SharedObject(_ready_name(process.name))
+    h = so._h
+    base = h.version
+    process.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+        try:
+            h.wait(after=base, timeout=max(left, 0.0))
+            return
+        except TimeoutError:
+            if not process.is_alive():
+                raise RuntimeError(f"process {process.name} exited (code {process.exitcode}) "
+                                   f"before signal_process_ready()") from None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"process {process.name} not ready within {timeout} s") from None

@@ -1,0 +1,176 @@
+/* ext.h - declarations shared by the files of the shmstore._shmstore extension.
+ *
+ * Objects and who owns what
+ * - Core: one attached store (shmstore_t *). Refcounted by Python: the Store object,
+ *   every Value handle opened on it and every leased Buffer hold a reference, so the
+ *   mapping stays attached while any of them is alive (views outlive their Store).
+ *   shmstore_close() runs in Core's tp_dealloc.
+ * - Store: the user object. Holds its current Core (replaced after fork(): the C
+ *   handles of the parent return SHMSTORE_EFORK in a child and the Store re-opens the
+ *   store by name), and a small cache of Value handles for by-name operations.
+ * - Value: a shmstore_value_t * plus the Core it was opened on.
+ * - Buffer: a read-only export of leased bytes (shmstore_view_t) or a writable export of
+ *   a locked block (Store.write). The root Buffer owns the lease; child Buffers (arrays
+ *   inside a record) hold the root. Exports are counted (CPython mmapmodule.c): the
+ *   lease goes when the root is deallocated, i.e. after the last consumer is gone.
+ * Everything runs with the GIL held except the marked copy and wait sections; those
+ * keep a strong reference to the Core (and Value) they use, so close() from another
+ * thread cannot free what they touch.
+ */
+#ifndef SHMSTORE_PY_EXT_H
+#define SHMSTORE_PY_EXT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+
+#include "shmstore.h"
+
+/* A C-API return code meaning "a Python exception is already set". */
+#define PYERR_SET (-1000000)
+/* Copies at least this large release the GIL (memcpy of 16 KiB is ~1 us). */
+#define GIL_COPY_MIN (16 * 1024)
+/* Waits sleep in slices of this many ns so that Ctrl-C (PyErr_CheckSignals) works. */
+#define WAIT_SLICE_NS (50 * 1000 * 1000)
+/* Most by-name handles a Store keeps open (each holds one lease). */
+#define HANDLE_CACHE_MAX 128
+
+typedef struct modstate {
+    PyTypeObject *Core_type;
+    PyTypeObject *Store_type;
+    PyTypeObject *Value_type;
+    PyTypeObject *Buffer_type;
+    PyTypeObject *Write_type;
+    /* exceptions */
+    PyObject *Error;         /* shmstore.Error(Exception): base of our own classes below */
+    PyObject *NotFoundError; /* (FileNotFoundError, KeyError) */
+    PyObject *StaleError;    /* (LookupError): handle to a deleted object */
+    PyObject *NoValueError;  /* (LookupError): value has no version yet */
+    PyObject *LayoutError;   /* (ValueError): SAME_LAYOUT mismatch */
+    PyObject *SealedError;   /* (PermissionError) */
+    PyObject *CorruptError;  /* (OSError) */
+    PyObject *LimitError;    /* (OSError): lease/process table full */
+    /* lazily imported */
+    PyObject *np;            /* numpy module or NULL */
+    PyObject *ndarray;       /* numpy.ndarray */
+    PyObject *np_empty, *np_asarray, *np_ascontig;
+    PyObject *dtype_of;      /* dict: numpy dtype -> dtype str, or None (pickle it) */
+    PyObject *np_dtype;      /* dict: dtype str -> numpy dtype */
+    PyObject *pk_dumps, *pk_loads, *pk_proto;
+    /* writer locks this process holds across GIL releases (see value.c: put) */
+    long n_wlocks;
+} modstate;
+
+/* ---- objects ---- */
+typedef struct {
+    PyObject_HEAD
+    shmstore_t *s;
+    PyObject *module; /* strong: keeps the module state alive */
+    modstate *st;
+} CoreObject;
+
+typedef struct {
+    PyObject_HEAD
+    CoreObject *core; /* NULL once closed */
+    PyObject *name;   /* str */
+    PyObject *dir;    /* str or None */
+    PyObject *cache;  /* dict: name -> Value (internal handles) */
+    shmstore_options_t opt;
+    int create;
+    modstate *st;
+    PyObject *weakrefs;
+} StoreObject;
+
+typedef struct {
+    PyObject_HEAD
+    shmstore_value_t *v; /* NULL once closed */
+    CoreObject *core;    /* the Core v belongs to */
+    StoreObject *store;  /* strong for user handles; NULL for cached internal ones */
+    PyObject *name;      /* str */
+    int user;            /* a user handle (owns a Store reference) */
+    int busy;            /* >0 while a GIL-released call uses v */
+    int reserving;       /* a reserve/lock is open on v */
+    modstate *st;
+} ValueObject;
+
+typedef struct BufferObject {
+    PyObject_HEAD
+    struct BufferObject *root; /* NULL: this is the root (owns the lease) */
+    CoreObject *core;          /* root only */
+    shmstore_view_t view;      /* root only, when has_lease */
+    int has_lease;
+    int readonly;
+    int released;
+    char *ptr;
+    Py_ssize_t len;
+    Py_ssize_t itemsize;
+    Py_ssize_t exports;        /* buffer exports, children count as one each */
+    int ndim;
+    char format[24];
+    Py_ssize_t shape[SHMSTORE_NDIM_MAX];
+    Py_ssize_t strides[SHMSTORE_NDIM_MAX];
+    PyObject *weakrefs;
+} BufferObject;
+
+/* ---- module.c ---- */
+int shm_raise(modstate *st, int err);
+modstate *shm_state_of(PyObject *module);
+PyObject *shm_module_of_type(PyTypeObject *type); /* borrowed */
+int shm_numpy(modstate *st); /* import numpy lazily; 0 or -1 */
+int shm_pickle(modstate *st);
+
+/* ---- store.c ---- */
+extern PyType_Spec Core_spec, Store_spec;
+CoreObject *core_open(modstate *st, PyObject *module, const char *name, const char *dir,
+                      unsigned flags, const shmstore_options_t *opt);
+int store_reopen(StoreObject *self, CoreObject *failed);
+int store_check_open(StoreObject *self);
+
+/* ---- value.c ---- */
+extern PyType_Spec Value_spec, Write_spec;
+ValueObject *value_open(StoreObject *store, PyObject *name, int create, int user);
+PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned flags);
+PyObject *value_get_obj(ValueObject *h, int view, uint64_t *version);
+int value_fix_fork(ValueObject *h);
+PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout);
+PyObject *value_attrs_obj(ValueObject *h);
+PyObject *write_ctx_new(ValueObject *h, PyObject *timeout);
+PyObject *obj_info_dict(const shmstore_obj_info_t *info);
+
+/* ---- buffer.c ---- */
+extern PyType_Spec Buffer_spec;
+BufferObject *buffer_root(modstate *st, CoreObject *core, const shmstore_view_t *view);
+BufferObject *buffer_child(modstate *st, BufferObject *root, char *ptr, Py_ssize_t len,
+                           const char *dtype, int ndim, const uint64_t *shape, int readonly);
+int buffer_release(BufferObject *b);
+
+/* ---- codec.c ---- */
+/* An encoded value ready to be copied into a block. */
+typedef struct enc {
+    shmstore_datum_t d;
+    const void *data; /* payload when it is one contiguous piece (not RECORD) */
+    size_t len;
+    Py_buffer pybuf;  /* held while encoding: bytes / array data */
+    int has_pybuf;
+    PyObject *keep;   /* owned temporaries (pickled bytes, contiguous copies) */
+    struct rec *rec;  /* RECORD layout or NULL */
+    char inline_buf[16];
+} enc_t;
+int enc_value(modstate *st, PyObject *obj, enc_t *e);
+void enc_free(enc_t *e);
+/* Write a RECORD's bytes into `dst` (len e->len); may release the GIL for big arrays. */
+void enc_record_fill(enc_t *e, char *dst);
+/* Decode a payload. mode 0 = copy; 1 = zero-copy arrays over `root`. */
+PyObject *dec_value(modstate *st, const shmstore_datum_t *d, const char *data, size_t len,
+                    BufferObject *root);
+int dtype_str_of(modstate *st, PyObject *arr, char out[SHMSTORE_DTYPE_MAX], PyObject **contig);
+int format_of_dtype(const char *dtype, char *fmt, size_t cap);
+PyObject *np_dtype_of(modstate *st, const char *dtype);
+int attrs_encode(PyObject *dict, char **buf, uint32_t *len);
+PyObject *attrs_decode(const void *attrs, uint32_t len);
+
+/* Compiler-warning-free cast for PyMethodDef entries. */
+#define METH(f) ((PyCFunction)(void (*)(void))(f))
+
+#endif

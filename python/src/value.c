@@ -1,0 +1,986 @@
+/* value.c - Value handles: put, get, view, wait, trigger, in-place writes.
+ *
+ * A Value wraps one shmstore_value_t. Store's by-name methods use a cache of internal
+ * Values (store.c); users get their own from Store.value(). Every operation retries
+ * once after SHMSTORE_EFORK: in a fork child the handle is re-opened on the Store's
+ * re-attached Core, so multiprocessing's fork start method just works.
+ *
+ * GIL: puts and gets of at least GIL_COPY_MIN bytes copy without the GIL; waits sleep
+ * without it, in WAIT_SLICE_NS slices with PyErr_CheckSignals() between them (Ctrl-C).
+ * A writer lock held across a GIL release (record puts, Store.write) is counted in
+ * st->n_wlocks: while it is non-zero every put in this process waits for the lock
+ * without the GIL, or a thread holding the lock could never get the GIL back to
+ * release it.
+ */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "ext.h"
+
+static int value_ready(ValueObject *h)
+{
+    if (!h->v) {
+        PyErr_SetString(PyExc_ValueError, "operation on a closed shmstore.Value");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *checked_name(PyObject *name, const char **out)
+{
+    Py_ssize_t n;
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "object names are str, not %.100s", Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    const char *s = PyUnicode_AsUTF8AndSize(name, &n);
+    if (!s)
+        return NULL;
+    if ((size_t)n != strlen(s)) {
+        PyErr_SetString(PyExc_ValueError, "object names cannot contain NUL characters");
+        return NULL;
+    }
+    *out = s;
+    return name;
+}
+
+ValueObject *value_open(StoreObject *store, PyObject *name, int create, int user)
+{
+    modstate *st = store->st;
+    const char *cname;
+    if (!checked_name(name, &cname))
+        return NULL;
+    shmstore_value_t *v = NULL;
+    for (int tries = 0;; tries++) {
+        if (store_check_open(store) < 0)
+            return NULL;
+        CoreObject *core = store->core;
+        int r = shmstore_value_open(core->s, cname,
+                                   create == 2 ? SHMSTORE_V_CREATE | SHMSTORE_V_EXCL
+                                   : create    ? SHMSTORE_V_CREATE : 0, &v);
+        if (r == SHMSTORE_EFORK && tries < 2) {
+            if (store_reopen(store, core) < 0)
+                return NULL;
+            continue;
+        }
+        if (r == SHMSTORE_ELEASES && tries < 2 && PyDict_GET_SIZE(store->cache)) {
+            PyDict_Clear(store->cache); /* give back the cached handles' leases */
+            continue;
+        }
+        if (r < 0)
+            return shm_raise(st, r), NULL;
+        break;
+    }
+    ValueObject *h = PyObject_New(ValueObject, st->Value_type);
+    if (!h) {
+        shmstore_value_close(v);
+        return NULL;
+    }
+    h->v = v;
+    h->core = store->core;
+    Py_INCREF(h->core);
+    h->store = store;
+    if (user)
+        Py_INCREF(store);
+    h->name = Py_NewRef(name);
+    h->busy = 0;
+    h->reserving = 0;
+    h->st = st;
+    /* Internal handles (user == 0) borrow the Store: the Store's cache owns them. */
+    h->user = user;
+    return h;
+}
+
+static int is_user(ValueObject *h)
+{
+    return h->user;
+}
+
+/* After SHMSTORE_EFORK: re-attach the Store (once per fork) and re-open the handle. */
+int value_fix_fork(ValueObject *h)
+{
+    StoreObject *store = h->store;
+    if (!store) {
+        PyErr_SetString(PyExc_RuntimeError, "shmstore.Value was opened before fork()");
+        return -1;
+    }
+    if (store_reopen(store, h->core) < 0)
+        return -1;
+    const char *cname = PyUnicode_AsUTF8(h->name);
+    shmstore_value_t *v;
+    int r = shmstore_value_open(store->core->s, cname, SHMSTORE_V_CREATE, &v);
+    if (r < 0)
+        return shm_raise(h->st, r);
+    shmstore_value_close(h->v); /* in the child: frees the parent's handle memory only */
+    h->v = v;
+    h->reserving = 0;
+    Py_SETREF(h->core, (CoreObject *)Py_NewRef(store->core));
+    return 0;
+}
+
+/* ---- put ------------------------------------------------------------------------------ */
+
+static int put_record(ValueObject *h, enc_t *e, unsigned flags)
+{
+    modstate *st = h->st;
+    ValueObject *w = h;
+    int r;
+    if (h->reserving) {
+        /* Another thread is mid-reserve on this handle: use a private one. */
+        w = value_open(h->store, h->name, 1, 0);
+        if (!w)
+            return PYERR_SET;
+    } else {
+        Py_INCREF(w);
+    }
+    void *data;
+    int others = st->n_wlocks > 0;
+    st->n_wlocks++;
+    w->reserving = 1;
+    if (others || e->len >= GIL_COPY_MIN) {
+        Py_BEGIN_ALLOW_THREADS
+        r = shmstore_value_reserve(w->v, &e->d, e->len, flags, &data);
+        Py_END_ALLOW_THREADS
+    } else {
+        r = shmstore_value_reserve(w->v, &e->d, e->len, flags, &data);
+    }
+    if (r == 0) {
+        enc_record_fill(e, data);
+        r = shmstore_value_commit(w->v);
+    }
+    w->reserving = 0;
+    st->n_wlocks--;
+    if (w != h && r == SHMSTORE_EFORK) /* let the caller fix h and retry */
+        r = SHMSTORE_EFORK;
+    Py_DECREF(w);
+    return r;
+}
+
+PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned flags)
+{
+    modstate *st = h->st;
+    enc_t e;
+    char *abuf = NULL;
+    uint32_t alen = 0;
+    if (value_ready(h) < 0)
+        return NULL;
+    if (attrs && attrs != Py_None && attrs_encode(attrs, &abuf, &alen) < 0)
+        return NULL;
+    if (enc_value(st, obj, &e) < 0) {
+        PyMem_Free(abuf);
+        return NULL;
+    }
+    e.d.attrs = abuf;
+    e.d.attrs_len = alen;
+    int r;
+    Py_INCREF(h);
+    for (int tries = 0;; tries++) {
+        if (e.rec) {
+            r = put_record(h, &e, flags);
+        } else if (e.len >= GIL_COPY_MIN || st->n_wlocks > 0) {
+            shmstore_value_t *v = h->v;
+            h->busy++;
+            Py_BEGIN_ALLOW_THREADS
+            r = shmstore_value_put(v, &e.d, e.data, e.len, flags);
+            Py_END_ALLOW_THREADS
+            h->busy--;
+        } else {
+            r = shmstore_value_put(h->v, &e.d, e.data, e.len, flags);
+        }
+        if (r == SHMSTORE_EFORK && tries == 0 && value_fix_fork(h) == 0)
+            continue;
+        break;
+    }
+    enc_free(&e);
+    PyMem_Free(abuf);
+    Py_DECREF(h);
+    if (r < 0)
+        return PyErr_Occurred() ? NULL : (shm_raise(st, r), NULL);
+    Py_RETURN_NONE;
+}
+
+/* ---- get / view ------------------------------------------------------------------------- */
+
+PyObject *value_get_obj(ValueObject *h, int view, uint64_t *version)
+{
+    modstate *st = h->st;
+    if (value_ready(h) < 0)
+        return NULL;
+    int r;
+    for (int tries = 0;; tries++) {
+        if (!view) {
+            /* Small values: one seqlock copy into the stack, no lease. */
+            _Alignas(64) char stack[512];
+            shmstore_datum_t d;
+            size_t len;
+            uint64_t ver;
+            r = shmstore_value_get(h->v, &d, stack, sizeof(stack), &len, &ver);
+            if (r == 0) {
+                if (version)
+                    *version = ver;
+                return dec_value(st, &d, stack, len, NULL);
+            }
+        } else {
+            r = -ENOBUFS;
+        }
+        if (r == -ENOBUFS) {
+            shmstore_view_t vw;
+            r = shmstore_value_view(h->v, &vw);
+            if (r == 0) {
+                BufferObject *root = buffer_root(st, h->core, &vw);
+                if (!root) {
+                    shmstore_view_release(&vw);
+                    return NULL;
+                }
+                if (version)
+                    *version = vw.version;
+                PyObject *o = dec_value(st, &vw.desc, vw.data, vw.len, view ? root : NULL);
+                Py_DECREF(root);
+                return o;
+            }
+        }
+        if (r == SHMSTORE_EFORK && tries == 0) {
+            if (value_fix_fork(h) < 0)
+                return NULL;
+            continue;
+        }
+        return shm_raise(st, r), NULL;
+    }
+}
+
+PyObject *value_attrs_obj(ValueObject *h)
+{
+    shmstore_view_t vw;
+    if (value_ready(h) < 0)
+        return NULL;
+    int r = shmstore_value_view(h->v, &vw);
+    if (r == SHMSTORE_EFORK) {
+        if (value_fix_fork(h) < 0)
+            return NULL;
+        r = shmstore_value_view(h->v, &vw);
+    }
+    if (r < 0)
+        return shm_raise(h->st, r), NULL;
+    PyObject *d = attrs_decode(vw.desc.attrs, vw.desc.attrs_len);
+    shmstore_view_release(&vw);
+    return d;
+}
+
+/* ---- wait ----------------------------------------------------------------------------- */
+
+static int timeout_ns(PyObject *timeout, int64_t *out)
+{
+    if (!timeout || timeout == Py_None) {
+        *out = -1;
+        return 0;
+    }
+    double t = PyFloat_AsDouble(timeout);
+    if (t == -1.0 && PyErr_Occurred())
+        return -1;
+    if (isnan(t) || t < 0) {
+        PyErr_SetString(PyExc_ValueError, "timeout must be a non-negative number or None");
+        return -1;
+    }
+    *out = t > 9e9 ? -1 : (int64_t)(t * 1e9);
+    return 0;
+}
+
+static int version_of(ValueObject *h, uint64_t *ver)
+{
+    int r = shmstore_value_version(h->v, ver);
+    if (r == SHMSTORE_EFORK) {
+        if (value_fix_fork(h) < 0)
+            return -1;
+        r = shmstore_value_version(h->v, ver);
+    }
+    return r < 0 ? shm_raise(h->st, r) : 0;
+}
+
+PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout)
+{
+    int64_t tmo;
+    uint64_t aft, ver = 0;
+    if (value_ready(h) < 0 || timeout_ns(timeout, &tmo) < 0)
+        return NULL;
+    if (!after || after == Py_None) {
+        if (version_of(h, &aft) < 0)
+            return NULL;
+    } else {
+        aft = PyLong_AsUnsignedLongLong(after);
+        if (aft == (uint64_t)-1 && PyErr_Occurred())
+            return NULL;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int r, fork_tries = 0;
+    Py_INCREF(h);
+    for (;;) {
+        int64_t slice = WAIT_SLICE_NS;
+        if (tmo >= 0) {
+            struct timespec t1;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            int64_t spent = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+            int64_t left = tmo - spent;
+            if (left < 0)
+                left = 0;
+            if (left < slice)
+                slice = left;
+        }
+        if (slice == 0) {
+            r = shmstore_value_wait(h->v, aft, 0, &ver);
+        } else {
+            shmstore_value_t *v = h->v;
+            h->busy++;
+            Py_BEGIN_ALLOW_THREADS
+            r = shmstore_value_wait(v, aft, slice, &ver);
+            Py_END_ALLOW_THREADS
+            h->busy--;
+        }
+        if (r == 0)
+            break;
+        if (r == SHMSTORE_EFORK && fork_tries++ == 0) {
+            if (value_fix_fork(h) < 0) {
+                Py_DECREF(h);
+                return NULL;
+            }
+            continue;
+        }
+        if (r == -ETIMEDOUT && slice == 0 && tmo >= 0)
+            break;
+        if (r != -ETIMEDOUT && r != -EINTR)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            Py_DECREF(h);
+            return NULL;
+        }
+    }
+    Py_DECREF(h);
+    if (r == -ETIMEDOUT) {
+        PyErr_Format(PyExc_TimeoutError, "shmstore: no version of '%U' newer than %llu within %.3f s",
+                     h->name, (unsigned long long)aft, (double)tmo / 1e9);
+        return NULL;
+    }
+    if (r < 0)
+        return shm_raise(h->st, r), NULL;
+    return PyLong_FromUnsignedLongLong(ver);
+}
+
+/* ---- Value methods ------------------------------------------------------------------- */
+
+#define SELF ((ValueObject *)self)
+
+PyDoc_STRVAR(v_put_doc,
+"put(value, *, attrs=None, same_layout=False)\n--\n\n"
+"Publish `value` as the new version (see Store.put). `attrs`: a dict of str -> None,\n"
+"bool, int, float, complex, str or bytes kept with this version. `same_layout`: raise\n"
+"LayoutError unless type, dtype, shape and size equal the current version's.");
+
+static PyObject *v_put(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"value", "attrs", "same_layout", NULL};
+    PyObject *obj, *attrs = Py_None;
+    int same = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$Op:put", kwlist, &obj, &attrs, &same))
+        return NULL;
+    return value_put_obj(SELF, obj, attrs, same ? SHMSTORE_PUT_SAME_LAYOUT : 0);
+}
+
+PyDoc_STRVAR(v_get_doc,
+"get()\n--\n\nA copy of the current version (see Store.get). Raises NoValueError if\n"
+"the value was never written, StaleError if it was deleted.");
+
+static PyObject *v_get(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    return value_get_obj(SELF, 0, NULL);
+}
+
+PyDoc_STRVAR(v_get_versioned_doc,
+"get_versioned()\n--\n\nA copy of the current version and its number, as (value, version):\n"
+"the two always belong together.");
+
+static PyObject *v_get_versioned(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    uint64_t ver = 0;
+    PyObject *o = value_get_obj(SELF, 0, &ver);
+    if (!o)
+        return NULL;
+    PyObject *t = Py_BuildValue("(NK)", o, (unsigned long long)ver);
+    return t;
+}
+
+PyDoc_STRVAR(v_view_doc,
+"view()\n--\n\nThe current version without copying (see Store.view): numpy arrays are\n"
+"read-only views over a leased block that stays valid while any of them is alive.");
+
+static PyObject *v_view(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    return value_get_obj(SELF, 1, NULL);
+}
+
+PyDoc_STRVAR(v_view_versioned_doc,
+"view_versioned()\n--\n\nview() and the version it shows, as (value, version).");
+
+static PyObject *v_view_versioned(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    uint64_t ver = 0;
+    PyObject *o = value_get_obj(SELF, 1, &ver);
+    if (!o)
+        return NULL;
+    return Py_BuildValue("(NK)", o, (unsigned long long)ver);
+}
+
+PyDoc_STRVAR(v_buffer_doc,
+"buffer()\n--\n\nThe leased bytes of the current version as a shmstore.Buffer (for\n"
+"memoryview(), numpy.asarray() or explicit release()).");
+
+static PyObject *v_buffer(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    ValueObject *h = SELF;
+    shmstore_view_t vw;
+    if (value_ready(h) < 0)
+        return NULL;
+    int r = shmstore_value_view(h->v, &vw);
+    if (r == SHMSTORE_EFORK) {
+        if (value_fix_fork(h) < 0)
+            return NULL;
+        r = shmstore_value_view(h->v, &vw);
+    }
+    if (r < 0)
+        return shm_raise(h->st, r), NULL;
+    BufferObject *b = buffer_root(h->st, h->core, &vw);
+    if (!b) {
+        shmstore_view_release(&vw);
+        return NULL;
+    }
+    if (vw.desc.type == SHMSTORE_T_ARRAY) {
+        char fmt[24];
+        int64_t item = shmstore_dtype_itemsize(vw.desc.dtype);
+        if (item > 0 && format_of_dtype(vw.desc.dtype, fmt, sizeof(fmt)) == 0) {
+            b->itemsize = (Py_ssize_t)item;
+            b->ndim = (int)vw.desc.ndim;
+            strcpy(b->format, fmt);
+            Py_ssize_t stride = (Py_ssize_t)item;
+            for (int i = b->ndim - 1; i >= 0; i--) {
+                b->shape[i] = (Py_ssize_t)vw.desc.shape[i];
+                b->strides[i] = stride;
+                stride *= b->shape[i];
+            }
+        }
+    }
+    return (PyObject *)b;
+}
+
+PyDoc_STRVAR(v_attrs_doc, "attrs()\n--\n\nThe attrs dict of the current version ({} if none).");
+
+static PyObject *v_attrs(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    return value_attrs_obj(SELF);
+}
+
+PyDoc_STRVAR(v_wait_doc,
+"wait(after=None, timeout=None)\n--\n\n"
+"Block until a version newer than `after` (default: the current one) exists and return\n"
+"its number. `timeout` in seconds (None = forever); raises TimeoutError. Releases the\n"
+"GIL; Ctrl-C interrupts it.");
+
+static PyObject *v_wait(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"after", "timeout", NULL};
+    PyObject *after = Py_None, *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:wait", kwlist, &after, &timeout))
+        return NULL;
+    return value_wait_obj(SELF, after, timeout);
+}
+
+typedef int (*vop_t)(shmstore_value_t *);
+
+static PyObject *v_simple(ValueObject *h, vop_t op)
+{
+    if (value_ready(h) < 0)
+        return NULL;
+    int r = op(h->v);
+    if (r == SHMSTORE_EFORK) {
+        if (value_fix_fork(h) < 0)
+            return NULL;
+        r = op(h->v);
+    }
+    if (r < 0)
+        return shm_raise(h->st, r), NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(v_trigger_doc,
+"trigger()\n--\n\nPublish a new version with the same data: version and mtime go up and\n"
+"waiters wake (a start/stop signal between processes).");
+
+static PyObject *v_trigger(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    ValueObject *h = SELF;
+    if (h->st->n_wlocks > 0) {
+        /* a thread of ours may hold the writer lock: wait for it without the GIL */
+        if (value_ready(h) < 0)
+            return NULL;
+        int r;
+        shmstore_value_t *v = h->v;
+        Py_INCREF(h);
+        h->busy++;
+        Py_BEGIN_ALLOW_THREADS
+        r = shmstore_value_trigger(v);
+        Py_END_ALLOW_THREADS
+        h->busy--;
+        Py_DECREF(h);
+        if (r != SHMSTORE_EFORK) {
+            if (r < 0)
+                return shm_raise(h->st, r), NULL;
+            Py_RETURN_NONE;
+        }
+    }
+    return v_simple(h, shmstore_value_trigger);
+}
+
+PyDoc_STRVAR(v_seal_doc, "seal()\n--\n\nMake the value immutable: later puts raise SealedError.");
+
+static PyObject *v_seal(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    return v_simple(SELF, shmstore_value_seal);
+}
+
+static PyObject *v_get_version(PyObject *self, void *c)
+{
+    (void)c;
+    uint64_t ver;
+    if (value_ready(SELF) < 0 || version_of(SELF, &ver) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(ver);
+}
+
+static PyObject *v_get_mtime(PyObject *self, void *c)
+{
+    (void)c;
+    ValueObject *h = SELF;
+    uint64_t t;
+    if (value_ready(h) < 0)
+        return NULL;
+    int r = shmstore_value_mtime(h->v, &t);
+    if (r == SHMSTORE_EFORK) {
+        if (value_fix_fork(h) < 0)
+            return NULL;
+        r = shmstore_value_mtime(h->v, &t);
+    }
+    if (r < 0)
+        return shm_raise(h->st, r), NULL;
+    return PyLong_FromUnsignedLongLong(t);
+}
+
+static const char *type_name(uint32_t t)
+{
+    static const char *names[] = {"none", "bool", "int64", "float64", "complex128", "bytes",
+                                  "str", "array", "pickle", "record"};
+    return t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
+}
+
+PyObject *obj_info_dict(const shmstore_obj_info_t *in)
+{
+    PyObject *shape = NULL;
+    if (in->desc.type == SHMSTORE_T_ARRAY) {
+        shape = PyTuple_New(in->desc.ndim);
+        if (!shape)
+            return NULL;
+        for (uint32_t i = 0; i < in->desc.ndim && i < SHMSTORE_NDIM_MAX; i++)
+            PyTuple_SET_ITEM(shape, i, PyLong_FromUnsignedLongLong(in->desc.shape[i]));
+    } else {
+        shape = Py_NewRef(Py_None);
+    }
+    return Py_BuildValue("{s:s,s:s,s:O,s:K,s:K,s:K,s:K,s:s,s:s,s:N}", "name", in->name, "kind",
+                         in->kind == SHMSTORE_KIND_VALUE ? "value" : "unknown", "sealed",
+                         in->is_sealed ? Py_True : Py_False, "version",
+                         (unsigned long long)in->version, "mtime_ns",
+                         (unsigned long long)in->mtime_ns, "size", (unsigned long long)in->size,
+                         "footprint", (unsigned long long)in->footprint, "type",
+                         in->version ? type_name(in->desc.type) : "none", "dtype",
+                         in->desc.type == SHMSTORE_T_ARRAY ? in->desc.dtype : "", "shape", shape);
+}
+
+PyDoc_STRVAR(v_info_doc,
+"info()\n--\n\nA dict describing the value: name, kind, sealed, version, mtime_ns, size,\n"
+"footprint, type, dtype, shape.");
+
+static PyObject *v_info(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    ValueObject *h = SELF;
+    shmstore_obj_info_t info;
+    if (value_ready(h) < 0)
+        return NULL;
+    int r = shmstore_value_info(h->v, &info);
+    if (r == SHMSTORE_EFORK) {
+        if (value_fix_fork(h) < 0)
+            return NULL;
+        r = shmstore_value_info(h->v, &info);
+    }
+    if (r < 0)
+        return shm_raise(h->st, r), NULL;
+    return obj_info_dict(&info);
+}
+
+PyDoc_STRVAR(v_write_doc,
+"write(timeout=None)\n--\n\nContext manager for an in-place update (see Store.write).");
+
+static PyObject *v_write(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"timeout", NULL};
+    PyObject *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:write", kwlist, &timeout))
+        return NULL;
+    if (value_ready(SELF) < 0)
+        return NULL;
+    if (!SELF->store) {
+        PyErr_SetString(PyExc_RuntimeError, "handle has no store");
+        return NULL;
+    }
+    ValueObject *w = value_open(SELF->store, SELF->name, 0, 1);
+    if (!w)
+        return NULL;
+    PyObject *ctx = write_ctx_new(w, timeout);
+    Py_DECREF(w);
+    return ctx;
+}
+
+static void value_close_now(ValueObject *h)
+{
+    if (h->v) {
+        shmstore_value_close(h->v);
+        h->v = NULL;
+    }
+}
+
+PyDoc_STRVAR(v_close_doc,
+"close()\n--\n\nClose the handle (views taken through it stay valid). Idempotent.");
+
+static PyObject *v_close(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (SELF->reserving || SELF->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot close a Value while another thread uses it "
+                        "(a wait, a put or a write is in progress)");
+        return NULL;
+    }
+    value_close_now(SELF);
+    Py_RETURN_NONE;
+}
+
+static PyObject *v_enter(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    return Py_NewRef(self);
+}
+
+static PyObject *v_exit(PyObject *self, PyObject *args)
+{
+    (void)args;
+    if (!SELF->reserving && !SELF->busy)
+        value_close_now(SELF);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *v_reduce(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!SELF->store) {
+        PyErr_SetString(PyExc_TypeError, "cannot pickle an internal handle");
+        return NULL;
+    }
+    return Py_BuildValue("(O(O))", PyObject_GetAttrString((PyObject *)SELF->store, "value"), SELF->name);
+}
+
+static PyObject *v_repr(PyObject *self)
+{
+    return PyUnicode_FromFormat("<shmstore.Value %R%s>", SELF->name, SELF->v ? "" : " closed");
+}
+
+static void v_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    ValueObject *h = SELF;
+    value_close_now(h);
+    Py_CLEAR(h->core);
+    if (is_user(h))
+        Py_CLEAR(h->store);
+    Py_CLEAR(h->name);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *v_get_name(PyObject *self, void *c)
+{
+    (void)c;
+    return Py_NewRef(SELF->name);
+}
+
+static PyObject *v_get_closed(PyObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(SELF->v == NULL);
+}
+
+static PyMethodDef v_methods[] = {
+    {"put", METH(v_put), METH_VARARGS | METH_KEYWORDS, v_put_doc},
+    {"get", v_get, METH_NOARGS, v_get_doc},
+    {"get_versioned", v_get_versioned, METH_NOARGS, v_get_versioned_doc},
+    {"view", v_view, METH_NOARGS, v_view_doc},
+    {"view_versioned", v_view_versioned, METH_NOARGS, v_view_versioned_doc},
+    {"buffer", v_buffer, METH_NOARGS, v_buffer_doc},
+    {"attrs", v_attrs, METH_NOARGS, v_attrs_doc},
+    {"wait", METH(v_wait), METH_VARARGS | METH_KEYWORDS, v_wait_doc},
+    {"trigger", v_trigger, METH_NOARGS, v_trigger_doc},
+    {"seal", v_seal, METH_NOARGS, v_seal_doc},
+    {"info", v_info, METH_NOARGS, v_info_doc},
+    {"write", METH(v_write), METH_VARARGS | METH_KEYWORDS, v_write_doc},
+    {"close", v_close, METH_NOARGS, v_close_doc},
+    {"__enter__", v_enter, METH_NOARGS, NULL},
+    {"__exit__", v_exit, METH_VARARGS, NULL},
+    {"__reduce__", v_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef v_getset[] = {
+    {"name", v_get_name, NULL, "The object's name.", NULL},
+    {"version", v_get_version, NULL, "The latest version number (0 = never written).", NULL},
+    {"mtime", v_get_mtime, NULL, "Time of the latest version, ns since the epoch (0 = never).", NULL},
+    {"closed", v_get_closed, NULL, "True after close().", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(v_doc,
+"A handle on one value: the fast path (no name lookup per call).\n\n"
+"Made by Store.value(name). Keeps working in a fork child (re-opened transparently).\n"
+"If the value is deleted, its operations raise StaleError, even if a value of the same\n"
+"name is created again: open a new handle.");
+
+static PyType_Slot v_slots[] = {
+    {Py_tp_dealloc, v_dealloc},
+    {Py_tp_repr, v_repr},
+    {Py_tp_methods, v_methods},
+    {Py_tp_getset, v_getset},
+    {Py_tp_doc, (void *)v_doc},
+    {0, NULL},
+};
+
+PyType_Spec Value_spec = {
+    .name = "shmstore.Value",
+    .basicsize = sizeof(ValueObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = v_slots,
+};
+
+/* ---- the in-place write context ------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    ValueObject *h;   /* private handle */
+    PyObject *timeout;
+    BufferObject *buf;
+    PyObject *out;    /* what __enter__ returned */
+    int locked;
+} WriteObject;
+
+#define WSELF ((WriteObject *)self)
+
+PyObject *write_ctx_new(ValueObject *h, PyObject *timeout)
+{
+    WriteObject *w = PyObject_New(WriteObject, h->st->Write_type);
+    if (!w)
+        return NULL;
+    w->h = (ValueObject *)Py_NewRef(h);
+    w->timeout = Py_NewRef(timeout);
+    w->buf = NULL;
+    w->out = NULL;
+    w->locked = 0;
+    return (PyObject *)w;
+}
+
+static void w_unlock(WriteObject *w, int commit)
+{
+    if (!w->locked)
+        return;
+    w->locked = 0;
+    if (commit) {
+        int r = shmstore_value_unlock(w->h->v);
+        (void)r; /* only fails when nothing is locked */
+    } else {
+        shmstore_value_abort(w->h->v);
+    }
+    w->h->reserving = 0;
+    w->h->st->n_wlocks--;
+    if (w->buf)
+        w->buf->readonly = 1; /* new exports are read-only: the bytes are published */
+    if (w->out && PyObject_HasAttrString(w->out, "setflags")) {
+        PyObject *kw = Py_BuildValue("{s:O}", "write", Py_False);
+        PyObject *args = PyTuple_New(0);
+        PyObject *m = PyObject_GetAttrString(w->out, "setflags");
+        PyObject *r = (m && kw && args) ? PyObject_Call(m, args, kw) : NULL;
+        Py_XDECREF(r);
+        Py_XDECREF(m);
+        Py_XDECREF(kw);
+        Py_XDECREF(args);
+        PyErr_Clear();
+    }
+}
+
+static PyObject *w_enter(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    WriteObject *w = WSELF;
+    ValueObject *h = w->h;
+    modstate *st = h->st;
+    int64_t tmo;
+    if (w->locked || w->out) {
+        PyErr_SetString(PyExc_RuntimeError, "this write context was already entered");
+        return NULL;
+    }
+    if (value_ready(h) < 0 || timeout_ns(w->timeout, &tmo) < 0)
+        return NULL;
+    void *data;
+    size_t len;
+    shmstore_datum_t d;
+    int r;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    st->n_wlocks++;
+    h->reserving = 1;
+    for (int fork_tries = 0;;) {
+        int64_t slice = WAIT_SLICE_NS;
+        if (tmo >= 0) {
+            struct timespec t1;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            int64_t left = tmo - ((int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec));
+            slice = left < 0 ? 0 : (left < slice ? left : slice);
+        }
+        shmstore_value_t *v = h->v;
+        Py_BEGIN_ALLOW_THREADS
+        r = shmstore_value_lock(v, slice, &data, &len, &d);
+        Py_END_ALLOW_THREADS
+        if (r == SHMSTORE_EFORK && fork_tries++ == 0 && value_fix_fork(h) == 0)
+            continue;
+        if (r != -ETIMEDOUT || slice == 0)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            h->reserving = 0;
+            st->n_wlocks--;
+            return NULL;
+        }
+    }
+    if (r < 0) {
+        h->reserving = 0;
+        st->n_wlocks--;
+        if (PyErr_Occurred())
+            return NULL;
+        return shm_raise(st, r), NULL;
+    }
+    w->locked = 1;
+    if (d.type != SHMSTORE_T_ARRAY && d.type != SHMSTORE_T_BYTES) {
+        w_unlock(w, 0);
+        PyErr_Format(PyExc_TypeError, "Store.write() needs a numpy array or bytes value; '%U' "
+                     "holds a %s", h->name, type_name(d.type));
+        return NULL;
+    }
+    BufferObject *b = buffer_root(st, h->core, NULL);
+    if (!b) {
+        w_unlock(w, 0);
+        return NULL;
+    }
+    b->ptr = data;
+    b->len = (Py_ssize_t)len;
+    b->shape[0] = b->len;
+    b->readonly = 0;
+    w->buf = b;
+    PyObject *out;
+    if (d.type == SHMSTORE_T_ARRAY) {
+        char fmt[24];
+        int64_t item = shmstore_dtype_itemsize(d.dtype);
+        if (item <= 0 || format_of_dtype(d.dtype, fmt, sizeof(fmt)) < 0 || shm_numpy(st) < 0) {
+            w_unlock(w, 0);
+            if (!PyErr_Occurred())
+                PyErr_SetString(st->CorruptError, "bad dtype");
+            return NULL;
+        }
+        b->itemsize = (Py_ssize_t)item;
+        b->ndim = (int)d.ndim;
+        strcpy(b->format, fmt);
+        Py_ssize_t stride = (Py_ssize_t)item;
+        for (int i = b->ndim - 1; i >= 0; i--) {
+            b->shape[i] = (Py_ssize_t)d.shape[i];
+            b->strides[i] = stride;
+            stride *= b->shape[i];
+        }
+        out = PyObject_CallOneArg(st->np_asarray, (PyObject *)b);
+    } else {
+        out = PyMemoryView_FromObject((PyObject *)b);
+    }
+    if (!out) {
+        w_unlock(w, 0);
+        return NULL;
+    }
+    w->out = out;
+    return Py_NewRef(out);
+}
+
+static PyObject *w_exit(PyObject *self, PyObject *args)
+{
+    PyObject *et = Py_None, *ev = Py_None, *tb = Py_None;
+    if (!PyArg_UnpackTuple(args, "__exit__", 0, 3, &et, &ev, &tb))
+        return NULL;
+    w_unlock(WSELF, et == Py_None);
+    Py_RETURN_FALSE;
+}
+
+static void w_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    WriteObject *w = WSELF;
+    w_unlock(w, 0); /* never entered/exited properly: discard */
+    Py_CLEAR(w->out);
+    Py_CLEAR(w->buf);
+    Py_CLEAR(w->h);
+    Py_CLEAR(w->timeout);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef w_methods[] = {
+    {"__enter__", w_enter, METH_NOARGS, "Lock the value; return a writable array (or memoryview) "
+                                        "pre-filled with the current version."},
+    {"__exit__", w_exit, METH_VARARGS, "Publish the change (or discard it on an exception)."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(w_doc,
+"Context manager of Store.write(): in-place update of an array or bytes value.\n\n"
+"__enter__ takes the value's writer lock and returns a writable numpy array (memoryview\n"
+"for bytes) holding a copy of the current version; readers keep reading the previous\n"
+"version meanwhile. __exit__ publishes it as a new version, or discards it if the block\n"
+"raised. The array becomes read-only at exit: do not keep writing through other views.");
+
+static PyType_Slot w_slots[] = {
+    {Py_tp_dealloc, w_dealloc},
+    {Py_tp_methods, w_methods},
+    {Py_tp_doc, (void *)w_doc},
+    {0, NULL},
+};
+
+PyType_Spec Write_spec = {
+    .name = "shmstore.WriteContext",
+    .basicsize = sizeof(WriteObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = w_slots,
+};

@@ -1,0 +1,354 @@
+"""shmstore.compat.shared_object: the seed's documented examples as written, its API,
+and one test per seed bug showing it does not happen."""
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import helpers
+import shmstore
+from conftest import unique
+from shmstore.compat.shared_object import (Pose, SharedDynamicObject, SharedObject,
+                                           SharedObjectDefaultDict, signal_process_ready,
+                                           start_and_wait_for_process)
+
+
+@pytest.fixture
+def name():
+    n = unique("so")
+    yield n
+    try:
+        SharedObject(n).unlink()
+    except Exception:
+        pass
+
+
+# ---- the seed's documented examples, as written ------------------------------------------
+
+def test_seed_examples_as_written(name):
+    # Creates SharedObject with data
+    so = SharedObject("test", data=np.ones((480, 848, 3)))
+    # Mounts existing SharedObject
+    so = SharedObject("test")
+    # Creates a trigger SharedObject (data is None, can be used for joining processes)
+    so = SharedObject("trigger")
+    so.trigger()  # trigger the SharedObject
+    assert so.triggered  # check if triggered
+
+    so = SharedObject("test")
+    so.fetch(lambda x: x.sum())  # Apply operation only
+    so.fetch(lambda x: x + 1)  # Apply operation only
+    so.fetch()  # If different operations need to be applied on the same data
+    so.fetch()[..., 0]  # Slice only
+    so.fetch(lambda x: x[..., 0].copy()) + 1  # Slice and apply operation
+    assert so.fetch(lambda x: x.sum()) == 480 * 848 * 3
+    assert (so.fetch(lambda x: x + 1) == 2).all()
+    assert so.fetch()[..., 0].shape == (480, 848)
+    assert (so.fetch(lambda x: x[..., 0].copy()) + 1 == 2).all()
+    SharedObject("test").unlink()
+    SharedObject("trigger").unlink()
+
+
+# ---- API ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data", [None, True, 3, 2.5, 1 + 1j, "text", b"by\xfftes",
+                                  bytearray(b"ba"), np.arange(6, dtype=np.float32).reshape(2, 3),
+                                  {"a": 1, "b": np.zeros(2)}, [1, "x"], (1, 2.0), {1, 2}],
+                         ids=lambda d: type(d).__name__)
+def test_types_roundtrip(name, data):
+    so = SharedObject(name, data=data)
+    got = SharedObject(name).fetch()
+    assert type(got) is type(data)
+    if isinstance(data, np.ndarray):
+        assert np.array_equal(got, data) and got.dtype == data.dtype
+    elif isinstance(data, dict):
+        assert got["a"] == 1 and np.array_equal(got["b"], data["b"])
+    else:
+        assert got == data
+    assert so.assign(data) is so
+
+
+def test_pose(name):
+    pose = Pose([1, 2, 3], [0, 1, 0, 0])
+    so = SharedObject(name, data=pose)
+    got = SharedObject(name).fetch()
+    assert isinstance(got, Pose)
+    assert np.allclose(got.p, [1, 2, 3]) and np.allclose(got.q, [0, 1, 0, 0])
+    so.assign(Pose([4, 5, 6], [1, 0, 0, 0]))
+    with pytest.raises(BufferError):
+        so.assign(np.zeros(7, np.float32))
+
+
+def test_assign_errors(name):
+    so = SharedObject(name, data=np.zeros((2, 3), np.uint8))
+    with pytest.raises(BufferError):
+        so.assign(np.zeros((3, 3), np.uint8))  # shape change
+    with pytest.raises(BufferError):
+        so.assign(np.zeros((2, 3), np.int8))  # dtype change
+    with pytest.raises(BufferError):
+        so.assign(5)  # type change
+    with pytest.raises(TypeError):
+        so.assign(object())
+    with pytest.raises(TypeError):
+        SharedObject(unique("so"), data=object())
+    with pytest.raises(TypeError):
+        SharedObject(unique("so"), data={"a": object()})
+    i = SharedObject(name + "i", data=1)
+    with pytest.raises(BufferError):
+        i.assign(1.0)
+    with pytest.raises(BufferError):
+        i.assign(True)
+    i.unlink()
+
+
+def test_dynamic_object_reallocates(name):
+    so = SharedDynamicObject(name, data=np.zeros(3))
+    so.assign(np.ones((4, 4)))
+    assert SharedDynamicObject(name).fetch().shape == (4, 4)
+    so.assign("now a string of some length" * 10)
+    assert SharedObject(name).fetch().startswith("now a string")
+    so.assign(7, reallocate=True)
+    assert SharedDynamicObject(name).fetch() == 7
+
+
+def test_modified_and_triggered(name):
+    a = SharedObject(name, data=1)
+    b = SharedObject(name)
+    assert not b.modified and not b.triggered
+    a.assign(2)
+    assert not a.modified, "own assigns are not modifications"
+    assert b.modified and b.modified, "modified does not consume"
+    assert b.fetch() == 2 and not b.modified
+    a.trigger()
+    assert b.triggered and not b.triggered, "triggered fires once per trigger"
+    a.trigger()
+    a.trigger()
+    assert b.triggered and not b.triggered
+    assert a.mtime > 0
+
+
+def test_close_unlink_reduce_repr(name):
+    so = SharedObject(name, data=np.zeros(4))
+    r = repr(so)
+    assert "SharedObject" in r and name in r and "ndarray" in r
+    so2 = pickle.loads(pickle.dumps(so))
+    assert np.array_equal(so2.fetch(), np.zeros(4))
+    so2.close()
+    so.unlink()
+    with pytest.raises(LookupError):
+        so.fetch()
+    assert SharedObject(name).fetch() is None  # mount-or-create: a new trigger object
+
+
+def test_default_dict(name):
+    d = SharedObjectDefaultDict()
+    so = d[name]
+    assert isinstance(so, SharedObject) and d[name] is so
+
+
+def test_start_and_wait_for_process():
+    for method in ("fork", "spawn"):
+        ctx = mp.get_context(method)
+        p = ctx.Process(target=helpers.so_child_ready, name=unique("proc"))
+        t0 = time.monotonic()
+        start_and_wait_for_process(p, timeout=30)
+        assert time.monotonic() - t0 < 30
+        p.join(10)
+        assert p.exitcode == 0
+    p = mp.get_context("fork").Process(target=helpers.so_child_exit_without_ready, name=unique("proc"))
+    with pytest.raises(RuntimeError):
+        start_and_wait_for_process(p, timeout=30)
+    p.join()
+
+
+def test_signal_process_ready_in_main_process():
+    signal_process_ready()  # harmless outside a child
+
+
+def test_fetch_fn_result_never_aliases_shared_memory(name):
+    so = SharedObject(name, data=np.arange(10))
+    part = so.fetch(lambda x: x[2:5])
+    assert part.flags.owndata or part.base is not None and not isinstance(part.base, memoryview)
+    so.assign(np.zeros(10, dtype=np.int64))
+    assert list(part) == [2, 3, 4]
+
+
+# ---- the seed's bugs, each shown not to happen ------------------------------------------------
+
+def test_bug_no_writer_starvation(name):
+    """Seed: flock readers-writer lock starves the writer while readers keep fetching."""
+    SharedObject(name, data=np.zeros((480, 848, 3), np.uint8))
+    store_name = os.environ["SHMSTORE_COMPAT_STORE"]
+    ctx = mp.get_context("spawn")
+    readers = [ctx.Process(target=helpers.child_reader, args=(store_name, name, 400, name + f"/bad{i}"))
+               for i in range(3)]
+    for r in readers:
+        r.start()
+    so = SharedObject(name)
+    time.sleep(0.3)  # readers are busy
+    t0 = time.monotonic()
+    worst = 0.0
+    for i in range(60):
+        t = time.monotonic()
+        so.assign(np.full((480, 848, 3), i, np.uint8))
+        worst = max(worst, time.monotonic() - t)
+    assert worst < 0.5, f"an assign waited {worst:.3f} s behind readers"
+    for r in readers:
+        r.join(60)
+    store = shmstore.Store(store_name)
+    assert all(store[name + f"/bad{i}"] == 0 for i in range(3))
+    for i in range(3):
+        store.delete(name + f"/bad{i}")
+
+
+def test_bug_no_torn_data_after_writer_crash(name):
+    """Seed: a writer killed mid-assign leaves half-written data (and the lock) behind."""
+    SharedObject(name, data=np.zeros(1 << 20, np.uint8))
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from shmstore.compat.shared_object import SharedObject
+        so = SharedObject({name!r})
+        print("ready", flush=True)
+        i = 0
+        while True:
+            i = (i + 1) % 250
+            so.assign(np.full(1 << 20, i, np.uint8))
+    """)
+    reader = SharedObject(name)
+    for _ in range(4):
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(0.05 + np.random.rand() * 0.1)
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        a = reader.fetch()
+        assert a.min() == a.max(), "torn data after a writer crash"
+    t0 = time.monotonic()
+    SharedObject(name).assign(np.ones(1 << 20, np.uint8))  # lock not lost with the writer
+    assert time.monotonic() - t0 < 5
+    assert reader.fetch().min() == 1
+
+
+def test_bug_no_lock_loss_across_fork(name):
+    """Seed: the flock lives on a file description shared with fork children, so a child
+    releasing or taking it interferes with the parent. Here a parent mid in-place write
+    keeps readers on the old version and other writers waiting, across a fork."""
+    so = SharedObject(name, data=np.zeros(8, np.int64))
+    store = shmstore.Store(os.environ["SHMSTORE_COMPAT_STORE"])
+    with store.write(name) as arr:
+        arr[:] = 1
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                child = SharedObject(name)
+                ok = child.fetch().sum() == 0  # the parent's change is not visible yet
+                t0 = time.monotonic()
+                child.assign(np.full(8, 2, np.int64))  # waits for the parent's lock
+                ok = ok and time.monotonic() - t0 > 0.2
+                code = 0 if ok else 2
+            finally:
+                os._exit(code)
+        time.sleep(0.4)
+        assert so.fetch().sum() == 0
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (so.fetch() == 2).all(), "both writes happened, serialized: parent, then child"
+    store.close()
+
+
+def test_bug_no_unlink_by_exiting_process(name):
+    """Seed: multiprocessing's resource_tracker unlinks shared memory when the creating
+    process exits."""
+    for method in ("spawn", "fork", "forkserver"):
+        n = f"{name}_{method}"
+        p = mp.get_context(method).Process(target=helpers.so_child_create_then_exit, args=(n,))
+        p.start()
+        p.join(30)
+        assert p.exitcode == 0
+        time.sleep(0.1)
+        assert (SharedObject(n).fetch() == 7).all()
+        SharedObject(n).unlink()
+
+
+def test_bug_arrays_are_64_byte_aligned(name):
+    """Seed: the array data starts after a 9+ byte header, misaligned."""
+    so = SharedObject(name, data=np.zeros((3, 5), np.float64))
+    assert so.fetch(lambda x: x.ctypes.data % 64) == 0
+    d = SharedObject(name + "d", data={"a": np.zeros(3, np.uint8), "b": np.zeros(7, np.float32)})
+    assert d.fetch(lambda t: [t["a"].ctypes.data % 64, t["b"].ctypes.data % 64]) == [0, 0]
+    d.unlink()
+
+
+def test_bug_string_uses_whole_capacity(name):
+    """Seed: a terminator byte (b'\\xff') costs one byte of capacity and bytes containing
+    0xff are cut."""
+    so = SharedObject(name, data="", init_size=100)
+    so.assign("x" * 100)
+    assert SharedObject(name).fetch() == "x" * 100
+    with pytest.raises(BufferError):
+        so.assign("x" * 101)
+    b = SharedObject(name + "b", data=b"\xff" * 50, init_size=50)
+    assert SharedObject(name + "b").fetch() == b"\xff" * 50
+    b.unlink()
+
+
+def test_bug_modified_driven_by_version(name):
+    """Seed: modified compares time_ns stamps: two assigns in one clock tick, or a clock
+    step backwards, are missed. Versions count every change."""
+    a = SharedObject(name, data=0)
+    b = SharedObject(name)
+    seen = 0
+    for i in range(1, 2001):
+        a.assign(i)
+        if b.modified:
+            seen += 1
+            b.fetch()
+    assert seen == 2000
+    a.trigger()
+    a.trigger()
+    assert b.modified and b.triggered and not b.triggered
+
+
+def test_bug_no_creation_race(name):
+    """Seed: two processes creating the same object at once fail or read half-initialized
+    data. Here exactly one creates it; the others mount it, and all see the data."""
+    start_at = time.time() + 1.0
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=helpers.so_race, args=(name, start_at, "create" if i % 2 == 0 else "mount"))
+             for i in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 6
+
+
+def test_threads_share_objects(name):
+    so = SharedObject(name, data=np.zeros(1000))
+    errors = []
+
+    def reader():
+        try:
+            for _ in range(300):
+                a = so.fetch()
+                assert a.min() == a.max()
+        except Exception as e:  # pragma: no cover
+            errors.append(e)
+
+    ts = [threading.Thread(target=reader) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for i in range(300):
+        so.assign(np.full(1000, float(i)))
+    for t in ts:
+        t.join()
+    assert not errors
