@@ -346,7 +346,8 @@ SHMSTORE_API int shmstore_value_get(shmstore_value_t *v, shmstore_datum_t *d, vo
 /* A leased, read-only, zero-copy view of one version. A small value type: the caller
  * owns the struct; the bytes belong to the store. */
 typedef struct shmstore_view {
-    const void *data;      /* payload, 64-byte aligned */
+    const void *data;      /* payload, 64-byte aligned (scalar types: 16-byte aligned,
+                              kept on the descriptor's cache line) */
     size_t len;            /* payload bytes */
     uint64_t version;
     uint64_t mtime_ns;

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,16 @@ uint64_t shmstore__ver_block_len(uint32_t attrs_len, uint64_t len)
     return sizeof(struct ver_hdr) + ((attrs_len + 63ull) & ~63ull) + len;
 }
 
+/* Where a version's payload goes: inline in the descriptor for fixed-size scalars without
+ * attrs (16-byte aligned: nothing gains from more), else 64-byte aligned after the
+ * descriptor and attrs. */
+static uint64_t data_off_for(uint32_t type, uint32_t attrs_len, uint64_t len)
+{
+    if (attrs_len == 0 && fixed_size(type) >= 0 && len <= VER_INLINE_MAX)
+        return BLK_HDR_SIZE + offsetof(struct ver_hdr, inline_data);
+    return BLK_HDR_SIZE + sizeof(struct ver_hdr) + ((attrs_len + 63ull) & ~63ull);
+}
+
 int shmstore__datum_to_ver(const shmstore_datum_t *d, size_t len, struct ver_hdr *vh)
 {
     int r = shmstore_datum_validate(d, len);
@@ -283,38 +294,47 @@ int shmstore__datum_to_ver(const shmstore_datum_t *d, size_t len, struct ver_hdr
         vh->shape[i] = d->shape[i];
     vh->len = len;
     vh->attrs_len = d->attrs_len;
-    vh->data_off = BLK_HDR_SIZE + sizeof(struct ver_hdr) + ((d->attrs_len + 63ull) & ~63ull);
+    vh->data_off = data_off_for(d->type, d->attrs_len, len);
     return 0;
 }
 
+void shmstore__datum_copy(shmstore_datum_t *dst, const shmstore_datum_t *src)
+{
+    /* Field by field: the unused shape entries (most of the struct) are not copied. */
+    dst->type = src->type;
+    dst->ndim = src->ndim;
+    memcpy(dst->dtype, src->dtype, sizeof(dst->dtype));
+    memcpy(dst->shape, src->shape, src->ndim * sizeof(src->shape[0]));
+    dst->attrs = src->attrs;
+    dst->attrs_len = src->attrs_len;
+}
+
 /* Turn a descriptor read from block `b` (already copied out to `vh` by the caller when
- * the block may change under it) into a datum, checking it fits the block. */
+ * the block may change under it) into a datum, checking it fits the block. Entries of
+ * d->shape past ndim are left as they were. */
 int shmstore__ver_to_datum(const shmstore_t *s, const struct blk_hdr *b, const struct ver_hdr *vh,
                            shmstore_datum_t *d, const void **data)
 {
     uint64_t cap = shmstore__blk_payload_cap(b) + BLK_HDR_SIZE;
-    uint64_t attrs_end = BLK_HDR_SIZE + sizeof(struct ver_hdr) + ((vh->attrs_len + 63ull) & ~63ull);
     if (vh->type >= SHMSTORE_T__COUNT || vh->ndim > SHMSTORE_NDIM_MAX ||
-        vh->attrs_len > SHMSTORE_ATTRS_MAX || vh->data_off != attrs_end || vh->data_off > cap ||
+        vh->attrs_len > SHMSTORE_ATTRS_MAX ||
+        vh->data_off != data_off_for(vh->type, vh->attrs_len, vh->len) || vh->data_off > cap ||
         vh->len > cap - vh->data_off)
         return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': version descriptor at %" PRIu64
                                 " does not fit its block", s->name, shmstore__off(s, b));
-    shmstore_datum_t dd;
-    memset(&dd, 0, sizeof(dd));
-    dd.type = vh->type;
-    dd.ndim = vh->ndim;
-    memcpy(dd.dtype, vh->dtype, sizeof(dd.dtype));
-    dd.dtype[SHMSTORE_DTYPE_MAX - 1] = '\0';
+    shmstore_datum_t local, *dd = d ? d : &local;
+    dd->type = vh->type;
+    dd->ndim = vh->ndim;
+    memcpy(dd->dtype, vh->dtype, sizeof(dd->dtype));
+    dd->dtype[SHMSTORE_DTYPE_MAX - 1] = '\0';
     for (uint32_t i = 0; i < vh->ndim; i++)
-        dd.shape[i] = vh->shape[i];
-    dd.attrs_len = vh->attrs_len;
-    dd.attrs = vh->attrs_len ? (const char *)b + BLK_HDR_SIZE + sizeof(struct ver_hdr) : NULL;
-    if (shmstore_datum_validate(&dd, vh->len) < 0)
+        dd->shape[i] = vh->shape[i];
+    dd->attrs_len = vh->attrs_len;
+    dd->attrs = vh->attrs_len ? (const char *)b + BLK_HDR_SIZE + sizeof(struct ver_hdr) : NULL;
+    if (shmstore_datum_validate(dd, vh->len) < 0)
         return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': version descriptor at %" PRIu64
                                 " does not describe its %" PRIu64 " bytes", s->name,
                                 shmstore__off(s, b), vh->len);
-    if (d)
-        *d = dd;
     if (data)
         *data = (const char *)b + vh->data_off;
     return 0;

@@ -136,6 +136,8 @@ int shmstore__datum_to_ver(const shmstore_datum_t *d, size_t len, struct ver_hdr
 int shmstore__ver_to_datum(const shmstore_t *s, const struct blk_hdr *b,
                            const struct ver_hdr *vh, shmstore_datum_t *d, const void **data);
 uint64_t shmstore__ver_block_len(uint32_t attrs_len, uint64_t len);
+/* Copy a datum's used fields (not the unused shape entries). */
+void shmstore__datum_copy(shmstore_datum_t *dst, const shmstore_datum_t *src);
 
 /* value.c */
 void shmstore__value_recover_lock(shmstore_t *s, uint64_t obj_off, uint32_t dead_slot);

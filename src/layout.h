@@ -199,6 +199,9 @@ struct val_body {
 };
 static_assert(sizeof(struct val_body) == 128, "val_body is two cache lines");
 
+/* Fixed-size scalar payloads (at most this many bytes) are stored inline. */
+#define VER_INLINE_MAX 16u
+
 /* Start of a version block's payload area: the descriptor of the version it holds. */
 struct ver_hdr {
     uint32_t type;
@@ -209,7 +212,8 @@ struct ver_hdr {
     uint32_t attrs_len;  /* attrs bytes right after this struct */
     uint32_t reserved0;
     uint64_t mtime_ns;   /* when this version's data was published */
-    uint64_t reserved2[2];
+    uint8_t inline_data[VER_INLINE_MAX]; /* scalar payloads live here, on the descriptor's
+                                            line (one line less per get) */
     uint64_t shape[32];
 };
 static_assert(sizeof(struct ver_hdr) % 64 == 0, "ver_hdr is whole cache lines");
@@ -227,6 +231,7 @@ static_assert(offsetof(struct obj_hdr, name) == 64, "FORMAT.md: name at 64");
 static_assert(offsetof(struct val_body, rot) == 24, "FORMAT.md: rot at 24");
 static_assert(offsetof(struct val_body, wlock) == 64, "FORMAT.md: wlock at 64");
 static_assert(offsetof(struct ver_hdr, shape) == 64, "FORMAT.md: shape at 64");
+static_assert(offsetof(struct ver_hdr, inline_data) == 48, "FORMAT.md: inline data at 48");
 static_assert(sizeof(struct ver_hdr) == 320, "FORMAT.md: ver_hdr is 320 bytes");
 
 #endif

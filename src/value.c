@@ -681,7 +681,7 @@ SHMSTORE_API int shmstore_value_get(shmstore_value_t *v, shmstore_datum_t *d, vo
         if (d) {
             dd.attrs = NULL;
             dd.attrs_len = 0;
-            *d = dd;
+            shmstore__datum_copy(d, &dd);
         }
         if (len)
             *len = vh.len;
