@@ -36,7 +36,9 @@ class Buffer:
     def __buffer__(self, flags: int) -> memoryview: ...
 
 class WriteContext:
-    """Context manager of Store.write(): in-place update of an array or bytes value."""
+    """Context manager of Store.write(): update of an array or bytes value under its writer
+    lock. __enter__ returns a private writable copy (ndarray, or memoryview for bytes);
+    __exit__ publishes it (BufferError if its size changed) or discards it on error."""
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: Any) -> bool: ...
 

@@ -80,7 +80,8 @@ BufferObject *buffer_child(modstate *st, BufferObject *root, char *ptr, Py_ssize
 {
     char fmt[24];
     int64_t item = shmstore_dtype_itemsize(dtype);
-    if (item < 0 || format_of_dtype(dtype, fmt, sizeof(fmt)) < 0 || ndim > SHMSTORE_NDIM_MAX) {
+    if (item < 0 || format_of_dtype(dtype, fmt, sizeof(fmt)) < 0 || ndim > SHMSTORE_NDIM_MAX ||
+        !extents_ok(item, ndim, shape)) {
         PyErr_Format(PyExc_ValueError, "shmstore: unsupported dtype '%.8s'", dtype);
         return NULL;
     }
@@ -186,9 +187,14 @@ static void buf_dealloc(PyObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     if (b->weakrefs)
         PyObject_ClearWeakRefs(self);
-    b->exports = 0; /* nothing can hold an export of an object being deallocated */
+    /* Nothing can hold an export of an object being deallocated (an export holds a
+     * reference), so buffer_release() cannot fail here and sets no exception. tp_dealloc
+     * must not touch the error indicator either: it often runs on an error path (a
+     * failed decode drops its root Buffer while the decode's exception is set), and
+     * clearing it turned that exception into "returned NULL without setting an
+     * exception". */
+    b->exports = 0;
     buffer_release(b);
-    PyErr_Clear();
     PyObject_Free(self);
     Py_DECREF(tp);
 }

@@ -651,6 +651,28 @@ static PyObject *corrupt(modstate *st, const char *what)
     return NULL;
 }
 
+/* Whether an array of `ndim` extents `shape` of `item`-byte items can be described to
+ * Python: every extent and the product of the non-zero extents times the item size fit
+ * in a Py_ssize_t (strides are computed from them; numpy applies the same rule). A
+ * descriptor with a zero extent describes 0 bytes whatever the other extents are, so
+ * validating the length alone does not bound them. */
+int extents_ok(int64_t item, int ndim, const uint64_t *shape)
+{
+    uint64_t n = item > 0 ? (uint64_t)item : 1;
+    if (ndim < 0 || ndim > SHMSTORE_NDIM_MAX)
+        return 0;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] > (uint64_t)PY_SSIZE_T_MAX)
+            return 0;
+        if (shape[i] == 0)
+            continue;
+        if (n > (uint64_t)PY_SSIZE_T_MAX / shape[i])
+            return 0;
+        n *= shape[i];
+    }
+    return 1;
+}
+
 /* Copy `len` bytes, without the GIL when large. */
 static void copy_maybe_nogil(void *dst, const void *src, size_t len)
 {
@@ -731,13 +753,17 @@ static PyObject *dec_pickle(modstate *st, const char *data, size_t len)
     if (!mv)
         return NULL;
     PyObject *o = PyObject_CallOneArg(st->pk_loads, mv);
-    /* The memoryview points into a lease or a temporary: make sure nobody keeps it. */
+    /* The memoryview points into a lease or a temporary: make sure nobody keeps it.
+     * pickle.loads() may have failed: keep its exception aside while calling release()
+     * (calling into Python with an exception set raises SystemError, and clearing the
+     * release error must not clear the loads error). */
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
     PyObject *r = PyObject_CallMethod(mv, "release", NULL);
-    if (!r) {
+    if (!r)
         PyErr_Clear();
-    } else {
-        Py_DECREF(r);
-    }
+    Py_XDECREF(r);
+    PyErr_Restore(et, ev, tb);
     Py_DECREF(mv);
     return o;
 }
@@ -817,6 +843,8 @@ static PyObject *rec_dec(struct dec *dc, int depth, int as_key)
         if (shmstore_datum_init_array(&d, dtype, n.ndim, dc->dims + n.dim_idx) < 0 ||
             shmstore_datum_validate(&d, n.b) < 0)
             return corrupt(st, "array descriptor does not match its length");
+        if (!extents_ok(shmstore_dtype_itemsize(dtype), n.ndim, dc->dims + n.dim_idx))
+            return corrupt(st, "array extents too large");
         return dec_array(st, dtype, n.ndim, dc->dims + n.dim_idx, payload, n.b,
                          as_key ? NULL : dc->root);
     }
@@ -887,6 +915,14 @@ static PyObject *dec_record(modstate *st, const char *data, size_t len, BufferOb
 PyObject *dec_value(modstate *st, const shmstore_datum_t *d, const char *data, size_t len,
                     BufferObject *root)
 {
+    static const size_t fixed[] = {[SHMSTORE_T_INT64] = 8, [SHMSTORE_T_FLOAT64] = 8,
+                                   [SHMSTORE_T_COMPLEX128] = 16};
+    if (d->type < sizeof(fixed) / sizeof(fixed[0]) && len < fixed[d->type])
+        return PyErr_Format(st->CorruptError, "shmstore: a %s datum of %zu bytes",
+                            d->type == SHMSTORE_T_COMPLEX128 ? "complex" : "64-bit", len);
+    if (d->type == SHMSTORE_T_ARRAY &&
+        (d->ndim > SHMSTORE_NDIM_MAX || !extents_ok(shmstore_dtype_itemsize(d->dtype), (int)d->ndim, d->shape)))
+        return PyErr_Format(st->CorruptError, "shmstore: array extents out of range");
     switch (d->type) {
     case SHMSTORE_T_NONE:
         Py_RETURN_NONE;

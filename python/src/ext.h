@@ -68,6 +68,7 @@ typedef struct {
     shmstore_t *s;
     PyObject *module; /* strong: keeps the module state alive */
     modstate *st;
+    pid_t pid;        /* the process that attached: s is invalid in any other */
 } CoreObject;
 
 typedef struct {
@@ -166,6 +167,7 @@ PyObject *dec_value(modstate *st, const shmstore_datum_t *d, const char *data, s
                     BufferObject *root);
 int dtype_str_of(modstate *st, PyObject *arr, char out[SHMSTORE_DTYPE_MAX], PyObject **contig);
 int format_of_dtype(const char *dtype, char *fmt, size_t cap);
+int extents_ok(int64_t item, int ndim, const uint64_t *shape);
 PyObject *np_dtype_of(modstate *st, const char *dtype);
 int attrs_encode(PyObject *dict, char **buf, uint32_t *len);
 PyObject *attrs_decode(const void *attrs, uint32_t len);

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ext.h"
 
@@ -38,6 +39,7 @@ CoreObject *core_open(modstate *st, PyObject *module, const char *name, const ch
     c->s = s;
     c->module = Py_NewRef(module);
     c->st = st;
+    c->pid = getpid();
     return c;
 }
 
@@ -86,8 +88,11 @@ int store_reopen(StoreObject *self, CoreObject *failed)
 {
     if (store_check_open(self) < 0)
         return -1;
-    if (self->core != failed)
-        return 0; /* another handle already re-attached us in this process */
+    /* Another handle already re-attached us in this process. Compare the pid too: after
+     * a fork of a fork child, a handle may still point at the grandparent's Core while
+     * the Store's (the parent's) Core is just as invalid here. */
+    if (self->core != failed && self->core->pid == getpid())
+        return 0;
     CoreObject *c = core_open(self->st, failed->module, PyUnicode_AsUTF8(self->name), cdir_of(self),
                               self->create ? SHMSTORE_O_CREATE : 0, &self->opt);
     if (!c)
@@ -330,7 +335,9 @@ PyDoc_STRVAR(store_view_doc,
 "The current version of `name` without copying. Arrays (at the top or inside a\n"
 "dict/list/tuple) are read-only numpy arrays over one leased block, top-level bytes a\n"
 "read-only memoryview; other types are copies. The block stays valid and unchanged while\n"
-"any of those arrays is alive, even after newer versions, delete() or Store.close().");
+"any of those arrays is alive, even after newer versions, delete() or Store.close().\n"
+"A view inherited through fork() is held by the parent's lease: in the child, take a new\n"
+"view (or a copy) if it must outlive the parent's.");
 
 static PyObject *store_view(PyObject *self, PyObject *name)
 {
@@ -581,9 +588,11 @@ PyDoc_STRVAR(store_write_doc,
 "In-place update of the array (or bytes) value `name`:\n\n"
 "    with store.write('frame') as arr:\n"
 "        arr[10:20] = 0\n\n"
-"`arr` is a writable copy of the current version in a new block; readers keep seeing\n"
-"the previous version until the block ends, then the change is published as a new\n"
-"version (discarded if the block raised). Waits up to `timeout` s for other writers.");
+"`arr` is a private, writable copy of the current version (a memoryview for bytes)\n"
+"taken under the value's writer lock; readers keep seeing the previous version until the\n"
+"block ends, then the change is published as a new version (discarded if the block\n"
+"raised). Afterwards `arr` is read-only, and slices of it taken inside the block only\n"
+"ever write to private memory. Waits up to `timeout` s for other writers.");
 
 static PyObject *store_write(PyObject *self, PyObject *args, PyObject *kw)
 {

@@ -110,7 +110,16 @@ int value_fix_fork(ValueObject *h)
         return -1;
     const char *cname = PyUnicode_AsUTF8(h->name);
     shmstore_value_t *v;
-    int r = shmstore_value_open(store->core->s, cname, SHMSTORE_V_CREATE, &v);
+    if (!cname)
+        return -1;
+    /* Without V_CREATE: a value deleted since the handle was opened is StaleError in the
+     * child as in the parent, not silently re-created empty. */
+    int r = shmstore_value_open(store->core->s, cname, 0, &v);
+    if (r == -ENOENT || r == SHMSTORE_EKIND) {
+        PyErr_Format(h->st->StaleError, "shmstore: value '%U' was deleted (handle opened "
+                     "before fork()); open it again", h->name);
+        return -1;
+    }
     if (r < 0)
         return shm_raise(h->st, r);
     shmstore_value_close(h->v); /* in the child: frees the parent's handle memory only */
@@ -177,6 +186,12 @@ PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned
     int r;
     Py_INCREF(h);
     for (int tries = 0;; tries++) {
+        /* Encoding (pickle), value_fix_fork() and a GIL switch run Python code: another
+         * thread may have closed h since the check above. */
+        if (value_ready(h) < 0) {
+            r = PYERR_SET;
+            break;
+        }
         if (e.rec) {
             r = put_record(h, &e, flags);
         } else if (e.len >= GIL_COPY_MIN || st->n_wlocks > 0) {
@@ -197,7 +212,7 @@ PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned
     PyMem_Free(abuf);
     Py_DECREF(h);
     if (r < 0)
-        return PyErr_Occurred() ? NULL : (shm_raise(st, r), NULL);
+        return r == PYERR_SET || PyErr_Occurred() ? NULL : (shm_raise(st, r), NULL);
     Py_RETURN_NONE;
 }
 
@@ -317,6 +332,11 @@ PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout)
     int r, fork_tries = 0;
     Py_INCREF(h);
     for (;;) {
+        /* Between slices other threads and signal handlers ran: h may be closed now. */
+        if (value_ready(h) < 0) {
+            Py_DECREF(h);
+            return NULL;
+        }
         int64_t slice = WAIT_SLICE_NS;
         if (tmo >= 0) {
             struct timespec t1;
@@ -700,7 +720,11 @@ static PyObject *v_reduce(PyObject *self, PyObject *unused)
         PyErr_SetString(PyExc_TypeError, "cannot pickle an internal handle");
         return NULL;
     }
-    return Py_BuildValue("(O(O))", PyObject_GetAttrString((PyObject *)SELF->store, "value"), SELF->name);
+    /* N: the bound method is a new reference (O leaked one per pickle). */
+    PyObject *meth = PyObject_GetAttrString((PyObject *)SELF->store, "value");
+    if (!meth)
+        return NULL;
+    return Py_BuildValue("(N(O))", meth, SELF->name);
 }
 
 static PyObject *v_repr(PyObject *self)
@@ -783,14 +807,28 @@ PyType_Spec Value_spec = {
     .slots = v_slots,
 };
 
-/* ---- the in-place write context ------------------------------------------------------- */
+/* ---- the in-place write context -------------------------------------------------------
+ *
+ * __enter__ takes the value's writer lock (shmstore_value_lock: a new block pre-filled
+ * with the current version) and hands out a *private* writable copy of that block: a
+ * numpy array (memoryview over a bytearray for bytes). __exit__ copies it back into the
+ * block and publishes it (or discards the block if the with-body raised).
+ *
+ * Why not hand out the block itself: numpy slices, reshapes and memoryviews taken inside
+ * the with-body do not count as exports of our Buffer, so nothing could stop them from
+ * writing into the block after it is published (readers would see a version change
+ * under them), and the block has no lease once published: after a few newer versions it
+ * is freed and reused by other objects while those arrays still point at it. With a
+ * private copy, whatever survives the block only ever touches private memory. */
 
 typedef struct {
     PyObject_HEAD
     ValueObject *h;   /* private handle */
     PyObject *timeout;
-    BufferObject *buf;
+    PyObject *priv;   /* the private copy (ndarray or bytearray) */
     PyObject *out;    /* what __enter__ returned */
+    char *data;       /* the locked block */
+    size_t len;
     int locked;
 } WriteObject;
 
@@ -803,38 +841,61 @@ PyObject *write_ctx_new(ValueObject *h, PyObject *timeout)
         return NULL;
     w->h = (ValueObject *)Py_NewRef(h);
     w->timeout = Py_NewRef(timeout);
-    w->buf = NULL;
+    w->priv = NULL;
     w->out = NULL;
+    w->data = NULL;
+    w->len = 0;
     w->locked = 0;
     return (PyObject *)w;
 }
 
-static void w_unlock(WriteObject *w, int commit)
+/* Copy the private copy back into the locked block. 0 or -1 (exception set). */
+static int w_copy_back(WriteObject *w)
+{
+    Py_buffer pb;
+    if (PyObject_GetBuffer(w->priv, &pb, PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if ((size_t)pb.len != w->len) {
+        PyBuffer_Release(&pb);
+        PyErr_Format(PyExc_BufferError, "Store.write(): the array of '%U' changed size "
+                     "(%zd bytes, the value has %zu); nothing was published",
+                     w->h->name, pb.len, w->len);
+        return -1;
+    }
+    if (w->len >= GIL_COPY_MIN) {
+        Py_BEGIN_ALLOW_THREADS
+        memcpy(w->data, pb.buf, w->len);
+        Py_END_ALLOW_THREADS
+    } else if (w->len) {
+        memcpy(w->data, pb.buf, w->len);
+    }
+    PyBuffer_Release(&pb);
+    return 0;
+}
+
+/* Publish (commit) or discard the locked block. Returns -1 with an exception set when
+ * the commit failed (then the block was discarded). Never calls into Python with
+ * commit == 0, so it is safe in tp_dealloc. */
+static int w_unlock(WriteObject *w, int commit)
 {
     if (!w->locked)
-        return;
-    w->locked = 0;
+        return 0;
+    w->locked = 0; /* claimed: another thread's __exit__ now does nothing */
+    int rc = 0;
+    if (commit && w_copy_back(w) < 0) {
+        commit = 0;
+        rc = -1;
+    }
     if (commit) {
         int r = shmstore_value_unlock(w->h->v);
         (void)r; /* only fails when nothing is locked */
     } else {
         shmstore_value_abort(w->h->v);
     }
+    w->data = NULL;
     w->h->reserving = 0;
     w->h->st->n_wlocks--;
-    if (w->buf)
-        w->buf->readonly = 1; /* new exports are read-only: the bytes are published */
-    if (w->out && PyObject_HasAttrString(w->out, "setflags")) {
-        PyObject *kw = Py_BuildValue("{s:O}", "write", Py_False);
-        PyObject *args = PyTuple_New(0);
-        PyObject *m = PyObject_GetAttrString(w->out, "setflags");
-        PyObject *r = (m && kw && args) ? PyObject_Call(m, args, kw) : NULL;
-        Py_XDECREF(r);
-        Py_XDECREF(m);
-        Py_XDECREF(kw);
-        Py_XDECREF(args);
-        PyErr_Clear();
-    }
+    return rc;
 }
 
 static PyObject *w_enter(PyObject *self, PyObject *unused)
@@ -888,49 +949,32 @@ static PyObject *w_enter(PyObject *self, PyObject *unused)
         return shm_raise(st, r), NULL;
     }
     w->locked = 1;
+    w->data = data;
+    w->len = len;
     if (d.type != SHMSTORE_T_ARRAY && d.type != SHMSTORE_T_BYTES) {
         w_unlock(w, 0);
         PyErr_Format(PyExc_TypeError, "Store.write() needs a numpy array or bytes value; '%U' "
                      "holds a %s", h->name, type_name(d.type));
         return NULL;
     }
-    BufferObject *b = buffer_root(st, h->core, NULL);
-    if (!b) {
-        w_unlock(w, 0);
-        return NULL;
-    }
-    b->ptr = data;
-    b->len = (Py_ssize_t)len;
-    b->shape[0] = b->len;
-    b->readonly = 0;
-    w->buf = b;
-    PyObject *out;
+    PyObject *priv, *out;
     if (d.type == SHMSTORE_T_ARRAY) {
-        char fmt[24];
-        int64_t item = shmstore_dtype_itemsize(d.dtype);
-        if (item <= 0 || format_of_dtype(d.dtype, fmt, sizeof(fmt)) < 0 || shm_numpy(st) < 0) {
-            w_unlock(w, 0);
-            if (!PyErr_Occurred())
-                PyErr_SetString(st->CorruptError, "bad dtype");
-            return NULL;
-        }
-        b->itemsize = (Py_ssize_t)item;
-        b->ndim = (int)d.ndim;
-        strcpy(b->format, fmt);
-        Py_ssize_t stride = (Py_ssize_t)item;
-        for (int i = b->ndim - 1; i >= 0; i--) {
-            b->shape[i] = (Py_ssize_t)d.shape[i];
-            b->strides[i] = stride;
-            stride *= b->shape[i];
-        }
-        out = PyObject_CallOneArg(st->np_asarray, (PyObject *)b);
+        d.attrs = NULL;
+        d.attrs_len = 0;
+        priv = dec_value(st, &d, data, len, NULL); /* a new, writable, C-ordered copy */
+        out = priv ? Py_NewRef(priv) : NULL;
     } else {
-        out = PyMemoryView_FromObject((PyObject *)b);
+        priv = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)len);
+        if (priv && len)
+            memcpy(PyByteArray_AS_STRING(priv), data, len);
+        out = priv ? PyMemoryView_FromObject(priv) : NULL;
     }
     if (!out) {
+        Py_XDECREF(priv);
         w_unlock(w, 0);
         return NULL;
     }
+    w->priv = priv;
     w->out = out;
     return Py_NewRef(out);
 }
@@ -938,9 +982,23 @@ static PyObject *w_enter(PyObject *self, PyObject *unused)
 static PyObject *w_exit(PyObject *self, PyObject *args)
 {
     PyObject *et = Py_None, *ev = Py_None, *tb = Py_None;
+    WriteObject *w = WSELF;
     if (!PyArg_UnpackTuple(args, "__exit__", 0, 3, &et, &ev, &tb))
         return NULL;
-    w_unlock(WSELF, et == Py_None);
+    int failed = w_unlock(w, et == Py_None) < 0;
+    /* The array stays a private copy: mark it read-only to flag writes that would be
+     * lost (slices taken inside the block stay writable, but only to private memory). */
+    if (w->out && w->priv == w->out) {
+        PyObject *et2, *ev2, *tb2;
+        PyErr_Fetch(&et2, &ev2, &tb2);
+        PyObject *r = PyObject_CallMethod(w->out, "setflags", "(O)", Py_False);
+        if (!r)
+            PyErr_Clear();
+        Py_XDECREF(r);
+        PyErr_Restore(et2, ev2, tb2);
+    }
+    if (failed)
+        return NULL;
     Py_RETURN_FALSE;
 }
 
@@ -948,9 +1006,9 @@ static void w_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     WriteObject *w = WSELF;
-    w_unlock(w, 0); /* never entered/exited properly: discard */
+    w_unlock(w, 0); /* never exited: discard (no Python calls, no exception) */
     Py_CLEAR(w->out);
-    Py_CLEAR(w->buf);
+    Py_CLEAR(w->priv);
     Py_CLEAR(w->h);
     Py_CLEAR(w->timeout);
     PyObject_Free(self);
@@ -967,9 +1025,11 @@ static PyMethodDef w_methods[] = {
 PyDoc_STRVAR(w_doc,
 "Context manager of Store.write(): in-place update of an array or bytes value.\n\n"
 "__enter__ takes the value's writer lock and returns a writable numpy array (memoryview\n"
-"for bytes) holding a copy of the current version; readers keep reading the previous\n"
-"version meanwhile. __exit__ publishes it as a new version, or discards it if the block\n"
-"raised. The array becomes read-only at exit: do not keep writing through other views.");
+"for bytes) holding a private copy of the current version; readers keep reading the\n"
+"previous version meanwhile. __exit__ copies it into a new version and publishes it, or\n"
+"discards it if the block raised. The array is read-only after the block; arrays or\n"
+"memoryviews taken from it inside the block stay private copies: writing to them later\n"
+"never changes the store.");
 
 static PyType_Slot w_slots[] = {
     {Py_tp_dealloc, w_dealloc},

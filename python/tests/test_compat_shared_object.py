@@ -352,3 +352,36 @@ def test_threads_share_objects(name):
     for t in ts:
         t.join()
     assert not errors
+
+
+# ---- regressions found in review ----------------------------------------------------------
+
+def test_fetch_fn_gets_bytes_not_a_memoryview(name):
+    """The zero-copy view of a bytes value is a memoryview: fetch(fn) passed it to fn
+    (so `lambda b: b.decode()` failed) and could return it, lease and all."""
+    so = SharedObject(name, data=b"hello" * 200, init_size=1000)
+    assert so.fetch(lambda b: b.decode()[:5]) == "hello"
+    out = so.fetch(lambda b: b)
+    assert type(out) is bytes and out == b"hello" * 200
+    assert SharedObject(name).object_type is bytes
+
+
+def test_fetch_fn_detaches_views_inside_containers(name):
+    so = SharedObject(name, data={"a": np.arange(5), "b": np.ones(3)})
+    from shmstore.compat.shared_object import _shares_view
+    out = so.fetch(lambda t: (t["a"][1:], [t["b"]], {"k": t["a"]}))
+    arrays = [out[0], out[1][0], out[2]["k"]]
+    assert not any(_shares_view(a) for a in arrays), "results hold no lease"
+    assert list(out[0]) == [1, 2, 3, 4] and list(out[2]["k"]) == [0, 1, 2, 3, 4]
+    same = so.fetch(lambda t: t["a"].sum())
+    assert same == 10
+
+
+def test_own_trigger_is_seen_by_own_triggered(name):
+    """Seed semantics: trigger() changes the shared object only, so the instance that
+    triggered sees it in `triggered` once, like every other instance."""
+    a = SharedObject(name)
+    b = SharedObject(name)
+    a.trigger()
+    assert a.triggered and not a.triggered
+    assert b.triggered and not b.triggered

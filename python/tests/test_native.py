@@ -3,6 +3,7 @@ import gc
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 
@@ -266,10 +267,13 @@ def test_wait_ctrl_c(store):
 
 
 def test_delete_and_stale_handle(store):
-    store["d"] = 1
+    store["d"] = np.arange(100)
     h = store.value("d")
-    v = store.view("d") if False else None  # noqa: F841
+    v = store.view("d")
     store.delete("d")
+    for i in range(20):  # reuse the freed memory if the view did not keep its lease
+        store[f"other{i}"] = np.full(100, -1)
+    assert np.array_equal(v, np.arange(100)), "views of a deleted value stay valid"
     with pytest.raises(shmstore.StaleError):
         h.get()
     with pytest.raises(LookupError):
@@ -459,7 +463,7 @@ def test_store_open_modes(store_name, tmp_path):
     shmstore.unlink("indir", dir=d)
     with pytest.raises(FileNotFoundError):
         shmstore.unlink("indir", dir=d)
-    assert store_name not in shmstore.list_stores() or True
+    assert store_name in shmstore.list_stores(), "closing a Store never unlinks it"
 
 
 def test_store_admin(store):
@@ -544,3 +548,139 @@ def test_corrupt_record_is_an_error_not_a_crash(store):
         except (shmstore.CorruptError, ValueError, TypeError, UnicodeDecodeError, OverflowError,
                 pickle.UnpicklingError, EOFError, MemoryError):
             pass
+
+
+# ---- regressions found in review ---------------------------------------------------------
+
+class _Boom:
+    """Pickles fine; unpickling raises."""
+
+    def __init__(self, pad=b""):
+        self.pad = pad
+
+    def __reduce__(self):
+        return (_boom, (self.pad,))
+
+
+def _boom(pad):
+    raise ZeroDivisionError("boom on load")
+
+
+@pytest.mark.parametrize("size", [10, 5000], ids=["small", "leased"])
+def test_failed_decode_raises_its_own_error(store, size):
+    """A failing unpickle used to surface as SystemError ("returned NULL without setting an
+    exception"): Buffer's tp_dealloc cleared the error, and memoryview.release() was called
+    with the error set."""
+    store.put("p", _Boom(b"x" * size))
+    for f in (store.get, store.view, store.value("p").get, store.value("p").view):
+        with pytest.raises(ZeroDivisionError, match="boom on load"):
+            f("p") if f in (store.get, store.view) else f()
+
+
+def test_write_views_cannot_touch_published_versions(store):
+    """Arrays and memoryviews from Store.write() used to point into the block that __exit__
+    published: slices stayed writable (changing a published version under readers), and
+    after newer versions the block was freed and reused while they still pointed at it."""
+    store["a"] = np.zeros(1000, np.int64)
+    with store.write("a") as arr:
+        arr[:] = 1
+        part = arr[10:20]
+        flat = arr.reshape(10, 100)
+    assert not arr.flags.writeable
+    part[:] = 7
+    flat[5] = 9
+    assert np.array_equal(store["a"], np.ones(1000)), "writes after the block are private"
+    for i in range(20):
+        store["a"] = np.full(1000, 100 + i, np.int64)
+        store[f"filler{i}"] = np.full(1000, -5, np.int64)
+    assert arr[0] == 1 and arr[-1] == 1 and (part == 7).all(), "never aliases store memory"
+    store["b"] = b"abcdef"
+    with store.write("b") as m:
+        m[0:1] = b"X"
+    assert store["b"] == b"Xbcdef"
+    m[1:2] = b"Y"
+    assert store["b"] == b"Xbcdef", "the memoryview does not write into the store after exit"
+    assert store.check() == ""
+
+
+def test_write_size_change_is_refused(store):
+    store["b"] = b"abc"
+    with pytest.raises(BufferError):
+        with store.write("b") as m:
+            ba = m.obj
+            m.release()
+            ba.extend(b"more")
+    assert store["b"] == b"abc" and store.version("b") == 1
+    with store.write("b") as m:  # the lock was given back
+        m[:] = b"xyz"
+    assert store["b"] == b"xyz"
+
+
+def test_value_pickle_does_not_leak(store):
+    h = store.value("p")
+    pickle.dumps(h)
+    before = sys.getrefcount(store)
+    for _ in range(100):
+        pickle.dumps(h)
+    assert sys.getrefcount(store) - before < 5, "Value.__reduce__ leaked a bound method"
+
+
+def test_close_handle_in_signal_handler_during_wait(store):
+    """A signal handler (or another thread) closing the handle between two wait slices
+    used to make the next slice call the library with a NULL handle (segfault)."""
+    h = store.value("sig")
+    old = signal.signal(signal.SIGALRM, lambda *a: h.close())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(ValueError, match="closed"):
+            h.wait(timeout=5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _record(dims, dtype=b"|b1", nbytes=0):
+    """A RECORD payload with one array node (see codec.c for the layout)."""
+    import struct
+    head = 32 + 40 + 8 * len(dims)
+    data_off = (head + 63) // 64 * 64
+    total = data_off + 64
+    hdr = struct.pack("<IIIIQQ", 0x31435253, 1, len(dims), 0, data_off, total)
+    node = struct.pack("<BBHIQQ8sII", 7, len(dims), 0, 0, data_off, nbytes, dtype, 0, 0)
+    body = hdr + node + b"".join(struct.pack("<Q", d) for d in dims)
+    return body + bytes(total - len(body))
+
+
+@pytest.mark.parametrize("dims", [[2**63, 0], [0, 2**64 - 1], [0, 2**40, 2**40], [2**62, 0, 4]])
+def test_hostile_record_extents(dims):
+    """A zero extent makes any other extent describe 0 bytes: those must be refused before
+    they become Py_ssize_t shapes and strides."""
+    from shmstore._shmstore import _decode_record
+    with pytest.raises(shmstore.CorruptError):
+        _decode_record(_record(dims))
+    ok = _decode_record(_record([3, 0]))
+    assert ok.shape == (3, 0)
+
+
+def test_hostile_record_in_store_view(store):
+    """The zero-copy path (view) validates a record patched in shared memory too."""
+    import mmap
+    marker = np.frombuffer(b"MARKER!!" * 2, np.uint8).copy()
+    store.put("r", [np.zeros((0, 5), np.bool_), marker])
+    path = os.path.join(store.dir, "shmstore." + store.name)
+    raw = bytes(store.value("r").buffer())
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        at = m.find(raw[:72 + 16])
+        assert at > 0
+        dims_at = at + 32 + 40 * 3  # after the header and three nodes: list, array, array
+        old = m[dims_at + 8:dims_at + 16]
+        assert old == (5).to_bytes(8, "little")
+        m[dims_at + 8:dims_at + 16] = (2**63).to_bytes(8, "little")
+        try:
+            with pytest.raises(shmstore.CorruptError):
+                store.view("r")
+            with pytest.raises(shmstore.CorruptError):
+                store.get("r")
+        finally:
+            m[dims_at + 8:dims_at + 16] = old
+    assert store.view("r")[0].shape == (0, 5)

@@ -193,3 +193,53 @@ def test_busy_readers_do_not_block_writer(store):
         r.join(60)
         assert r.exitcode == 0
     assert store["bad0"] == 0 and store["bad1"] == 0
+
+
+def _in_fork(fn):
+    """Run fn() in an os.fork() child; return its exit code (0 = fn returned True)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if fn() else 2
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            code = 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_fork_of_fork_handle_reopens(store):
+    """A child re-attaches the Store (by-name call) but not yet a Value handle, then
+    forks: in the grandchild the handle pointed at the grandparent's Core while the Store's
+    Core (the child's) was just as invalid; re-opening used to fail with RuntimeError."""
+    h = store.value("n")
+    h.put(1)
+
+    def child():
+        assert store["n"] == 1  # re-attaches the Store in the child; h is not touched
+        return _in_fork(lambda: (h.put(h.get() + 1), h.get() == 2)[1]) == 0
+
+    assert _in_fork(child) == 0
+    assert store["n"] == 2
+
+
+def test_fork_child_handle_on_deleted_value_is_stale(store):
+    """Re-opening a handle after fork used V_CREATE: a value deleted meanwhile was
+    silently re-created (empty) in the child instead of raising StaleError."""
+    store["gone"] = 1
+    h = store.value("gone")
+    store.delete("gone")
+
+    def child():
+        try:
+            h.get()
+        except shmstore.StaleError:
+            return "gone" not in store
+        return False
+
+    assert _in_fork(child) == 0
+    assert "gone" not in store

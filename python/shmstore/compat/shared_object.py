@@ -162,16 +162,20 @@ class SharedObject:
 
     # -- metadata ------------------------------------------------------------------------
     def _load_meta(self):
-        try:
-            data, _ = self._h.get_versioned()
+        try:  # a view: learning the type of a big array must not copy it
+            data, _ = self._h.view_versioned()
         except NoValueError:
             self._kind, self._cap = None, 0
             return
-        data = self._decode(data)
-        self._kind = type(data)
+        if isinstance(data, memoryview):  # bytes are viewed as a read-only memoryview
+            self._kind, n = bytes, data.nbytes
+            data.release()
+        else:
+            data = self._decode(data)
+            self._kind, n = type(data), _nbytes(data)
         if self._kind in _BUFFERS:
             cap = self._h.attrs().get(_CAP)
-            self._cap = cap if isinstance(cap, int) else max(self.init_size, _nbytes(data))
+            self._cap = cap if isinstance(cap, int) else max(self.init_size, n)
 
     def _decode(self, data):
         if (type(data) is np.ndarray and data.shape == (7,) and data.dtype == np.float32
@@ -236,12 +240,12 @@ class SharedObject:
             data, self._version = self._h.get_versioned()
             return self._decode(data) if type(data) is np.ndarray and data.shape == (7,) else data
         data, self._version = self._h.view_versioned()
-        if type(data) is np.ndarray and data.shape == (7,):
+        if isinstance(data, memoryview):  # a bytes object is viewed as a memoryview
+            mv, data = data, data.tobytes()
+            mv.release()
+        elif type(data) is np.ndarray and data.shape == (7,):
             data = self._decode(data)
-        out = fn(data)
-        if isinstance(out, np.ndarray) and _shares_view(out):
-            out = out.copy()
-        return out
+        return _detach(fn(data))
 
     def trigger(self) -> "SharedObject":
         """Publish a new version with the same data (a start/stop signal)."""
@@ -250,7 +254,11 @@ class SharedObject:
 
     @property
     def triggered(self) -> bool:
-        """True once per trigger (or assign) made since this instance last looked."""
+        """True once per trigger (or assign) made since this instance last looked.
+
+        As in the seed, trigger() only changes the shared object, not this instance's
+        record of what it has seen: an instance's own trigger() is seen by its own
+        `triggered` (once), like any other process's."""
         v = self._h.version
         if v != self._version:
             self._version = v
@@ -317,6 +325,26 @@ def _shares_view(arr: np.ndarray) -> bool:
     while isinstance(base, np.ndarray):
         base = base.base
     return isinstance(base, memoryview) and isinstance(base.obj, Buffer)
+
+
+def _detach(out, depth=0):
+    """`out` with every array that still views shared memory replaced by a copy, also
+    inside the dict / list / tuple / set a fetch fn may return (`lambda t: t["rgb"]`,
+    `lambda t: (t["a"], t["b"])`), so no fetched result holds a lease."""
+    t = type(out)
+    if isinstance(out, np.ndarray):
+        return out.copy() if _shares_view(out) else out
+    if isinstance(out, memoryview):
+        return out.tobytes() if isinstance(out.obj, Buffer) else out
+    if depth > 64:
+        return out
+    if t is list or t is tuple:
+        items = [_detach(x, depth + 1) for x in out]
+        return out if all(a is b for a, b in zip(items, out)) else t(items)
+    if t is dict:
+        items = {k: _detach(v, depth + 1) for k, v in out.items()}
+        return out if all(items[k] is out[k] for k in out) else items
+    return out
 
 
 class SharedDynamicObject(SharedObject):
