@@ -92,10 +92,10 @@ typedef struct shmstore_options {
 SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_options_t *opt,
                                shmstore_t **out);
 
-/* Detach from the store: release this process's slot, all its leases and the mapping.
- * Value handles and views may still be closed/released afterwards (that only frees
- * their memory), but their data pointers are invalid from here on. Accepts NULL.
- * Never blocks long. */
+/* Detach from the store: release this process's slot, all its leases and its file
+ * descriptor. Value handles and views may still be closed/released afterwards; the
+ * mapping stays until the last of them is gone, but their bytes are no longer protected
+ * (a writer may reuse them). Accepts NULL. Never blocks long. */
 SHMSTORE_API void shmstore_close(shmstore_t *s);
 
 /* Remove the store's name from `dir` (NULL = default). Processes that have it open keep
@@ -269,8 +269,9 @@ SHMSTORE_API int shmstore_list(shmstore_t *s, const char *prefix,
 SHMSTORE_API int shmstore_info(shmstore_t *s, const char *name, shmstore_obj_info_t *out);
 
 /* Remove the object `name` from the index. Open handles then fail with -ESTALE; views
- * stay valid and the memory is freed when the last is released. Returns 0, -ENOENT,
- * SHMSTORE_ENAME. May block briefly on the metadata lock. */
+ * stay valid and the memory is freed when the last is released. Waits for a writer of
+ * the object that is mid-put (so a thread must not delete a value it has reserved or
+ * locked). Returns 0, -ENOENT, SHMSTORE_ENAME. */
 SHMSTORE_API int shmstore_delete(shmstore_t *s, const char *name);
 
 /* ------------------------------------------------------------------------------------
@@ -310,8 +311,9 @@ SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t 
 /* Zero-copy put, step 1: take the value's writer lock and return in `*data` a block of
  * `len` writable bytes for a version described by `d`. Nothing is visible to readers
  * until shmstore_value_commit(); shmstore_value_abort() discards it. Exactly one of the
- * two must follow on the same thread. If the process dies in between, the block is
- * reclaimed and no reader ever sees it. Returns as shmstore_value_put(). */
+ * two must follow; meanwhile other writes through this handle fail with -EBUSY. If the
+ * process dies in between, the block is reclaimed and no reader ever sees it. Returns
+ * as shmstore_value_put(). */
 SHMSTORE_API int shmstore_value_reserve(shmstore_value_t *v, const shmstore_datum_t *d,
                                         size_t len, unsigned flags, void **data);
 
@@ -358,12 +360,13 @@ typedef struct shmstore_view {
 
 /* Pin the current version of `v` and describe it in `*out` without copying. The bytes
  * stay valid and unchanged until shmstore_view_release(), even if newer versions are
- * published or the value is deleted, and even after shmstore_value_close(). Never
- * blocks. Returns 0, SHMSTORE_ENOVALUE, -ESTALE, SHMSTORE_ELEASES. */
+ * published or the value is deleted, and even after shmstore_value_close(). Never waits
+ * for a writer. Returns 0, SHMSTORE_ENOVALUE, -ESTALE, SHMSTORE_ELEASES. */
 SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out);
 
 /* Release the lease of a view. Accepts a zeroed view, a view already released, and a
- * view of a store already closed. Never blocks. */
+ * view of a store already closed. Never waits for a writer; when it is the last lease of
+ * a version that was replaced or deleted, it frees the block under the metadata lock. */
 SHMSTORE_API void shmstore_view_release(shmstore_view_t *view);
 
 /* The latest version number (0 = never written) and its time. One atomic load each;

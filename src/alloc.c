@@ -61,7 +61,8 @@ SHMSTORE__RACY struct blk_hdr *shmstore__blk(const shmstore_t *s, uint64_t off)
 {
     const struct store_hdr *h = s->hdr;
     uint64_t top = atomic_load_explicit(&h->heap_top, memory_order_acquire);
-    if (off < h->heap_off || off % BLK_ALIGN || top > s->map_len || off + BLK_HDR_SIZE > top)
+    if (off < h->heap_off || off % BLK_ALIGN || top > s->map_len || off > top ||
+        top - off < BLK_HDR_SIZE)
         return NULL;
     struct blk_hdr *b = hdr_at(s, off);
     uint64_t size = b->size & BLK_SIZE_MASK; /* not bsize(): no instrumented call */

@@ -145,15 +145,12 @@ int shmstore__repair_locked(shmstore_t *s, shmstore_gc_stats_t *st)
             if (o)
                 atomic_fetch_or_explicit(&o->flags, OBJ_F_DELETED, memory_order_seq_cst);
         }
-        if (shmstore__blk_pinned(b)) {
-            atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
-            continue;
-        }
-        if (st) {
+        uint64_t size = b->size & BLK_SIZE_MASK;
+        atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
+        if (shmstore__blk_free_if_unpinned(s, lost.off[i], b) && st) {
             st->blocks_freed++;
-            st->bytes_freed += b->size & BLK_SIZE_MASK;
+            st->bytes_freed += size;
         }
-        shmstore__free(s, lost.off[i]);
     }
     free(lost.off);
     return 0;

@@ -267,7 +267,8 @@ SHMSTORE_API int shmstore_attrs_get(const void *attrs, uint32_t attrs_len, const
 
 uint64_t shmstore__ver_block_len(uint32_t attrs_len, uint64_t len)
 {
-    return sizeof(struct ver_hdr) + ((attrs_len + 63ull) & ~63ull) + len;
+    uint64_t n = sizeof(struct ver_hdr) + ((attrs_len + 63ull) & ~63ull);
+    return len > UINT64_MAX / 2 - n ? UINT64_MAX / 2 : n + len; /* the allocator refuses it */
 }
 
 /* Where a version's payload goes: inline in the descriptor for fixed-size scalars without

@@ -97,17 +97,22 @@ struct obj_hdr *shmstore__obj(const shmstore_t *s, uint64_t off)
     return o;
 }
 
+/* The table and its size. The size is kept in the INDEX block itself (blk_hdr.owner), so
+ * that switching to a rebuilt table is the single store of index_off: a crash can never
+ * pair a table with the size of another. (store_hdr.index_cap mirrors it for display.) */
 static struct index_ent *table(shmstore_t *s, uint64_t *cap)
 {
     struct store_hdr *h = s->hdr;
-    *cap = h->index_cap;
+    *cap = 0;
     if (!h->index_off)
         return NULL;
     struct blk_hdr *b = shmstore__blk(s, h->index_off);
-    if (!b || b->tag != BLK_TAG_INDEX || h->index_cap == 0 ||
-        (h->index_cap & (h->index_cap - 1)) ||
-        shmstore__blk_payload_cap(b) / sizeof(struct index_ent) < h->index_cap)
+    if (!b || b->tag != BLK_TAG_INDEX)
         return NULL;
+    uint64_t n = b->owner;
+    if (n == 0 || (n & (n - 1)) || shmstore__blk_payload_cap(b) / sizeof(struct index_ent) < n)
+        return NULL;
+    *cap = n;
     return (struct index_ent *)((char *)b + BLK_HDR_SIZE);
 }
 
@@ -157,7 +162,7 @@ static int rehash(shmstore_t *s, uint64_t new_cap)
     struct index_ent *old = table(s, &old_cap);
     if (!old && h->index_off)
         return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': name index is corrupt", s->name);
-    int r = shmstore__alloc(s, new_cap * sizeof(struct index_ent), BLK_TAG_INDEX, 0, &blk);
+    int r = shmstore__alloc(s, new_cap * sizeof(struct index_ent), BLK_TAG_INDEX, new_cap, &blk);
     if (r < 0)
         return r;
     struct index_ent *t = (struct index_ent *)((char *)s->hdr + blk + BLK_HDR_SIZE);
@@ -168,7 +173,7 @@ static int rehash(shmstore_t *s, uint64_t new_cap)
             t[j] = old[i];
     }
     uint64_t old_off = h->index_off;
-    h->index_off = blk;
+    h->index_off = blk; /* the switch: table and size together (see table()) */
     h->index_cap = new_cap;
     h->index_tombs = 0;
     if (old_off)
@@ -179,11 +184,13 @@ static int rehash(shmstore_t *s, uint64_t new_cap)
 int shmstore__index_insert(shmstore_t *s, uint64_t hash, uint64_t obj_off)
 {
     struct store_hdr *h = s->hdr;
-    if (h->index_count > h->index_cap || h->index_tombs > h->index_cap ||
-        h->index_cap > h->capacity / sizeof(struct index_ent))
+    uint64_t cur_cap;
+    if (!table(s, &cur_cap) && h->index_off)
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': name index is corrupt", s->name);
+    if (h->index_count > cur_cap || h->index_tombs > cur_cap)
         return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': index counters are corrupt",
                                 s->name);
-    if (!h->index_off || (h->index_count + h->index_tombs + 1) * 4 > h->index_cap * 3) {
+    if (!h->index_off || (h->index_count + h->index_tombs + 1) * 4 > cur_cap * 3) {
         uint64_t cap = INDEX_MIN_CAP;
         while (cap * 3 < (h->index_count + 1) * 4 * 2)
             cap *= 2;
@@ -263,6 +270,7 @@ int shmstore__index_repair(shmstore_t *s)
     }
     h->index_count = h->n_objects = live;
     h->index_tombs = tombs;
+    h->index_cap = cap;
     return 0;
 }
 
@@ -274,12 +282,16 @@ int shmstore__index_check(shmstore_t *s, char *rep, size_t cap_r, size_t *pos)
     if (!t) {
         if (!h->index_off && h->index_count == 0)
             return 0;
-        shmstore__report(rep, cap_r, pos, "index table at %" PRIu64 " (cap %" PRIu64 ") invalid\n",
-                         h->index_off, h->index_cap);
+        shmstore__report(rep, cap_r, pos, "index table at %" PRIu64 " is invalid\n", h->index_off);
         return SHMSTORE_ECORRUPT;
     }
     uint64_t live = 0, tombs = 0;
     int bad = 0;
+    if (h->index_cap != cap) {
+        shmstore__report(rep, cap_r, pos, "index_cap %" PRIu64 " but the table holds %" PRIu64
+                         " entries (gc repairs it)\n", h->index_cap, cap);
+        bad = 1;
+    }
     for (uint64_t i = 0; i < cap; i++) {
         if (t[i].off == INDEX_TOMB) {
             tombs++;

@@ -30,7 +30,7 @@
 struct shmstore {
     struct store_hdr *hdr;   /* the mapping, at offset 0 */
     uint64_t map_len;        /* = capacity */
-    int fd;
+    int fd;                  /* never mapped (store.c reopen_unmapped): locks, fallocate */
     uint32_t slot;           /* our process-table slot */
     uint64_t fork_gen;       /* shmstore__fork_gen at attach: a child sees it differ */
     pthread_mutex_t lease_mu; /* guards our slot's lease set and is_closed */
@@ -48,6 +48,7 @@ struct shmstore_value {
     struct val_body *body;
     /* Writer state between reserve and commit (one reservation per handle). */
     int reserved_rot;        /* rotation index being written, -1 = none */
+    _Atomic uintptr_t reserver; /* the reserving thread's token, 0 = none (see value.c) */
     uint64_t reserved_ver;
 };
 
@@ -95,6 +96,10 @@ bool shmstore__blk_pinned(const struct blk_hdr *b);
 /* Drop a block its owner no longer references: free now if unpinned, else mark it
  * ORPHAN so the last unpin frees it. Caller holds the metadata mutex. */
 void shmstore__blk_release_locked(shmstore_t *s, uint64_t blk_off);
+/* Mutex held; block already ORPHAN: free it unless pinned (see proc.c). */
+bool shmstore__blk_free_if_unpinned(shmstore_t *s, uint64_t off, struct blk_hdr *b);
+/* After pinning: is the block being freed? Then the pin must be dropped. */
+bool shmstore__blk_is_freeing(const struct blk_hdr *b);
 /* Record / forget in our slot a writer lock on `obj_off` (for crash recovery). */
 int shmstore__proc_hold(shmstore_t *s, uint64_t obj_off);
 void shmstore__proc_unhold(shmstore_t *s, uint64_t obj_off);
@@ -143,6 +148,7 @@ void shmstore__datum_copy(shmstore_datum_t *dst, const shmstore_datum_t *src);
 void shmstore__value_recover_lock(shmstore_t *s, uint64_t obj_off, uint32_t dead_slot);
 int shmstore__value_check(shmstore_t *s, uint64_t obj_off, char *rep, size_t cap, size_t *pos);
 void shmstore__value_free_blocks(shmstore_t *s, struct obj_hdr *o);
+int shmstore__value_delete(shmstore_t *s, uint64_t obj_off, uint64_t gen);
 uint64_t shmstore__value_footprint(shmstore_t *s, struct obj_hdr *o);
 void shmstore__value_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out);
 

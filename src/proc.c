@@ -3,11 +3,13 @@
  * Theory of operation
  * - Slot i of the process table belongs to whoever holds the open-file-description lock
  *   (F_OFD_SETLK) on byte i of the store file. The kernel drops that lock when the last
- *   descriptor of the description closes, i.e. when the process dies: "lock free but
- *   slot LIVE" means "owner dead", with no PID-reuse race and no heartbeat. Whoever takes
- *   the lock of a dead slot recovers it, so recovery of one slot is never concurrent.
- *   A forked child inherits the parent's description; the atfork handler (store.c)
- *   closes it in the child, so a parent's death is still seen while children live.
+ *   reference to the description goes, i.e. when the process dies: "lock free but slot
+ *   LIVE" means "owner dead", with no PID-reuse race and no heartbeat. Whoever takes the
+ *   lock of a dead slot recovers it, so recovery of one slot is never concurrent.
+ * - The locks are taken on a description that was never mapped: a mapping holds a
+ *   reference to the description it was made from, and a forked child inherits the
+ *   mapping, so a lock on the mapped description would outlive a parent whose child lives
+ *   on. The atfork handler (store.c) closes the child's copy of the descriptor.
  * - Leases. A process pins block B by (1) recording B in its own slot's lease set, then
  *   (2) setting its bit in B's pin mask (fetch_or). Unpinning clears the bit, then the
  *   record. Only the owner writes its slot. Because the pin is one bit per slot, not a
@@ -56,23 +58,41 @@ bool shmstore__blk_pinned(const struct blk_hdr *b)
     return false;
 }
 
-/* Free an ORPHAN block if nobody pins it; exactly one caller wins the CAS. The CAS is
- * made under the metadata mutex, so a block left FREEING was left by a dead process and
- * the repair pass (which also holds the mutex) may free it. */
-static void try_free_orphan(shmstore_t *s, uint64_t off, struct blk_hdr *b, bool have_mutex)
+/* With the metadata mutex held: free ORPHAN block `b` unless someone pins it. The block
+ * goes ORPHAN -> FREEING (seq_cst), then the pins are read (seq_cst); a view pins, then
+ * reads the state (seq_cst; shmstore__pin_check_live). One of the two sees the other: the
+ * view backs off from a FREEING block, or we put the block back to ORPHAN and leave it
+ * to the last unpin. Returns true when freed. */
+bool shmstore__blk_free_if_unpinned(shmstore_t *s, uint64_t off, struct blk_hdr *b)
+{
+    for (;;) {
+        uint32_t want = BLK_ORPHAN;
+        if (!(b->size & BLK_USED) ||
+            !atomic_compare_exchange_strong_explicit(&b->state, &want, BLK_FREEING,
+                                                     memory_order_seq_cst, memory_order_relaxed))
+            return false;
+        if (!shmstore__blk_pinned(b)) {
+            shmstore__free(s, off);
+            return true;
+        }
+        atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
+        /* If that pin went away meanwhile, its unpin saw FREEING and left the block to
+         * us: look again. */
+        if (shmstore__blk_pinned(b))
+            return false;
+    }
+}
+
+/* Free an ORPHAN block if nobody pins it (an unpinner's or a recoverer's call). */
+static void try_free_orphan(shmstore_t *s, uint64_t off, struct blk_hdr *b)
 {
     if (atomic_load_explicit(&b->state, memory_order_seq_cst) != BLK_ORPHAN ||
         shmstore__blk_pinned(b))
         return;
-    if (!have_mutex && shmstore__lock(s) < 0)
+    if (shmstore__lock(s) < 0)
         return; /* stays ORPHAN: the repair pass reclaims it */
-    uint32_t want = BLK_ORPHAN;
-    if (b->size & BLK_USED && !shmstore__blk_pinned(b) &&
-        atomic_compare_exchange_strong_explicit(&b->state, &want, BLK_FREEING,
-                                                memory_order_seq_cst, memory_order_relaxed))
-        shmstore__free(s, off);
-    if (!have_mutex)
-        shmstore__unlock(s);
+    shmstore__blk_free_if_unpinned(s, off, b);
+    shmstore__unlock(s);
 }
 
 void shmstore__blk_release_locked(shmstore_t *s, uint64_t off)
@@ -80,10 +100,14 @@ void shmstore__blk_release_locked(shmstore_t *s, uint64_t off)
     struct blk_hdr *b = shmstore__blk(s, off);
     if (!b)
         return;
-    /* seq_cst store, then seq_cst loads of the pins: pairs with unpin's fetch_and then
-     * state load (see the theory above). */
     atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
-    try_free_orphan(s, off, b, true);
+    shmstore__blk_free_if_unpinned(s, off, b);
+}
+
+bool shmstore__blk_is_freeing(const struct blk_hdr *b)
+{
+    /* seq_cst: after the caller's seq_cst pin; pairs with blk_free_if_unpinned() */
+    return atomic_load_explicit(&b->state, memory_order_seq_cst) == BLK_FREEING;
 }
 
 /* ---- leases ------------------------------------------------------------------------ */
@@ -190,7 +214,7 @@ void shmstore__unpin(shmstore_t *s, uint64_t off)
     atomic_fetch_sub_explicit(&ps->n_leases, 1, memory_order_relaxed);
     pthread_mutex_unlock(&s->lease_mu);
     if (b)
-        try_free_orphan(s, off, b, false);
+        try_free_orphan(s, off, b);
 }
 
 /* ---- held locks and registered waits ---------------------------------------------- */
@@ -245,21 +269,8 @@ void shmstore__proc_wait_unreg(shmstore_t *s, int idx)
 static void recover_locked_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *st)
 {
     struct proc_slot *ps = shmstore__proc_slot(s, i);
-    uint32_t n = s->hdr->n_leases;
-    for (uint32_t k = 0; k < n; k++) {
-        uint64_t off = atomic_load_explicit(&ps->leases[k].off, memory_order_acquire);
-        if (!off)
-            continue;
-        struct blk_hdr *b = shmstore__blk(s, off);
-        if (b) {
-            atomic_fetch_and_explicit(&b->pins[i / 64], ~pin_bit(i), memory_order_seq_cst);
-            try_free_orphan(s, off, b, false);
-        }
-        atomic_store_explicit(&ps->leases[k].off, 0, memory_order_relaxed);
-        ps->leases[k].count = 0;
-        if (st)
-            st->leases_dropped++;
-    }
+    /* Locks and waits first: they name objects whose headers the leases below may be
+     * keeping alive; dropped first, an object could be freed and its offset reused. */
     for (unsigned k = 0; k < SLOT_HELD_MAX; k++) {
         uint64_t obj = atomic_exchange_explicit(&ps->held[k], 0, memory_order_acq_rel);
         if (obj) {
@@ -279,6 +290,21 @@ static void recover_locked_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *
                                                               memory_order_relaxed))
                 ;
         }
+    }
+    uint32_t n = s->hdr->n_leases;
+    for (uint32_t k = 0; k < n; k++) {
+        uint64_t off = atomic_load_explicit(&ps->leases[k].off, memory_order_acquire);
+        if (!off)
+            continue;
+        struct blk_hdr *b = shmstore__blk(s, off);
+        if (b) {
+            atomic_fetch_and_explicit(&b->pins[i / 64], ~pin_bit(i), memory_order_seq_cst);
+            try_free_orphan(s, off, b);
+        }
+        atomic_store_explicit(&ps->leases[k].off, 0, memory_order_relaxed);
+        ps->leases[k].count = 0;
+        if (st)
+            st->leases_dropped++;
     }
     atomic_store_explicit(&ps->n_leases, 0, memory_order_relaxed);
     ps->pid = 0;

@@ -60,9 +60,11 @@ static void atfork_child(void)
     atomic_fetch_add_explicit(&shmstore__fork_gen, 1, memory_order_relaxed);
     for (struct store_ref *r = g_stores; r; r = r->next) {
         if (r->s->fd >= 0) {
-            close(r->s->fd); /* async-signal-safe; the description stays the parent's */
+            close(r->s->fd); /* async-signal-safe; the descriptions stay the parent's */
             r->s->fd = -1;
         }
+        /* Another thread may have held it at fork: the child has only this thread. */
+        pthread_mutex_init(&r->s->lease_mu, NULL);
     }
     pthread_mutex_unlock(&g_stores_mu);
 }
@@ -144,10 +146,17 @@ int shmstore__lock(shmstore_t *s)
                                 "a process is stuck inside the library, or the store is corrupt "
                                 "(`shmstore check %s`)", s->name, MUTEX_WAIT_S, s->name);
     if (r == EOWNERDEAD) {
-        /* The one place a dead owner is handled: check and repair, then consistent. */
+        /* The one place a dead owner is handled: check and repair, then consistent (even
+         * when repair fails, so that check and gc can still run and say what is wrong). */
         s->hdr->n_repairs++;
-        shmstore__repair_locked(s, NULL);
+        int rr = shmstore__repair_locked(s, NULL);
         pthread_mutex_consistent(&s->hdr->mutex);
+        if (rr < 0) {
+            pthread_mutex_unlock(&s->hdr->mutex);
+            return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': a process died while changing "
+                                    "its metadata and the repair failed; run `shmstore check %s`",
+                                    s->name, s->name);
+        }
         return 0;
     }
     return shmstore__seterr(r == ENOTRECOVERABLE ? SHMSTORE_ECORRUPT : -r,
@@ -268,10 +277,27 @@ static void unmap_close(shmstore_t *s)
 {
     if (s->hdr)
         shmstore__os.munmap(s->hdr, s->map_len);
+    s->hdr = NULL;
     if (s->fd >= 0)
         shmstore__os.close(s->fd);
-    s->hdr = NULL;
     s->fd = -1;
+}
+
+/* Trade the descriptor the store was mapped through for a new description of the same
+ * inode, never mapped, reopened through /proc/self/fd so that the path cannot be swapped
+ * in between. The slot locks live on it (proc.c says why); the mapping keeps its own
+ * reference to the old description. Still one descriptor per store. */
+static int reopen_unmapped(shmstore_t *s)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", s->fd);
+    int r = shmstore__os.open(path, O_RDWR, 0);
+    if (r < 0)
+        return shmstore__seterr(r, "store '%s': cannot reopen its descriptor (is /proc "
+                                "mounted?)", s->name);
+    shmstore__os.close(s->fd);
+    s->fd = r;
+    return 0;
 }
 
 SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_options_t *opt,
@@ -299,6 +325,9 @@ SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_
     atomic_init(&s->refs, 1);
     s->fork_gen = atomic_load_explicit(&shmstore__fork_gen, memory_order_relaxed);
 
+    /* Known to the fork handler before any lock is taken on its descriptor. */
+    ref->s = s;
+    stores_add(ref);
     bool created = false;
     if (flags & SHMSTORE_O_CREATE) {
         unsigned mode = opt && opt->group > 0 ? 0660 : 0600;
@@ -379,20 +408,21 @@ SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_
             goto fail;
         }
     }
+    r = reopen_unmapped(s);
+    if (r < 0)
+        goto fail;
     r = shmstore__proc_attach(s, !(flags & SHMSTORE_O_NORECOVER));
     if (r < 0)
         goto fail;
-    ref->s = s;
-    stores_add(ref);
     *out = s;
     return 0;
 fail:
+    stores_remove(s); /* frees ref */
     unmap_close(s);
     if (created)
         shmstore__os.unlink(path);
     pthread_mutex_destroy(&s->lease_mu);
     free(s);
-    free(ref);
     return r;
 }
 
@@ -406,6 +436,7 @@ void shmstore__store_unref(shmstore_t *s)
     /* acq_rel: the last owner sees every other owner's writes before freeing */
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
+    unmap_close(s);
     pthread_mutex_destroy(&s->lease_mu);
     free(s);
 }
@@ -420,11 +451,15 @@ SHMSTORE_API void shmstore_close(shmstore_t *s)
     pthread_mutex_lock(&s->lease_mu);
     s->is_closed = true;
     pthread_mutex_unlock(&s->lease_mu);
-    /* In a fork child the slot is the parent's: only drop our mapping. */
+    /* In a fork child the slot is the parent's: leave it alone. */
     if (shmstore__check_fork(s) == 0 && s->fd >= 0)
         shmstore__proc_detach(s);
     shmstore__clearerr();
-    unmap_close(s);
+    /* The descriptor goes now; the mapping stays until the last handle or view is gone, so
+     * that a thread still inside the library never touches unmapped memory. */
+    if (s->fd >= 0)
+        shmstore__os.close(s->fd);
+    s->fd = -1;
     shmstore__store_unref(s);
 }
 
@@ -559,23 +594,22 @@ SHMSTORE_API int shmstore_info(shmstore_t *s, const char *name, shmstore_obj_inf
 SHMSTORE_API int shmstore_delete(shmstore_t *s, const char *name)
 {
     size_t len;
-    uint64_t off;
+    uint64_t off, gen = 0;
     int r = shmstore__check_fork(s);
     if (r < 0 || (r = shmstore__name_check(name, &len)) < 0 || (r = shmstore__lock(s)) < 0)
         return r;
     r = shmstore__index_find(s, name, len, &off);
     if (r == 0) {
-        struct obj_hdr *o = shmstore__obj(s, off);
-        /* Handles see DELETED (-ESTALE); views keep their version blocks (ORPHAN). */
-        atomic_fetch_or_explicit(&o->flags, OBJ_F_DELETED, memory_order_seq_cst);
-        shmstore__index_remove(s, o->hash, off);
-        s->hdr->n_objects--;
-        if (o->kind == SHMSTORE_KIND_VALUE)
-            shmstore__value_free_blocks(s, o);
-        shmstore__blk_release_locked(s, off);
+        gen = shmstore__obj(s, off)->gen;
+        r = shmstore__pin(s, off); /* the header outlives the deletion until we unpin */
     } else if (r == -ENOENT) {
         shmstore__seterr(r, "no object '%s' in store '%s'", name, s->name);
     }
     shmstore__unlock(s);
+    if (r < 0)
+        return r;
+    /* The kind deletes under its own writer lock (lock order: writer lock, then mutex). */
+    r = shmstore__value_delete(s, off, gen);
+    shmstore__unpin(s, off);
     return r;
 }

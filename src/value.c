@@ -108,12 +108,12 @@ static int create_locked(shmstore_t *s, const char *name, size_t len, uint64_t *
     o->hash = shmstore__hash(name, len);
     o->ctime_ns = shmstore__os_now_real();
     ((struct val_body *)(o + 1))->reserving = UINT64_MAX;
+    h->next_gen++; /* before the object is reachable: a crash never reuses a generation */
     r = shmstore__index_insert(s, o->hash, off);
     if (r < 0) {
         shmstore__free(s, off);
         return r;
     }
-    h->next_gen++;
     h->n_objects++;
     *off_out = off;
     return 0;
@@ -289,12 +289,14 @@ void shmstore__value_recover_lock(shmstore_t *s, uint64_t obj_off, uint32_t dead
         return;
     struct val_body *vb = (struct val_body *)(o + 1);
     uint32_t c = atomic_load_explicit(&vb->wlock, memory_order_acquire);
-    if ((c & ~WLOCK_WAITERS) != dead_slot + 1)
-        return; /* it was only waiting for the lock */
+    do {
+        if ((c & ~WLOCK_WAITERS) != dead_slot + 1)
+            return; /* it was only waiting for the lock */
+        /* A waiter may set WLOCK_WAITERS meanwhile: retry until the CAS wins. */
+    } while (!atomic_compare_exchange_weak_explicit(&vb->wlock, &c, 0, memory_order_release,
+                                                    memory_order_acquire));
     vb->reserving = UINT64_MAX; /* its half-written block is odd and never published */
-    if (atomic_compare_exchange_strong_explicit(&vb->wlock, &c, 0, memory_order_release,
-                                                memory_order_relaxed) &&
-        (c & WLOCK_WAITERS))
+    if (c & WLOCK_WAITERS)
         shmstore__os.futex_wake(&vb->wlock, INT_MAX);
 }
 
@@ -363,12 +365,13 @@ static int prepare_block(shmstore_value_t *v, uint64_t blk_len, int *rot_out)
 }
 
 /* Make rotation block k the current version (writer lock held). */
-static void publish(shmstore_value_t *v, int k, uint64_t ver)
+static void publish(shmstore_value_t *v, int k, uint64_t ver, bool is_new_data)
 {
     struct val_body *vb = v->body;
     struct blk_hdr *b = shmstore__blk(v->s, atomic_load_explicit(&vb->rot[k], memory_order_relaxed));
     uint64_t now = shmstore__os_now_real();
-    ver_of(b)->mtime_ns = now;
+    if (is_new_data) /* a trigger re-publishes a block views may hold: leave it alone */
+        ver_of(b)->mtime_ns = now;
     /* release: the block's bytes before its stable seq */
     atomic_store_explicit(&b->seq, 2 * ver, memory_order_release);
     atomic_store_explicit(&vb->mtime_ns, now, memory_order_relaxed);
@@ -431,12 +434,36 @@ static int write_ver_locked(shmstore_value_t *v, const struct ver_hdr *vh, const
     return 0;
 }
 
+/* A token unique to each live thread: the address of a thread-local. */
+static _Thread_local char thread_token;
+
+static uintptr_t my_token(void)
+{
+    return (uintptr_t)&thread_token;
+}
+
+static void set_reserved(shmstore_value_t *v, int k)
+{
+    v->reserved_rot = k;
+    atomic_store_explicit(&v->reserver, k == NO_ROT ? 0 : my_token(), memory_order_relaxed);
+}
+
+/* The thread holding a reservation or an in-place lock owns the value's writer lock: a
+ * second write of its own would wait for itself. (Other threads just wait their turn.) */
+static int check_not_reserved(shmstore_value_t *v)
+{
+    if (atomic_load_explicit(&v->reserver, memory_order_relaxed) != my_token())
+        return 0;
+    return shmstore__seterr(-EBUSY, "value '%.255s': this handle holds a reservation or lock; "
+                            "commit, abort or unlock it first", v->obj->name);
+}
+
 /* Take the lock and a prepared block holding descriptor `vh` (+ attrs). */
 static int begin_write(shmstore_value_t *v, const struct ver_hdr *vh, const void *attrs,
                        unsigned flags, int *rot_out)
 {
     int r = vcheck(v);
-    if (r < 0)
+    if (r < 0 || (r = check_not_reserved(v)) < 0)
         return r;
     if (atomic_load_explicit(&v->obj->flags, memory_order_acquire) & OBJ_F_SEALED)
         return shmstore__seterr(SHMSTORE_ESEALED, "value '%.255s' is sealed", v->obj->name);
@@ -456,7 +483,7 @@ static void *block_data(shmstore_value_t *v, int k)
 static void end_write(shmstore_value_t *v, int k)
 {
     uint64_t ver = head_ver(atomic_load_explicit(&v->body->head, memory_order_relaxed)) + 1;
-    publish(v, k, ver);
+    publish(v, k, ver, true);
     v->body->reserving = UINT64_MAX;
     wlock_release(v);
 }
@@ -502,7 +529,7 @@ SHMSTORE_API int shmstore_value_reserve(shmstore_value_t *v, const shmstore_datu
     int r = shmstore__datum_to_ver(d, len, &vh);
     if (r < 0 || (r = begin_write(v, &vh, d->attrs, flags, &k)) < 0)
         return r;
-    v->reserved_rot = k;
+    set_reserved(v, k);
     *data = block_data(v, k);
     return 0;
 }
@@ -515,7 +542,7 @@ SHMSTORE_API int shmstore_value_commit(shmstore_value_t *v)
     if (v->reserved_rot == NO_ROT)
         return shmstore__seterr(-EINVAL, "nothing reserved on this handle");
     int k = v->reserved_rot;
-    v->reserved_rot = NO_ROT;
+    set_reserved(v, NO_ROT);
     end_write(v, k);
     return 0;
 }
@@ -525,11 +552,11 @@ SHMSTORE_API void shmstore_value_abort(shmstore_value_t *v)
     if (!v || v->reserved_rot == NO_ROT)
         return;
     if (shmstore__check_fork(v->s) < 0) {
-        v->reserved_rot = NO_ROT; /* in a fork child: forget it, the lock is the parent's */
+        set_reserved(v, NO_ROT); /* in a fork child: forget it, the lock is the parent's */
         return;
     }
     /* The block stays odd and not current: no reader sees it; the next writer reuses it. */
-    v->reserved_rot = NO_ROT;
+    set_reserved(v, NO_ROT);
     v->body->reserving = UINT64_MAX;
     wlock_release(v);
 }
@@ -560,7 +587,7 @@ SHMSTORE_API int shmstore_value_lock(shmstore_value_t *v, int64_t timeout_ns, vo
     }
     struct blk_hdr *nb = shmstore__blk(v->s, atomic_load_explicit(&v->body->rot[k], memory_order_relaxed));
     memcpy((char *)nb + ver_of(nb)->data_off, (char *)cb + cur->data_off, cur->len);
-    v->reserved_rot = k;
+    set_reserved(v, k);
     *data = (char *)nb + ver_of(nb)->data_off;
     if (len)
         *len = ver_of(nb)->len;
@@ -578,7 +605,7 @@ SHMSTORE_API int shmstore_value_trigger(shmstore_value_t *v)
 {
     shmstore__clearerr();
     int r = vcheck(v);
-    if (r < 0)
+    if (r < 0 || (r = check_not_reserved(v)) < 0)
         return r;
     if (!atomic_load_explicit(&v->body->head, memory_order_acquire)) {
         shmstore_datum_t none;
@@ -593,7 +620,7 @@ SHMSTORE_API int shmstore_value_trigger(shmstore_value_t *v)
         /* Same block, new version: readers mid-copy see seq change and retry. */
         uint64_t h = atomic_load_explicit(&v->body->head, memory_order_relaxed);
         if (current_ver(v, NULL))
-            publish(v, (int)head_rot(h), head_ver(h) + 1);
+            publish(v, (int)head_rot(h), head_ver(h) + 1, false);
         else
             r = shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': current version block is "
                                  "invalid", v->obj->name);
@@ -605,7 +632,7 @@ SHMSTORE_API int shmstore_value_trigger(shmstore_value_t *v)
 SHMSTORE_API int shmstore_value_seal(shmstore_value_t *v)
 {
     int r = vcheck(v);
-    if (r < 0)
+    if (r < 0 || (r = check_not_reserved(v)) < 0)
         return r;
     if (!atomic_load_explicit(&v->body->head, memory_order_acquire))
         return shmstore__seterr(SHMSTORE_ENOVALUE, "value '%.255s' has no version to seal",
@@ -630,8 +657,8 @@ static int locate(shmstore_value_t *v, uint64_t *h_out, struct blk_hdr **b_out)
         return shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': head is corrupt", v->obj->name);
     uint64_t off = atomic_load_explicit(&v->body->rot[head_rot(h)], memory_order_acquire);
     struct blk_hdr *b = shmstore__blk(v->s, off);
-    if (!b)
-        return 1;
+    if (!b || shmstore__blk_payload_cap(b) < sizeof(struct ver_hdr))
+        return 1; /* stale (retried) or, if it persists, corrupt (retry limit) */
     *h_out = h;
     *b_out = b;
     return 0;
@@ -646,7 +673,8 @@ SHMSTORE_API int shmstore_value_get(shmstore_value_t *v, shmstore_datum_t *d, vo
     for (int tries = 0; tries < READ_RETRIES_MAX; tries++) {
         uint64_t h = 0;
         struct blk_hdr *b = NULL;
-        if ((r = locate(v, &h, &b)) < 0)
+        /* A retry may be because the value was deleted meanwhile (its blocks freed). */
+        if ((tries && (r = vcheck(v)) < 0) || (r = locate(v, &h, &b)) < 0)
             return r;
         if (r > 0)
             continue;
@@ -665,8 +693,11 @@ SHMSTORE_API int shmstore_value_get(shmstore_value_t *v, shmstore_datum_t *d, vo
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&b->seq, memory_order_relaxed) != s1)
             continue;
-        if ((r = shmstore__ver_to_datum(v->s, b, &vh, &dd, &src)) < 0)
+        if ((r = shmstore__ver_to_datum(v->s, b, &vh, &dd, &src)) < 0) {
+            if (atomic_load_explicit(&b->seq, memory_order_acquire) != s1)
+                continue; /* validated a block being reused: not corruption */
             return r;
+        }
         if (vh.len > cap) {
             if (len)
                 *len = vh.len;
@@ -675,8 +706,11 @@ SHMSTORE_API int shmstore_value_get(shmstore_value_t *v, shmstore_datum_t *d, vo
         }
         if (vh.len)
             shmstore__seqlock_copy(buf, src, vh.len);
+        /* acquire fence: the copy above is ordered before these re-checks. The owner is
+         * re-checked too: a block freed and reused by another value can carry the same
+         * seq (its own version numbers). */
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&b->seq, memory_order_relaxed) != s1)
+        if (atomic_load_explicit(&b->seq, memory_order_relaxed) != s1 || blk_owner(b) != v->gen)
             continue;
         if (d) {
             dd.attrs = NULL;
@@ -701,16 +735,18 @@ SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out)
     for (int tries = 0; tries < READ_RETRIES_MAX; tries++) {
         uint64_t h = 0;
         struct blk_hdr *b = NULL;
-        if ((r = locate(v, &h, &b)) < 0)
+        /* A retry may be because the value was deleted meanwhile (its blocks freed). */
+        if ((tries && (r = vcheck(v)) < 0) || (r = locate(v, &h, &b)) < 0)
             return r;
         if (r > 0)
             continue;
         uint64_t off = shmstore__off(v->s, b);
         if ((r = shmstore__pin(v->s, off)) < 0)
             return r;
-        /* seq_cst: after our pin is visible (see prepare_block) */
+        /* seq_cst: after our pin is visible (see prepare_block and
+         * shmstore__blk_free_if_unpinned): a block being refilled or freed is left alone */
         if (atomic_load_explicit(&b->seq, memory_order_seq_cst) != 2 * head_ver(h) ||
-            blk_owner(b) != v->gen) {
+            blk_owner(b) != v->gen || shmstore__blk_is_freeing(b)) {
             shmstore__unpin(v->s, off);
             continue;
         }
@@ -820,6 +856,39 @@ done:
     if (version)
         *version = ver;
     return 0;
+}
+
+/* ---- deletion ------------------------------------------------------------------------- */
+
+/* Delete the value at `off` (generation `gen`), whose header the caller has pinned.
+ * Takes the writer lock first, so that no writer is filling a block that deletion frees;
+ * waits for a writer mid-put. */
+int shmstore__value_delete(shmstore_t *s, uint64_t off, uint64_t gen)
+{
+    struct obj_hdr *o = shmstore__obj(s, off);
+    if (!o)
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': object at %" PRIu64 " is invalid",
+                                s->name, off);
+    struct shmstore_value v = {.s = s, .obj_off = off, .gen = gen, .obj = o,
+                               .body = (struct val_body *)(o + 1), .reserved_rot = NO_ROT};
+    int r = wlock_acquire(&v, -1);
+    if (r < 0)
+        return r;
+    if ((r = shmstore__lock(s)) == 0) {
+        if (o->gen == gen && !(atomic_load_explicit(&o->flags, memory_order_acquire) & OBJ_F_DELETED)) {
+            /* Handles see DELETED (-ESTALE); views keep their version blocks (ORPHAN). */
+            atomic_fetch_or_explicit(&o->flags, OBJ_F_DELETED, memory_order_seq_cst);
+            shmstore__index_remove(s, o->hash, off);
+            s->hdr->n_objects--;
+            shmstore__value_free_blocks(s, o);
+            shmstore__blk_release_locked(s, off); /* ORPHAN: our pin keeps it until unpin */
+        } else {
+            r = shmstore__seterr(-ENOENT, "value '%.255s' was deleted meanwhile", o->name);
+        }
+        shmstore__unlock(s);
+    }
+    wlock_release(&v);
+    return r;
 }
 
 /* ---- store-level helpers (metadata mutex held) --------------------------------------- */
@@ -932,9 +1001,13 @@ SHMSTORE_API int shmstore_put(shmstore_t *s, const char *name, const shmstore_da
     if (r < 0)
         return r;
     r = shmstore_value_put(v, d, data, len, flags);
+    uint64_t ver = 1;
+    if (r < 0 && created)
+        shmstore_value_version(v, &ver);
     shmstore_value_close(v);
-    if (r < 0 && created) {
-        /* Leave no empty value behind a failed put; keep the put's error message. */
+    if (r < 0 && created && ver == 0) {
+        /* Leave no empty value behind a failed put (unless another process has written it
+         * meanwhile); keep the put's error message. */
         char msg[512];
         snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
         shmstore_delete(s, name);

@@ -6,24 +6,29 @@
  *   reader_views        a reader holding several views at once (view / release loop)
  *   metadata            a process creating / deleting objects in a loop, so that it holds
  *                       the store's robust metadata mutex much of the time (and, in some
- *                       trials, closing and reopening the store)
+ *                       trials, closing and reopening the store), while another process
+ *                       holds views of those objects
  *   waiter              a process blocked in shmstore_value_wait()
  *   reserve_lock        a writer between reserve and commit, or between lock and unlock
  *                       (randomly, and deterministically parked while holding them)
+ * and two targeted ones: a process killed while a child it forked lives on (its slot must
+ * still be seen dead), and the creator of a store killed during shmstore_open(CREATE).
  *
  * Each trial:
  *   1. the parent (attached for the whole test) measures the baseline: stat().used after
  *      gc, excluding the name-index block, whose size depends on how many names the
  *      index ever held and is not a leak;
  *   2. it creates the trial's objects, then forks the victim, live companions (readers,
- *      writers or waiters that keep working through the kill) and a "post" child; all
- *      attach before the kill, so that no attach-time recovery hides what gc must report;
+ *      writers or waiters that keep working through the kill) and a "post" child, which
+ *      attaches before the kill or, in a third of the trials, right after it;
  *   3. after a start barrier it sleeps a random 1 us .. 4 ms to choose the moment, then
  *      kill(victim, SIGKILL);
- *   4. the post child then runs the store's operations (gc in half of the trials first,
- *      reporting its stats; put, get, view, wait with timeout, lock, metadata calls), and
- *      the parent waits for it with a timeout: a timeout means something blocked on the
- *      dead process -> failure. Payloads are checked for tears everywhere;
+ *   4. the post child then runs the store's operations (put, get, view, wait with
+ *      timeout, lock, reserve, metadata calls) - after calling gc and checking its stats,
+ *      or meeting the dead process's leftovers itself, or after having reclaimed it by
+ *      attaching (see MODE_*) - and the parent waits for it with a timeout: a timeout
+ *      means something blocked on the dead process -> failure. Payloads are checked for
+ *      tears everywhere;
  *   5. companions are stopped and must exit cleanly (they checked every read);
  *   6. the parent deletes the trial's objects, runs gc, and asserts that stat().used is
  *      back to the baseline, that only the parent is attached, and shmstore_check() == 0.
@@ -36,6 +41,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -54,6 +60,17 @@
 #define WRITER_INIT 0u
 
 struct trial;
+
+/* Who meets the dead process first. The post child runs the same operations in all
+ * three; what differs is the recovery path exercised:
+ *   GC_FIRST     post attached before the kill, calls shmstore_gc() first and reports
+ *                its stats (they must name the victim);
+ *   OPS_FIRST    post attached before the kill and just works: its operations meet the
+ *                dead writer's lock / pins / waiter count and must recover by themselves;
+ *   ATTACH_AFTER post is forked after the kill: attaching must reclaim the dead slot
+ *                (no dead slot may be listed right after shmstore_open). */
+enum { MODE_GC_FIRST, MODE_OPS_FIRST, MODE_ATTACH_AFTER, MODE__COUNT };
+static const char *const mode_names[] = {"gc-first", "ops-first", "attach-after"};
 
 struct scenario {
     const char *name;
@@ -77,7 +94,8 @@ struct trial {
     unsigned k;         /* trial number */
     unsigned variant;   /* scenario-specific */
     uint64_t seed;
-    int gc_first;
+    int mode;           /* MODE_*: who recovers the dead process first */
+    int gc_first;       /* mode == MODE_GC_FIRST */
     t_barrier_t *start; /* parent + victim + companions + post */
     t_barrier_t *go;    /* parent + post: the victim is dead */
     _Atomic int stop;   /* companions: finish */
@@ -89,6 +107,7 @@ struct trial {
     int victim_listed_dead;
     int gc_rc;
     shmstore_gc_stats_t gcst;
+    int dead_after_attach; /* ATTACH_AFTER: dead slots listed right after attaching */
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -142,9 +161,23 @@ static int find_victim(const shmstore_proc_info_t *info, void *arg)
     return 0;
 }
 
-/* Runs in the post child, which attached before the kill. */
+static int count_dead(const shmstore_proc_info_t *info, void *arg)
+{
+    if (!info->is_alive)
+        (*(int *)arg)++;
+    return 0;
+}
+
+/* Runs first in the post child. */
 static void post_common_start(struct trial *t, shmstore_t *s)
 {
+    if (t->mode == MODE_ATTACH_AFTER) {
+        /* Forked and attached after the kill: the attach reclaimed the victim's slot. */
+        int n_dead = 0;
+        T_CHILD_RC(shmstore_procs(s, count_dead, &n_dead), 0);
+        t->dead_after_attach = n_dead;
+        return;
+    }
     t_barrier_wait(t->start);
     t_barrier_wait(t->go);
     if (t->gc_first) {
@@ -441,6 +474,45 @@ static void victim_meta(struct trial *t, shmstore_t *s)
     }
 }
 
+/* Views the objects the victim creates and deletes, holding a few at once: deleting a
+ * pinned object makes its blocks ORPHAN, freed by the last unpin - also when the deleter
+ * dies midway. */
+static void comp_meta_viewer(struct trial *t, shmstore_t *s, unsigned i)
+{
+    (void)i;
+    uint64_t r = (t->seed ^ 0xfeed) | 1;
+    shmstore_view_t held[3];
+    unsigned n = 0;
+    char name[64];
+    t_barrier_wait(t->start);
+    while (!atomic_load(&t->stop)) {
+        if (n == 3) {
+            for (unsigned j = 0; j < n; j++) {
+                T_CHILD_CHECK(pl_check(held[j].data, held[j].len, NULL, NULL));
+                shmstore_view_release(&held[j]);
+            }
+            n = 0;
+        }
+        snprintf(name, sizeof(name), "m/%u/%u", t->k, (unsigned)(pl_rand(&r) % META_NAMES));
+        shmstore_value_t *v = NULL;
+        int rc = shmstore_value_open(s, name, 0, &v);
+        if (rc == -ENOENT)
+            continue;
+        T_CHILD_RC(rc, 0);
+        rc = shmstore_value_view(v, &held[n]);
+        T_CHILD_CHECK(rc == 0 || rc == SHMSTORE_ENOVALUE || rc == -ESTALE);
+        if (rc == 0) {
+            T_CHILD_CHECK(pl_check(held[n].data, held[n].len, NULL, NULL));
+            n++;
+        }
+        shmstore_value_close(v); /* views outlive their handle */
+    }
+    for (unsigned j = 0; j < n; j++) {
+        T_CHILD_CHECK(pl_check(held[j].data, held[j].len, NULL, NULL));
+        shmstore_view_release(&held[j]);
+    }
+}
+
 static void post_meta(struct trial *t, shmstore_t *s)
 {
     post_common_start(t, s);
@@ -468,7 +540,16 @@ static void post_meta(struct trial *t, shmstore_t *s)
         /* A value created but never written (handle opened, killed) has no version. */
         T_CHILD_CHECK(rc == 0 || rc == SHMSTORE_ENOVALUE);
         if (rc == 0 && !pl_check(big, len, NULL, NULL)) {
-            fprintf(stderr, "trial %u: torn object %s\n", t->k, names[i]);
+            shmstore_obj_info_t info;
+            memset(&info, 0, sizeof(info));
+            (void)shmstore_info(s, names[i], &info);
+            char rep[4096];
+            rep[0] = '\0';
+            int crc = shmstore_check(s, rep, sizeof(rep));
+            fprintf(stderr, "trial %u: torn object %s: len %zu version %llu, bytes "
+                            "%02x%02x%02x%02x %02x%02x%02x%02x...; check() = %d: %s\n",
+                    t->k, names[i], len, (unsigned long long)info.version, big[0], big[1],
+                    big[2], big[3], big[4], big[5], big[6], big[7], crc, rep);
             T_CHILD_CHECK(!"torn object after metadata crash");
         }
     }
@@ -708,15 +789,17 @@ static void run_trial(shmstore_t *s, const struct scenario *sc, struct trial *t,
 
     char store[SHMSTORE_STORE_NAME_MAX + 1];
     snprintf(store, sizeof(store), "%s", t->store);
-    t_barrier_t *start = t->start, *go = t->go;
+    t_barrier_t *go = t->go;
     memset(t, 0, sizeof(*t));
     snprintf(t->store, sizeof(t->store), "%s", store);
-    t->start = start;
     t->go = go;
     t->k = k;
     t->seed = pl_rand(&g_rnd);
-    t->gc_first = (int)(pl_rand(&g_rnd) & 1);
+    t->mode = (int)(pl_rand(&g_rnd) % MODE__COUNT);
+    t->gc_first = t->mode == MODE_GC_FIRST;
     t->variant = (unsigned)(pl_rand(&g_rnd) % 4);
+    int post_before = t->mode != MODE_ATTACH_AFTER;
+    t->start = t_barrier_new(2 + sc->n_comp + (unsigned)post_before);
     sc->setup(s, t);
 
     pid_t victim = t_fork(run_victim, NULL);
@@ -724,7 +807,7 @@ static void run_trial(shmstore_t *s, const struct scenario *sc, struct trial *t,
     pid_t comp[N_COMP_MAX];
     for (unsigned i = 0; i < sc->n_comp; i++)
         comp[i] = t_fork(run_comp, (void *)(uintptr_t)i);
-    pid_t post = t_fork(run_post, NULL);
+    pid_t post = post_before ? t_fork(run_post, NULL) : -1;
 
     if (t_barrier_wait_ms(t->start, POST_TIMEOUT_MS) != 0) {
         print_message("trial %u: children did not reach the start barrier\n", k);
@@ -742,12 +825,15 @@ static void run_trial(shmstore_t *s, const struct scenario *sc, struct trial *t,
     }
 
     /* After the kill: the post child's operations must all complete. */
-    t_barrier_wait(t->go);
+    if (post_before)
+        t_barrier_wait(t->go);
+    else
+        post = t_fork(run_post, NULL);
     int pst = t_wait_child(post, POST_TIMEOUT_MS);
     if (pst != 0) {
-        print_message("[%s] trial %u (variant %u, gc_first %d, delay %llu ns, victim iters "
+        print_message("[%s] trial %u (variant %u, %s, delay %llu ns, victim iters "
                       "%llu): post-kill child %s (status %d)\n",
-                      sc->name, k, t->variant, t->gc_first, (unsigned long long)d,
+                      sc->name, k, t->variant, mode_names[t->mode], (unsigned long long)d,
                       (unsigned long long)atomic_load(&t->victim_iters),
                       pst < 0 ? "timed out: blocked by the dead process" : "failed", pst);
         atomic_store(&t->stop, 1);
@@ -778,6 +864,13 @@ static void run_trial(shmstore_t *s, const struct scenario *sc, struct trial *t,
     }
     assert_int_equal(failed, 0);
 
+    if (t->mode == MODE_ATTACH_AFTER) {
+        if (t->dead_after_attach != 0)
+            print_message("[%s] trial %u (variant %u): %d dead slots listed right after a "
+                          "new process attached\n",
+                          sc->name, k, t->variant, t->dead_after_attach);
+        assert_int_equal(t->dead_after_attach, 0);
+    }
     if (t->gc_first) {
         T_OK(t->gc_rc);
         int exact = sc->dead_exact == 1 || (sc->dead_exact == 2 && !(t->variant & 1));
@@ -807,8 +900,19 @@ static void run_trial(shmstore_t *s, const struct scenario *sc, struct trial *t,
     shmstore_gc_stats_t st;
     memset(&st, 0, sizeof(st));
     T_OK(shmstore_gc(s, &st));
-    if (t->value[0])
+    if (t->value[0]) {
+        /* Nobody holds the writer lock or sleeps on the value any more. */
+        shmstore_value_t *v = NULL;
+        T_OK(shmstore_value_open(s, t->value, 0, &v));
+        uint32_t wl = atomic_load(&v->body->wlock), nw = atomic_load(&v->body->n_waiters);
+        if (wl != 0 || nw != 0)
+            print_message("[%s] trial %u (variant %u, %s): after gc, wlock %#x n_waiters %u\n",
+                          sc->name, k, t->variant, mode_names[t->mode], wl, nw);
+        assert_int_equal(wl, 0);
+        assert_int_equal(nw, 0);
+        shmstore_value_close(v);
         T_OK(shmstore_delete(s, t->value));
+    }
     char pfx[32];
     snprintf(pfx, sizeof(pfx), "m/%u/", k);
     delete_prefix(s, pfx);
@@ -824,25 +928,32 @@ static void run_trial(shmstore_t *s, const struct scenario *sc, struct trial *t,
 
     uint64_t after = used_sans_index(s);
     if (after != base) {
-        print_message("[%s] trial %u (variant %u, gc_first %d): used %llu after, baseline "
+        print_message("[%s] trial %u (variant %u, %s): used %llu after, baseline "
                       "%llu: %lld bytes leaked\n",
-                      sc->name, k, t->variant, t->gc_first, (unsigned long long)after,
+                      sc->name, k, t->variant, mode_names[t->mode], (unsigned long long)after,
                       (unsigned long long)base, (long long)(after - base));
     }
     assert_int_equal(after, base);
     t_assert_clean(s);
+    t_barrier_free(t->start);
+    t->start = NULL;
     tot->trials++;
     tot->victim_iters += atomic_load(&t->victim_iters);
 }
 
 static void run_scenario(const struct scenario *sc)
 {
+    /* Replaying: SHMSTORE_CRASH_ONLY=<scenario name> SHMSTORE_CRASH_TRIALS=<n>. */
+    const char *only = getenv("SHMSTORE_CRASH_ONLY");
+    if (only && strcmp(only, sc->name) != 0)
+        return;
+    const char *nt = getenv("SHMSTORE_CRASH_TRIALS");
+    unsigned n_trials = nt ? (unsigned)strtoul(nt, NULL, 0) : sc->n_trials;
     char name[SHMSTORE_STORE_NAME_MAX + 1];
     t_store_name(name, sizeof(name));
     shmstore_t *s = t_open_new(name, STORE_CAP);
     struct trial *t = t_shared_alloc(sizeof(struct trial));
     snprintf(t->store, sizeof(t->store), "%s", name);
-    t->start = t_barrier_new(3 + sc->n_comp);
     t->go = t_barrier_new(2);
     g_t = t;
     g_sc = sc;
@@ -851,7 +962,7 @@ static void run_scenario(const struct scenario *sc)
     memset(&tot, 0, sizeof(tot));
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (unsigned k = 0; k < sc->n_trials; k++)
+    for (unsigned k = 0; k < n_trials; k++)
         run_trial(s, sc, t, k, &tot);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     print_message("[%s] %u trials in %.1f s; victims did %llu iterations; gc-first trials "
@@ -861,7 +972,6 @@ static void run_scenario(const struct scenario *sc)
                   (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
                   (unsigned long long)tot.victim_iters, tot.dead, tot.leases, tot.locks,
                   tot.blocks, (unsigned long long)s->hdr->n_repairs);
-    t_barrier_free(t->start);
     t_barrier_free(t->go);
     t_shared_free(t, sizeof(struct trial));
     t_cleanup(s, name);
@@ -890,8 +1000,8 @@ static void test_crash_metadata_mutex(void **state)
     (void)state;
     /* Variant 1/3 reopen the store in the loop: a kill between close and open leaves no
      * slot, so gc may find none to report. The others must report exactly the victim. */
-    static const struct scenario sc = {"metadata", 250, 0, setup_meta, victim_meta,
-                                       NULL, post_meta, 2, 0};
+    static const struct scenario sc = {"metadata", 250, 1, setup_meta, victim_meta,
+                                       comp_meta_viewer, post_meta, 2, 0};
     run_scenario(&sc);
 }
 
@@ -911,6 +1021,175 @@ static void test_crash_reserve_and_lock(void **state)
     run_scenario(&sc);
 }
 
+/* ---- a parent dies while its forked child lives ------------------------------------- */
+
+/* DESIGN 3: liveness is an OFD lock, and a forked child inherits the parent's open file
+ * description; the library closes the child's copy at fork, so the parent's death is
+ * seen even while the child lives. Here A attaches, pins a view, forks B (which never
+ * touches the store) and is killed; B lives on. gc must still find A dead. */
+struct orphan_shared {
+    pid_t b_pid;
+};
+
+static struct orphan_shared *g_orph;
+static t_barrier_t *g_orph_ready;
+static char g_orph_store[SHMSTORE_STORE_NAME_MAX + 1];
+
+static void orphan_a(void *arg)
+{
+    (void)arg;
+    shmstore_t *s = NULL;
+    T_CHILD_RC(shmstore_open(g_orph_store, 0, NULL, &s), 0);
+    shmstore_value_t *v = child_value(s, "p");
+    shmstore_view_t vw;
+    T_CHILD_RC(shmstore_value_view(v, &vw), 0);
+    pid_t b = fork();
+    T_CHILD_CHECK(b >= 0);
+    if (b == 0) {
+        /* fork() returns here after the atfork handlers ran: our copy of A's descriptor
+         * is closed by now (until then, B would legitimately keep A's lock). */
+        t_barrier_wait(g_orph_ready);
+        for (;;)
+            pause();
+    }
+    g_orph->b_pid = b;
+    t_barrier_wait(g_orph_ready);
+    for (;;)
+        pause();
+}
+
+static int print_proc(const shmstore_proc_info_t *info, void *arg)
+{
+    (void)arg;
+    print_message("  slot %u pid %d alive %d self %d leases %u\n", info->slot, info->pid,
+                  info->is_alive, info->is_self, info->n_leases);
+    return 0;
+}
+
+static void test_crash_parent_dies_child_lives(void **state)
+{
+    (void)state;
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0); /* to reap B */
+    t_store_name(g_orph_store, sizeof(g_orph_store));
+    shmstore_t *s = t_open_new(g_orph_store, 64u << 20);
+    unsigned char buf[4096];
+    pl_fill(buf, sizeof(buf), WRITER_INIT, 0);
+    T_OK(shmstore_put(s, "p", NULL, buf, sizeof(buf), 0));
+    g_orph = t_shared_alloc(sizeof(*g_orph));
+    g_orph_ready = t_barrier_new(3); /* the parent, A and B */
+    for (int round = 0; round < 3; round++) {
+        T_OK(shmstore_gc(s, NULL));
+        uint64_t base = used_sans_index(s);
+        pid_t a = t_fork(orphan_a, NULL);
+        t_barrier_wait(g_orph_ready);
+        assert_int_equal(kill(a, SIGKILL), 0);
+        assert_int_equal(t_wait_child(a, POST_TIMEOUT_MS), 128 + SIGKILL);
+        shmstore_gc_stats_t st;
+        memset(&st, 0, sizeof(st));
+        T_OK(shmstore_gc(s, &st));
+        kill(g_orph->b_pid, SIGKILL);
+        (void)t_wait_child(g_orph->b_pid, POST_TIMEOUT_MS);
+        if (st.dead_procs != 1) {
+            print_message("round %d: the parent A (pid %ld) was killed while its child B "
+                          "(pid %ld) lives: gc reclaimed %u dead processes, %u leases (A's "
+                          "slot still looks alive?); slots:\n",
+                          round, (long)a, (long)g_orph->b_pid, st.dead_procs,
+                          st.leases_dropped);
+            (void)shmstore_procs(s, print_proc, NULL);
+        }
+        assert_int_equal(st.dead_procs, 1);
+        assert_true(st.leases_dropped >= 2); /* A's value handle and view */
+        T_OK(shmstore_gc(s, NULL));
+        assert_int_equal(used_sans_index(s), base);
+        struct proc_count pc = {0, 0, 0};
+        T_OK(shmstore_procs(s, count_procs, &pc));
+        assert_int_equal(pc.n, 1);
+    }
+    t_barrier_free(g_orph_ready);
+    t_shared_free(g_orph, sizeof(*g_orph));
+    T_OK(shmstore_delete(s, "p"));
+    t_cleanup(s, g_orph_store);
+}
+
+/* ---- the creator of a store is killed ----------------------------------------------- */
+
+/* Killed at a random moment of shmstore_open(CREATE|EXCL). Opening afterwards must not
+ * hang (DESIGN 1: a dead process never blocks the others for long): it either finds a
+ * complete store, or no store, or reports the half-made one (SHMSTORE_ECORRUPT, removable
+ * with shmstore_unlink), and the name can then be created again. */
+static char g_creat_store[SHMSTORE_STORE_NAME_MAX + 1];
+static _Atomic int *g_creat_rc;
+
+static void creator_victim(void *arg)
+{
+    (void)arg;
+    shmstore_options_t opt;
+    memset(&opt, 0, sizeof(opt));
+    opt.capacity = 64u << 20;
+    shmstore_t *s = NULL;
+    T_CHILD_RC(shmstore_open(g_creat_store, SHMSTORE_O_CREATE | SHMSTORE_O_EXCL, &opt, &s), 0);
+    for (;;)
+        pause();
+}
+
+static void creator_post(void *arg)
+{
+    (void)arg;
+    shmstore_options_t opt;
+    memset(&opt, 0, sizeof(opt));
+    opt.capacity = 64u << 20;
+    shmstore_t *s = NULL;
+    int rc = shmstore_open(g_creat_store, SHMSTORE_O_CREATE, &opt, &s);
+    atomic_store(g_creat_rc, rc);
+    if (rc == 0) {
+        char rep[2048];
+        T_CHILD_RC(shmstore_check(s, rep, sizeof(rep)), 0);
+        unsigned char buf[256];
+        pl_fill(buf, sizeof(buf), WRITER_POST, 1);
+        T_CHILD_RC(shmstore_put(s, "x", NULL, buf, sizeof(buf), 0), 0);
+        T_CHILD_RC(shmstore_delete(s, "x"), 0);
+        shmstore_close(s);
+    } else {
+        T_CHILD_CHECK(rc == SHMSTORE_ECORRUPT);
+    }
+}
+
+static void test_crash_creator_killed(void **state)
+{
+    (void)state;
+    g_creat_rc = t_shared_alloc(sizeof(*g_creat_rc));
+    unsigned n_ok = 0, n_corrupt = 0;
+    for (int k = 0; k < 20; k++) {
+        t_store_name(g_creat_store, sizeof(g_creat_store));
+        pid_t v = t_fork(creator_victim, NULL);
+        uint64_t d = pl_rand(&g_rnd) % 1500000; /* 0 .. 1.5 ms after the fork */
+        struct timespec ts = {0, (long)d};
+        nanosleep(&ts, NULL);
+        kill(v, SIGKILL);
+        int vst = t_wait_child(v, POST_TIMEOUT_MS);
+        assert_int_equal(vst, 128 + SIGKILL);
+        atomic_store(g_creat_rc, 1);
+        int pst = t_wait_child(t_fork(creator_post, NULL), POST_TIMEOUT_MS);
+        if (pst != 0)
+            print_message("creator killed after %llu ns: opening afterwards %s (status %d, "
+                          "open returned %d)\n",
+                          (unsigned long long)d, pst < 0 ? "hung" : "failed", pst,
+                          atomic_load(g_creat_rc));
+        assert_int_equal(pst, 0);
+        if (atomic_load(g_creat_rc) == 0)
+            n_ok++;
+        else
+            n_corrupt++;
+        int urc = shmstore_unlink(g_creat_store, NULL);
+        assert_true(urc == 0 || urc == -ENOENT);
+        shmstore_t *s = t_open_new(g_creat_store, 16u << 20);
+        t_cleanup(s, g_creat_store);
+    }
+    print_message("[creator] 20 kills: %u stores usable afterwards, %u half-made "
+                  "(SHMSTORE_ECORRUPT)\n", n_ok, n_corrupt);
+    t_shared_free(g_creat_rc, sizeof(*g_creat_rc));
+}
+
 int main(void)
 {
     const char *env = getenv("SHMSTORE_TEST_SEED");
@@ -924,6 +1203,11 @@ int main(void)
         cmocka_unit_test(test_crash_metadata_mutex),
         cmocka_unit_test(test_crash_waiter_blocked),
         cmocka_unit_test(test_crash_reserve_and_lock),
+        cmocka_unit_test(test_crash_parent_dies_child_lives),
+        cmocka_unit_test(test_crash_creator_killed),
     };
+    /* SHMSTORE_TEST_FILTER=<glob> runs only the matching tests (for replaying one). */
+    if (getenv("SHMSTORE_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("SHMSTORE_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

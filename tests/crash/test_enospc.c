@@ -372,5 +372,8 @@ int main(void)
         cmocka_unit_test(test_enospc_store_capacity),
         cmocka_unit_test(test_enospc_filesystem_smaller_than_store),
     };
+    /* SHMSTORE_TEST_FILTER=<glob> runs only the matching tests (for replaying one). */
+    if (getenv("SHMSTORE_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("SHMSTORE_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,13 +49,25 @@ enum op {
     OP_OFD_SETLK,
     OP_FUTEX_WAIT,
     OP_STATVFS,
-    OP__COUNT
+    OP_OFD_GETLK,
+    OP__COUNT,
+    OP_ANY = OP__COUNT /* the Nth call of any of the above, with its own error */
 };
 
 static const char *const op_names[OP__COUNT] = {
     "open", "close", "fstat_owner", "ftruncate", "fallocate", "mmap_shared", "prefault",
-    "ofd_setlk", "futex_wait", "statvfs_size",
+    "ofd_setlk", "futex_wait", "statvfs_size", "ofd_getlk",
 };
+
+/* The error each operation fails with in OP_ANY mode. */
+static const int any_err[OP__COUNT] = {
+    -EMFILE, -EIO, -EIO, -ENOSPC, -ENOSPC, -ENOMEM, -EINVAL, -ENOLCK, -EINTR, -EIO, -EIO,
+};
+
+static const char *op_name(enum op op)
+{
+    return op == OP_ANY ? "any syscall" : op_names[op];
+}
 
 /* What a fault of this kind may do to the API calls of the workload. */
 enum expect {
@@ -83,62 +95,81 @@ static struct {
     int enabled;
 } g_f;
 
+static _Atomic long g_any_calls;
+
+/* 0 = forward the call; otherwise the error to return. */
 static int inject(enum op op)
 {
     long n = atomic_fetch_add(&g_f.calls[op], 1) + 1;
-    if (!g_f.enabled || op != g_f.op || g_f.nth == 0)
+    if (!g_f.enabled || g_f.nth == 0)
         return 0;
+    if (g_f.op == OP_ANY) {
+        n = atomic_fetch_add(&g_any_calls, 1) + 1;
+    } else if (op != g_f.op) {
+        return 0;
+    }
     if (n == g_f.nth || (g_f.persistent && n > g_f.nth)) {
         atomic_fetch_add(&g_f.injected, 1);
-        return 1;
+        return g_f.op == OP_ANY ? any_err[op] : g_f.err;
     }
     return 0;
 }
 
+/* Each wrapper: the injected error, or the real call. */
+#define FAULTY(op, call)          \
+    do {                          \
+        int e_ = inject(op);      \
+        return e_ ? e_ : (call);  \
+    } while (0)
+
 static int f_open(const char *path, int flags, unsigned mode)
 {
-    return inject(OP_OPEN) ? g_f.err : shmstore__os_linux.open(path, flags, mode);
+    FAULTY(OP_OPEN, shmstore__os_linux.open(path, flags, mode));
 }
 static int f_close(int fd)
 {
     /* A failing close still closes (Linux): forward, then report the error. */
     int r = shmstore__os_linux.close(fd);
-    return inject(OP_CLOSE) ? g_f.err : r;
+    int e = inject(OP_CLOSE);
+    return e ? e : r;
 }
 static int f_fstat_owner(int fd, uint32_t *uid, uint32_t *gid, uint64_t *size)
 {
-    return inject(OP_FSTAT) ? g_f.err : shmstore__os_linux.fstat_owner(fd, uid, gid, size);
+    FAULTY(OP_FSTAT, shmstore__os_linux.fstat_owner(fd, uid, gid, size));
 }
 static int f_ftruncate(int fd, uint64_t len)
 {
-    return inject(OP_FTRUNCATE) ? g_f.err : shmstore__os_linux.ftruncate(fd, len);
+    FAULTY(OP_FTRUNCATE, shmstore__os_linux.ftruncate(fd, len));
 }
 static int f_fallocate(int fd, uint64_t off, uint64_t len)
 {
-    return inject(OP_FALLOCATE) ? g_f.err : shmstore__os_linux.fallocate(fd, off, len);
+    FAULTY(OP_FALLOCATE, shmstore__os_linux.fallocate(fd, off, len));
 }
 static int f_mmap_shared(int fd, uint64_t len, void **out)
 {
-    return inject(OP_MMAP) ? g_f.err : shmstore__os_linux.mmap_shared(fd, len, out);
+    FAULTY(OP_MMAP, shmstore__os_linux.mmap_shared(fd, len, out));
 }
 static int f_prefault(void *addr, uint64_t len)
 {
-    return inject(OP_PREFAULT) ? g_f.err : shmstore__os_linux.prefault(addr, len);
+    FAULTY(OP_PREFAULT, shmstore__os_linux.prefault(addr, len));
 }
 static int f_ofd_setlk(int fd, uint64_t byte)
 {
-    return inject(OP_OFD_SETLK) ? g_f.err : shmstore__os_linux.ofd_setlk(fd, byte);
+    FAULTY(OP_OFD_SETLK, shmstore__os_linux.ofd_setlk(fd, byte));
+}
+static int f_ofd_getlk(int fd, uint64_t byte)
+{
+    FAULTY(OP_OFD_GETLK, shmstore__os_linux.ofd_getlk(fd, byte));
 }
 static _Atomic long g_futex_entered; /* for the contention handshake */
 static int f_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns)
 {
     atomic_fetch_add(&g_futex_entered, 1);
-    return inject(OP_FUTEX_WAIT) ? g_f.err
-                                 : shmstore__os_linux.futex_wait(word, expected, timeout_ns);
+    FAULTY(OP_FUTEX_WAIT, shmstore__os_linux.futex_wait(word, expected, timeout_ns));
 }
 static int f_statvfs_size(const char *dir, uint64_t *total, uint64_t *avail)
 {
-    return inject(OP_STATVFS) ? g_f.err : shmstore__os_linux.statvfs_size(dir, total, avail);
+    FAULTY(OP_STATVFS, shmstore__os_linux.statvfs_size(dir, total, avail));
 }
 
 static void faults_install(enum op op, long nth, int err, int persistent)
@@ -149,6 +180,7 @@ static void faults_install(enum op op, long nth, int err, int persistent)
     g_f.persistent = persistent;
     for (int i = 0; i < OP__COUNT; i++)
         atomic_store(&g_f.calls[i], 0);
+    atomic_store(&g_any_calls, 0);
     atomic_store(&g_f.injected, 0);
     g_f.enabled = 1;
     struct shmstore_os_ops t = shmstore__os_linux;
@@ -162,6 +194,7 @@ static void faults_install(enum op op, long nth, int err, int persistent)
     t.ofd_setlk = f_ofd_setlk;
     t.futex_wait = f_futex_wait;
     t.statvfs_size = f_statvfs_size;
+    t.ofd_getlk = f_ofd_getlk;
     shmstore__os = t;
 }
 
@@ -185,6 +218,7 @@ struct mval {
 };
 
 enum { VA, VB, VC, VD, N_VALS };
+#define N_GROW 12
 
 struct run {
     const struct fault_spec *spec;
@@ -192,6 +226,8 @@ struct run {
     struct mval m[N_VALS];
     int created;
     uint64_t next_seq;
+    int64_t grow_seq[N_GROW]; /* grow/<i>: seq it holds; 0 = no version; -1 = deleted */
+    size_t grow_len[N_GROW];
     unsigned char *buf;
     unsigned char *rbuf;
 };
@@ -218,7 +254,7 @@ static int ck_rc(struct run *r, int rc, const char *what, int line, int may_eint
     if (!ok) {
         fprintf(stderr,
                 "fault %s=%d%s at call %ld: line %d: %s returned %d (%s) (errmsg: %s)\n",
-                op_names[r->spec->op], r->spec->err, r->spec->persistent ? " (persistent)" : "",
+                op_name(r->spec->op), r->spec->err, r->spec->persistent ? " (persistent)" : "",
                 g_f.nth, line, what, rc, shmstore_err_name(rc), shmstore_errmsg());
         T_CHILD_CHECK(!"unexpected return code under fault injection");
     }
@@ -247,7 +283,7 @@ static void check_model(struct run *r, struct mval *mv, const char *when)
         fprintf(stderr,
                 "fault %s=%d at call %ld: %s: value %s holds rc %d version %llu len %zu "
                 "writer %u seq %llu; model: version %llu len %zu writer %u seq %llu\n",
-                op_names[r->spec->op], r->spec->err, g_f.nth, when, mv->name, rc,
+                op_name(r->spec->op), r->spec->err, g_f.nth, when, mv->name, rc,
                 (unsigned long long)ver, len, wid, (unsigned long long)seq,
                 (unsigned long long)mv->ver, mv->len, mv->wid, (unsigned long long)mv->seq);
         T_CHILD_CHECK(!"value does not match the model");
@@ -300,8 +336,10 @@ static void *lock_holder(void *arg)
         if (atomic_load(&g_futex_entered) > entered)
             break;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec - t0.tv_sec >= 2)
+        if (now.tv_sec - t0.tv_sec >= 2) {
+            fprintf(stderr, "contention: the blocked put never slept on the futex\n");
             break;
+        }
         sched_yield();
     }
     /* Publish the in-place change: writer 2, a new sequence number. */
@@ -346,6 +384,42 @@ static void contention(struct run *r, struct mval *mv)
 
 /* ---- the workload ------------------------------------------------------------------- */
 
+static int count_alive(const shmstore_proc_info_t *info, void *arg)
+{
+    if (info->is_alive)
+        (*(int *)arg)++;
+    return 0;
+}
+
+/* grow/<i> holds what the workload last put there (or is gone). */
+static void check_grow(struct run *r, shmstore_t *s)
+{
+    char gname[32];
+    for (int i = 0; i < N_GROW; i++) {
+        size_t len = 0;
+        uint64_t ver = 0, seq = 0;
+        uint32_t wid = 0;
+        snprintf(gname, sizeof(gname), "grow/%d", i);
+        int rc = shmstore_get(s, gname, NULL, r->rbuf, RBUF_CAP, &len, &ver);
+        if (r->grow_seq[i] <= 0) {
+            /* Never written (creation or put failed) or deleted. */
+            T_CHILD_CHECK(rc == -ENOENT || rc == SHMSTORE_ENOVALUE);
+            if (r->grow_seq[i] < 0)
+                T_CHILD_CHECK(rc == -ENOENT);
+            continue;
+        }
+        uint64_t want = (uint64_t)r->grow_seq[i];
+        if (rc != 0 || len != r->grow_len[i] || !pl_check(r->rbuf, len, &wid, &seq) ||
+            seq != want) {
+            fprintf(stderr, "fault %s at call %ld: %s: rc %d len %zu seq %llu, want len %zu "
+                            "seq %llu\n",
+                    op_name(r->spec->op), g_f.nth, gname, rc, len, (unsigned long long)seq,
+                    r->grow_len[i], (unsigned long long)want);
+            T_CHILD_CHECK(!"grow value does not match the model");
+        }
+    }
+}
+
 static void workload(struct run *r)
 {
     shmstore_t *s = NULL, *s2 = NULL;
@@ -378,6 +452,37 @@ static void workload(struct run *r)
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         do_put(r, a, sizes[i]);
         do_put(r, b, sizes[i] / 2 + 8);
+    }
+
+    /* Growth: values of growing sizes make the heap grow step by step; then every other
+     * one is deleted and the odd ones are written again into the freed space. */
+    size_t gl = 32u << 10;
+    char gname[32];
+    for (int i = 0; i < N_GROW; i++, gl = gl * 3 / 2) {
+        snprintf(gname, sizeof(gname), "grow/%d", i);
+        pl_fill(r->buf, gl, 4, (uint64_t)i + 1);
+        r->grow_len[i] = gl;
+        if (CK(r, shmstore_put(s, gname, NULL, r->buf, gl, 0), 0) == 0)
+            r->grow_seq[i] = i + 1;
+    }
+    for (int i = 0; i < N_GROW; i += 2) {
+        snprintf(gname, sizeof(gname), "grow/%d", i);
+        int rc = shmstore_delete(s, gname);
+        if (rc == -ENOENT)
+            continue; /* its creation failed */
+        if (CK(r, rc, 0) == 0)
+            r->grow_seq[i] = -1; /* deleted */
+    }
+    for (int i = 1; i < N_GROW; i += 2) {
+        snprintf(gname, sizeof(gname), "grow/%d", i);
+        pl_fill(r->buf, r->grow_len[i], 4, (uint64_t)i + 100);
+        if (CK(r, shmstore_put(s, gname, NULL, r->buf, r->grow_len[i], 0), 0) == 0)
+            r->grow_seq[i] = i + 100;
+    }
+    if (CK(r, shmstore_gc(s, NULL), 0) == 0) {
+        int n_alive = 0;
+        T_CHILD_RC(shmstore_procs(s, count_alive, &n_alive), 0);
+        T_CHILD_CHECK(n_alive == (s2 ? 2 : 1)); /* gc never reclaims a live process */
     }
 
     /* A view pinned while newer versions are published through the other handle. */
@@ -437,11 +542,11 @@ static void workload(struct run *r)
      * an older version returns at once. */
     if (a->h && a->ver > 0) {
         uint64_t ver = 0;
-        int eintr_ok = r->spec->op == OP_FUTEX_WAIT;
+        int eintr_ok = r->spec->op == OP_FUTEX_WAIT || r->spec->op == OP_ANY;
         int rc = shmstore_value_wait(a->h, a->ver, 2000000, &ver);
         if (!(rc == -ETIMEDOUT || (eintr_ok && rc == -EINTR)))
             fprintf(stderr, "fault %s at call %ld: wait returned %d (%s)\n",
-                    op_names[r->spec->op], g_f.nth, rc, shmstore_err_name(rc));
+                    op_name(r->spec->op), g_f.nth, rc, shmstore_err_name(rc));
         T_CHILD_CHECK(rc == -ETIMEDOUT || (eintr_ok && rc == -EINTR));
         T_CHILD_RC(shmstore_value_wait(a->h, a->ver - 1, 0, &ver), 0);
         T_CHILD_CHECK(ver == a->ver);
@@ -493,6 +598,8 @@ static void workload(struct run *r)
     if (CK(r, shmstore_put(s, "tmp/e", NULL, r->buf, 64, 0), 0) == 0)
         T_CHILD_RC(shmstore_delete(s, "tmp/e"), 0);
 
+    check_grow(r, s);
+
     /* Reads through the second attachment agree with the model. */
     for (int i = 0; i < N_VALS; i++) {
         struct mval *mv = &r->m[i];
@@ -538,7 +645,7 @@ static uint64_t index_blk_size(shmstore_t *s)
 static int collect(const shmstore_obj_info_t *info, void *arg)
 {
     char (*names)[SHMSTORE_NAME_MAX + 1] = arg;
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < 32; i++) {
         if (!names[i][0]) {
             snprintf(names[i], SHMSTORE_NAME_MAX + 1, "%s", info->name);
             return 0;
@@ -588,7 +695,7 @@ static void run_child(void *arg)
     long fds1 = t_count_fds();
     if (fds1 != fds0)
         fprintf(stderr, "fault %s=%d at call %ld: %ld file descriptors before, %ld after\n",
-                op_names[ca->spec->op], ca->spec->err, ca->nth, fds0, fds1);
+                op_name(ca->spec->op), ca->spec->err, ca->nth, fds0, fds1);
     T_CHILD_CHECK(fds1 == fds0);
 
     char path[512];
@@ -597,7 +704,7 @@ static void run_child(void *arg)
     if (!r.created) {
         if (exists)
             fprintf(stderr, "fault %s=%d at call %ld: failed creation left %s behind\n",
-                    op_names[ca->spec->op], ca->spec->err, ca->nth, path);
+                    op_name(ca->spec->op), ca->spec->err, ca->nth, path);
         T_CHILD_CHECK(!exists);
         return;
     }
@@ -610,7 +717,7 @@ static void run_child(void *arg)
     rep[0] = '\0';
     int rc = shmstore_check(s, rep, sizeof(rep));
     if (rc != 0)
-        fprintf(stderr, "fault %s=%d at call %ld: check: %s\n", op_names[ca->spec->op],
+        fprintf(stderr, "fault %s=%d at call %ld: check: %s\n", op_name(ca->spec->op),
                 ca->spec->err, ca->nth, rep);
     T_CHILD_RC(rc, 0);
     for (int i = 0; i < N_VALS; i++) {
@@ -632,7 +739,7 @@ static void run_child(void *arg)
         }
         if (atomic_load(&h->body->wlock) != 0 || atomic_load(&h->body->n_waiters) != 0)
             fprintf(stderr, "fault %s=%d at call %ld: value %s left wlock %#x n_waiters %u\n",
-                    op_names[ca->spec->op], ca->spec->err, ca->nth, mv->name,
+                    op_name(ca->spec->op), ca->spec->err, ca->nth, mv->name,
                     atomic_load(&h->body->wlock), atomic_load(&h->body->n_waiters));
         T_CHILD_CHECK(atomic_load(&h->body->wlock) == 0);
         T_CHILD_CHECK(atomic_load(&h->body->n_waiters) == 0);
@@ -640,11 +747,13 @@ static void run_child(void *arg)
         mv->h = NULL;
     }
 
+    check_grow(&r, s);
+
     /* Delete everything: only the index block may remain. */
-    static char names[16][SHMSTORE_NAME_MAX + 1];
+    static char names[32][SHMSTORE_NAME_MAX + 1];
     memset(names, 0, sizeof(names));
     T_CHILD_RC(shmstore_list(s, NULL, collect, names), 0);
-    for (int i = 0; i < 16 && names[i][0]; i++)
+    for (int i = 0; i < 32 && names[i][0]; i++)
         T_CHILD_RC(shmstore_delete(s, names[i]), 0);
     T_CHILD_RC(shmstore_gc(s, NULL), 0);
     shmstore_stat_t sst;
@@ -654,7 +763,7 @@ static void run_child(void *arg)
         fprintf(stderr,
                 "fault %s=%d%s at call %ld: after deleting everything: used %llu (index "
                 "block %llu), %llu blocks, %llu objects: leaked\n",
-                op_names[ca->spec->op], ca->spec->err, ca->spec->persistent ? " persistent" : "",
+                op_name(ca->spec->op), ca->spec->err, ca->spec->persistent ? " persistent" : "",
                 ca->nth, (unsigned long long)sst.used, (unsigned long long)idx,
                 (unsigned long long)sst.n_blocks, (unsigned long long)sst.n_objects);
     T_CHILD_CHECK(sst.n_objects == 0);
@@ -685,7 +794,7 @@ static void fault_loop(const struct fault_spec *spec)
         n_runs++;
         if (st != 0) {
             print_message("fault %s=%d%s at call %ld: run %s (status %d)\n",
-                          op_names[spec->op], spec->err, spec->persistent ? " (persistent)" : "",
+                          op_name(spec->op), spec->err, spec->persistent ? " (persistent)" : "",
                           n, st < 0 ? "hung (timeout)" : st > 128 ? "crashed" : "failed", st);
             fail();
         }
@@ -695,7 +804,7 @@ static void fault_loop(const struct fault_spec *spec)
     }
     assert_true(n <= N_MAX);
     print_message("[ fault    ] %-12s %-10s %s: %ld runs, faults injected in %ld\n",
-                  op_names[spec->op], shmstore_err_name(spec->err),
+                  op_name(spec->op), spec->op == OP_ANY ? "(per op)" : strerrorname_np(-spec->err),
                   spec->persistent ? "persistent" : "once", n_runs, n_injected_runs);
     t_shared_free(out, sizeof(*out));
 }
@@ -732,6 +841,17 @@ static void test_fault_open_and_mmap(void **state)
         fault_loop(&specs[i]);
 }
 
+static void test_fault_any_syscall(void **state)
+{
+    (void)state;
+    /* SQLite's "fail the Nth I/O of any kind": every syscall the workload makes, in
+     * order, each failing with an error typical of it (see any_err). */
+    static const struct fault_spec once = {OP_ANY, 0, 0, EXP_ANY_NEG};
+    static const struct fault_spec always = {OP_ANY, 0, 1, EXP_ANY_NEG};
+    fault_loop(&once);
+    fault_loop(&always);
+}
+
 static void test_fault_locks_and_best_effort(void **state)
 {
     (void)state;
@@ -741,6 +861,9 @@ static void test_fault_locks_and_best_effort(void **state)
         /* Prefaulting and statvfs are best effort / informational: nothing may fail. */
         {OP_PREFAULT, -EINVAL, 1, EXP_NONE},
         {OP_STATVFS, -EIO, 1, EXP_ANY_NEG},
+        /* Reading another slot's lock fails: treated as alive, nothing may fail. */
+        {OP_OFD_GETLK, -EIO, 0, EXP_NONE},
+        {OP_OFD_GETLK, -EIO, 1, EXP_NONE},
         /* close() failing must not leak anything either. */
         {OP_CLOSE, -EIO, 0, EXP_NONE},
     };
@@ -755,6 +878,10 @@ int main(void)
         cmocka_unit_test(test_fault_futex_wait_eintr),
         cmocka_unit_test(test_fault_open_and_mmap),
         cmocka_unit_test(test_fault_locks_and_best_effort),
+        cmocka_unit_test(test_fault_any_syscall),
     };
+    /* SHMSTORE_TEST_FILTER=<glob> runs only the matching tests (for replaying one). */
+    if (getenv("SHMSTORE_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("SHMSTORE_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,8 +10,9 @@
  *   8 <= len < 24: [0,4) writer << 24 | seq (24 bits each side), [4,8) 32-bit hash of
  *               len, those 4 bytes and the rest; [8,len) body as above.
  *
- * pl_check() recomputes the hash and also compares every body byte with what the header
- * says it must be: a torn read (bytes from two versions) fails either way.
+ * pl_check() compares every body byte with what the header says it must be and
+ * recomputes the hash over all of them: a torn read (bytes from two versions) fails
+ * either way.
  * Used by tests/mp, tests/crash and tests/fault (header-only, all static).
  */
 #ifndef SHMSTORE_TEST_PAYLOAD_H
@@ -43,51 +44,38 @@ static inline uint64_t pl_word(uint64_t seed, uint64_t j)
     return seed ^ (j * 0x9e3779b97f4a7c15ull);
 }
 
-static inline uint64_t pl_hash(uint64_t h, const unsigned char *p, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0x100000001b3ull;
-        h ^= h >> 29;
-    }
-    for (; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return pl_mix(h);
-}
+/* Unaligned, aliasing-safe 64-bit access (a plain load/store even at -O0). */
+typedef uint64_t __attribute__((may_alias, aligned(1))) pl_u64;
 
-static inline void pl_body_fill(unsigned char *p, size_t n, uint64_t seed)
+/* One pass over a body of `n` bytes: writes it (`fill`) or compares it with what it must
+ * be, and hashes it either way. Four hash lanes keep the multiply chain short. Returns
+ * false (check mode) at the first byte that differs. */
+static inline bool pl_body(unsigned char *wp, const unsigned char *rp, size_t n, uint64_t seed,
+                           uint64_t h0, uint64_t *hash)
 {
-    size_t i = 0;
-    uint64_t j = 0;
-    for (; i + 8 <= n; i += 8, j++) {
+    uint64_t h[4] = {h0, h0 ^ 0x1111, h0 ^ 0x2222, h0 ^ 0x3333};
+    size_t n_words = n / 8, j = 0;
+    for (; j < n_words; j++) {
         uint64_t w = pl_word(seed, j);
-        memcpy(p + i, &w, 8);
-    }
-    if (i < n) {
-        uint64_t w = pl_word(seed, j);
-        size_t rest = n - i < 8 ? n - i : 8; /* always < 8; said so for gcc -O3 */
-        memcpy(p + i, &w, rest);
-    }
-}
-
-static inline bool pl_body_ok(const unsigned char *p, size_t n, uint64_t seed)
-{
-    size_t i = 0;
-    uint64_t j = 0;
-    for (; i + 8 <= n; i += 8, j++) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        if (w != pl_word(seed, j))
+        if (wp)
+            *(pl_u64 *)(wp + 8 * j) = w;
+        else if (*(const pl_u64 *)(rp + 8 * j) != w)
             return false;
+        h[j & 3] = (h[j & 3] ^ w) * 0x100000001b3ull;
     }
-    if (i < n) {
+    if (n % 8) {
         uint64_t w = pl_word(seed, j), got = 0;
-        memcpy(&got, p + i, n - i);
-        if (memcmp(&got, &w, n - i) != 0)
-            return false;
+        if (wp)
+            memcpy(wp + 8 * j, &w, n % 8);
+        else {
+            memcpy(&got, rp + 8 * j, n % 8);
+            if (memcmp(&got, &w, n % 8) != 0)
+                return false;
+        }
+        memcpy(&got, &w, n % 8);
+        h[0] = (h[0] ^ got ^ 0xff) * 0x100000001b3ull;
     }
+    *hash = pl_mix(h[0] ^ pl_mix(h[1]) ^ pl_mix(h[2] + 1) ^ pl_mix(h[3] + 2));
     return true;
 }
 
@@ -95,49 +83,47 @@ static inline bool pl_body_ok(const unsigned char *p, size_t n, uint64_t seed)
 static inline void pl_fill(void *buf, size_t len, uint32_t writer, uint64_t seq)
 {
     unsigned char *p = buf;
+    uint64_t h = 0;
     if (len >= 24) {
         uint64_t tag = (uint64_t)writer << 48 | (seq & PL_SEQ_MASK);
-        uint64_t seed = pl_mix(tag ^ 0x5eed);
-        pl_body_fill(p + 16, len - 16, seed);
-        uint64_t h = pl_hash(pl_mix(len) ^ tag, p + 16, len - 16);
+        (void)pl_body(p + 16, NULL, len - 16, pl_mix(tag ^ 0x5eed), pl_mix(len) ^ tag, &h);
         memcpy(p, &tag, 8);
         memcpy(p + 8, &h, 8);
     } else {
         uint32_t tag = (writer & 0xffu) << 24 | (uint32_t)(seq & 0xffffffu);
-        uint64_t seed = pl_mix(tag ^ 0x5eed);
-        pl_body_fill(p + 8, len - 8, seed);
-        uint32_t h = (uint32_t)pl_hash(pl_mix(len) ^ tag, p + 8, len - 8);
+        (void)pl_body(p + 8, NULL, len - 8, pl_mix(tag ^ 0x5eed), pl_mix(len) ^ tag, &h);
+        uint32_t h32 = (uint32_t)h;
         memcpy(p, &tag, 4);
-        memcpy(p + 4, &h, 4);
+        memcpy(p + 4, &h32, 4);
     }
 }
 
-/* Check a payload; on success report its writer and sequence number (may be NULL).
+/* Check a payload: the hash in its header covers every byte, and every body byte is what
+ * the header's tag says. On success report its writer and sequence number (may be NULL).
  * Short payloads carry only 24 bits of each. */
 static inline bool pl_check(const void *buf, size_t len, uint32_t *writer, uint64_t *seq)
 {
     const unsigned char *p = buf;
+    uint64_t h = 0;
     if (buf == NULL || len < PL_MIN)
         return false;
     if (len >= 24) {
-        uint64_t tag, h;
+        uint64_t tag, want;
         memcpy(&tag, p, 8);
-        memcpy(&h, p + 8, 8);
-        if (pl_hash(pl_mix(len) ^ tag, p + 16, len - 16) != h)
-            return false;
-        if (!pl_body_ok(p + 16, len - 16, pl_mix(tag ^ 0x5eed)))
+        memcpy(&want, p + 8, 8);
+        if (!pl_body(NULL, p + 16, len - 16, pl_mix(tag ^ 0x5eed), pl_mix(len) ^ tag, &h) ||
+            h != want)
             return false;
         if (writer)
             *writer = (uint32_t)(tag >> 48);
         if (seq)
             *seq = tag & PL_SEQ_MASK;
     } else {
-        uint32_t tag, h;
+        uint32_t tag, want;
         memcpy(&tag, p, 4);
-        memcpy(&h, p + 4, 4);
-        if ((uint32_t)pl_hash(pl_mix(len) ^ tag, p + 8, len - 8) != h)
-            return false;
-        if (!pl_body_ok(p + 8, len - 8, pl_mix(tag ^ 0x5eed)))
+        memcpy(&want, p + 4, 4);
+        if (!pl_body(NULL, p + 8, len - 8, pl_mix(tag ^ 0x5eed), pl_mix(len) ^ tag, &h) ||
+            (uint32_t)h != want)
             return false;
         if (writer)
             *writer = tag >> 24;

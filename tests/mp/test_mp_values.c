@@ -14,7 +14,14 @@
  * - several writers serialize: each put / reserve+commit is atomic, versions strictly
  *   increase, lock/unlock read-modify-writes lose no update;
  * - trigger wakes waiters (also on a value with no version yet);
- * - wait times out with -ETIMEDOUT, and 0 never blocks.
+ * - wait times out with -ETIMEDOUT, and 0 never blocks; a signal makes it return -EINTR;
+ *   lock with a timeout against a live holder returns -ETIMEDOUT without blocking readers;
+ * - a value deleted while others read or wait on it gives them -ESTALE (never another
+ *   error), and views taken before stay intact;
+ * - views stay correct while the writer's blocks are replaced and other values churn
+ *   through the freed memory (and those other values are never damaged);
+ * - handles opened before fork() return SHMSTORE_EFORK in the child, and closing them
+ *   there does not detach the parent.
  *
  * Processes: tests fork only while the parent has no threads (ThreadSanitizer and fork do
  * not mix otherwise); children reopen the store by name, as the header requires. Threads:
@@ -101,11 +108,13 @@ struct ctx {
     char store[SHMSTORE_STORE_NAME_MAX + 1];
     char value[64];
     shmstore_t *s;        /* thread mode: the shared store handle */
+    shmstore_value_t *shared_v; /* thread mode: one value handle the get readers share */
     size_t len;           /* payload size (single-size tests) */
     uint64_t n;           /* versions the writer publishes / per-writer operations */
     uint32_t n_writers;
     t_barrier_t *start;   /* every worker arrives once before its loop */
     t_barrier_t *step;    /* every-version handshake */
+    _Atomic int *stop;    /* shared (MAP_SHARED) stop flag for open-ended workers */
 };
 
 struct worker {
@@ -274,7 +283,8 @@ static void w_writer(struct worker *w, shmstore_t *s)
 static void w_get_reader(struct worker *w, shmstore_t *s)
 {
     struct ctx *c = w->c;
-    shmstore_value_t *v = open_value(s, c->value);
+    /* Threads share one handle (handles may be used from any thread); processes open. */
+    shmstore_value_t *v = c->shared_v ? c->shared_v : open_value(s, c->value);
     unsigned char *buf = malloc(BUF_CAP);
     W_CHECK(buf != NULL);
     uint64_t last = 0, n_reads = 0;
@@ -313,7 +323,8 @@ static void w_get_reader(struct worker *w, shmstore_t *s)
         }
     }
     free(buf);
-    shmstore_value_close(v);
+    if (v != c->shared_v)
+        shmstore_value_close(v);
 }
 
 /* Zero-copy reader: holds up to three views at once; before releasing the oldest it waits
@@ -397,7 +408,10 @@ static void readers_writer_case(int mode, size_t len)
     c.n = n_versions(len);
     shmstore_value_t *v = NULL;
     T_OK(shmstore_value_open(s, c.value, SHMSTORE_V_CREATE | SHMSTORE_V_EXCL, &v));
-    shmstore_value_close(v);
+    if (mode == MODE_THREAD)
+        c.shared_v = v;
+    else
+        shmstore_value_close(v);
 
     struct worker ws[] = {
         {&c, 1, w_writer}, {&c, 2, w_get_reader}, {&c, 3, w_get_reader}, {&c, 4, w_view_reader},
@@ -405,6 +419,8 @@ static void readers_writer_case(int mode, size_t len)
     c.start = t_barrier_new(4);
     run_workers(&c, ws, 4);
     t_barrier_free(c.start);
+    if (c.shared_v)
+        shmstore_value_close(c.shared_v);
     expect_final(s, c.value, c.n);
     t_cleanup(s, name);
 }
@@ -796,6 +812,47 @@ static void w_timeout_waiter(struct worker *w, shmstore_t *s)
     shmstore_value_close(v);
 }
 
+/* Lock with a timeout against a live holder: -ETIMEDOUT, and readers are not blocked. */
+static void w_lock_holder(struct worker *w, shmstore_t *s)
+{
+    struct ctx *c = w->c;
+    shmstore_value_t *v = open_value(s, c->value);
+    void *data = NULL;
+    size_t len = 0;
+    shmstore_datum_t d;
+    W_RC(shmstore_value_lock(v, -1, &data, &len, &d), 0);
+    W_CHECK(len == SZ_SMALL);
+    pl_fill(data, len, 2, 2);
+    t_barrier_wait(c->step); /* 1: locked */
+    t_barrier_wait(c->step); /* 2: the other one timed out */
+    W_RC(shmstore_value_unlock(v), 0);
+    shmstore_value_close(v);
+}
+
+static void w_lock_contender(struct worker *w, shmstore_t *s)
+{
+    struct ctx *c = w->c;
+    shmstore_value_t *v = open_value(s, c->value);
+    void *data = NULL;
+    size_t len = 0;
+    uint64_t ver = 0, seq = 0;
+    shmstore_datum_t d;
+    unsigned char buf[SZ_PAGE];
+    t_barrier_wait(c->step); /* 1 */
+    W_RC(shmstore_value_lock(v, 10 * 1000 * 1000, &data, &len, &d), -ETIMEDOUT);
+    W_RC(shmstore_value_lock(v, 0, &data, &len, &d), -ETIMEDOUT);
+    /* Readers still read the previous version while the lock is held. */
+    W_RC(shmstore_value_get(v, NULL, buf, sizeof(buf), &len, &ver), 0);
+    W_CHECK(ver == 1 && pl_check(buf, len, NULL, &seq) && seq == 1);
+    t_barrier_wait(c->step); /* 2 */
+    /* The failed attempts left nothing behind: this one waits for the unlock. */
+    W_RC(shmstore_value_lock(v, -1, &data, &len, &d), 0);
+    W_CHECK(pl_check(data, len, NULL, &seq) && seq == 2);
+    pl_fill(data, len, 3, 3);
+    W_RC(shmstore_value_unlock(v), 0);
+    shmstore_value_close(v);
+}
+
 static void timeout_case(int mode)
 {
     char name[SHMSTORE_STORE_NAME_MAX + 1];
@@ -812,6 +869,12 @@ static void timeout_case(int mode)
     run_workers(&c, ws, 2);
     t_barrier_free(c.start);
     expect_final(s, c.value, 1);
+
+    struct worker ls[] = {{&c, 1, w_lock_holder}, {&c, 2, w_lock_contender}};
+    c.step = t_barrier_new(2);
+    run_workers(&c, ls, 2);
+    t_barrier_free(c.step);
+    expect_final(s, c.value, 3);
     t_cleanup(s, name);
 }
 
@@ -827,6 +890,457 @@ static void test_mp_values_wait_timeout_threads(void **state)
     timeout_case(MODE_THREAD);
 }
 
+/* ---- deleting a value while others read it ---------------------------------------- */
+
+/* One worker creates and deletes the value "x" in a loop; the others open it and read
+ * through their handle until it is gone. The header allows exactly: get -> 0,
+ * SHMSTORE_ENOVALUE, -ESTALE; view -> the same (+ ELEASES, not expected here); and a
+ * view taken before the deletion stays intact. */
+static void w_deleter(struct worker *w, shmstore_t *s)
+{
+    struct ctx *c = w->c;
+    unsigned char buf[SZ_PAGE];
+    t_barrier_wait(c->start);
+    for (uint64_t i = 1; i <= c->n; i++) {
+        pl_fill(buf, (i & 1) ? SZ_PAGE : SZ_SMALL, w->id, i);
+        W_RC(shmstore_put(s, "x", NULL, buf, (i & 1) ? SZ_PAGE : SZ_SMALL, 0), 0);
+        if (i % 3 == 0)
+            W_RC(shmstore_put(s, "x", NULL, buf, (i & 1) ? SZ_PAGE : SZ_SMALL, 0), 0);
+        W_RC(shmstore_delete(s, "x"), 0);
+    }
+    atomic_store(c->stop, 1);
+}
+
+static void w_del_reader(struct worker *w, shmstore_t *s)
+{
+    struct ctx *c = w->c;
+    _Atomic int *stop = c->stop;
+    unsigned char buf[SZ_PAGE];
+    t_barrier_wait(c->start);
+    while (!atomic_load(stop)) {
+        shmstore_value_t *v = NULL;
+        int rc = shmstore_value_open(s, "x", 0, &v);
+        if (rc == -ENOENT)
+            continue;
+        W_RC(rc, 0);
+        shmstore_view_t vw;
+        int have_view = 0;
+        for (int i = 0; i < 64; i++) {
+            size_t len = 0;
+            rc = shmstore_value_get(v, NULL, buf, sizeof(buf), &len, NULL);
+            if (!(rc == 0 || rc == SHMSTORE_ENOVALUE || rc == -ESTALE)) {
+                fprintf(stderr, "get on a value being deleted: %d (%s): %s\n", rc,
+                        shmstore_err_name(rc), shmstore_errmsg());
+                W_CHECK(!"get returned a code the header does not allow");
+            }
+            if (rc == 0)
+                W_CHECK(pl_check(buf, len, NULL, NULL));
+            if (rc == -ESTALE)
+                break;
+            if (!have_view) {
+                rc = shmstore_value_view(v, &vw);
+                if (!(rc == 0 || rc == SHMSTORE_ENOVALUE || rc == -ESTALE)) {
+                    fprintf(stderr, "view on a value being deleted: %d (%s): %s\n", rc,
+                            shmstore_err_name(rc), shmstore_errmsg());
+                    W_CHECK(!"view returned a code the header does not allow");
+                }
+                if (rc == 0) {
+                    W_CHECK(pl_check(vw.data, vw.len, NULL, NULL));
+                    have_view = 1;
+                }
+                if (rc == -ESTALE)
+                    break;
+            }
+        }
+        shmstore_value_close(v);
+        if (have_view) {
+            /* Still intact after the handle is closed and the value deleted. */
+            W_CHECK(pl_check(vw.data, vw.len, NULL, NULL));
+            shmstore_view_release(&vw);
+        }
+    }
+}
+
+/* A waiter sleeping on a value that gets deleted wakes with -ESTALE. */
+static void w_del_waiter(struct worker *w, shmstore_t *s)
+{
+    struct ctx *c = w->c;
+    shmstore_value_t *v = open_value(s, "w");
+    uint64_t cur = 0;
+    W_RC(shmstore_value_version(v, &cur), 0);
+    t_barrier_wait(c->start);
+    int rc;
+    do
+        rc = shmstore_value_wait(v, cur, -1, NULL);
+    while (rc == -EINTR);
+    W_RC(rc, -ESTALE);
+    shmstore_value_close(v);
+}
+
+static void w_del_after_start(struct worker *w, shmstore_t *s)
+{
+    t_barrier_wait(w->c->start);
+    W_RC(shmstore_delete(s, "w"), 0);
+}
+
+static void delete_case(int mode)
+{
+    char name[SHMSTORE_STORE_NAME_MAX + 1];
+    shmstore_t *s;
+    struct ctx c;
+
+    ctx_init(&c, mode, name, &s);
+    c.n = T_SCALE(10000);
+    c.stop = t_shared_alloc(4096);
+    struct worker ws[] = {{&c, 1, w_deleter}, {&c, 2, w_del_reader}, {&c, 3, w_del_reader}};
+    c.start = t_barrier_new(3);
+    run_workers(&c, ws, 3);
+    t_barrier_free(c.start);
+    t_shared_free((void *)c.stop, 4096);
+    unsigned char buf[SZ_SMALL];
+    for (int round = 0; round < T_SCALE(20); round++) {
+        pl_fill(buf, sizeof(buf), 1, 1);
+        T_OK(shmstore_put(s, "w", NULL, buf, sizeof(buf), 0));
+        struct worker wd[] = {{&c, 1, w_del_waiter}, {&c, 2, w_del_waiter},
+                              {&c, 3, w_del_after_start}};
+        c.start = t_barrier_new(3);
+        run_workers(&c, wd, 3);
+        t_barrier_free(c.start);
+    }
+    T_OK(shmstore_gc(s, NULL));
+    shmstore_stat_t st;
+    T_OK(shmstore_stat(s, &st));
+    assert_int_equal(st.n_objects, 0);
+    t_assert_clean(s);
+    t_cleanup(s, name);
+}
+
+static void test_mp_values_delete_while_reading_procs(void **state)
+{
+    (void)state;
+    delete_case(MODE_PROC);
+}
+
+static void test_mp_values_delete_while_reading_threads(void **state)
+{
+    (void)state;
+    delete_case(MODE_THREAD);
+}
+
+/* ---- views while the writer's blocks move ------------------------------------------ */
+
+/* The writer of "a" grows and shrinks its payload, so its version blocks are replaced
+ * (released, freed, merged) all the time, while a churn worker creates and deletes other
+ * values whose blocks reuse that memory, and readers view "a" as fast as they can. A view
+ * pins the block it found; a stale pin must never write into memory that now belongs to
+ * another block (that would flip bits in someone else's payload), and view may only
+ * return what the header allows. Every churn value is re-read and checked. */
+static void w_growing_writer(struct worker *w, shmstore_t *s)
+{
+    struct ctx *c = w->c;
+    shmstore_value_t *v = open_value(s, "a");
+    unsigned char *buf = malloc(256u << 10);
+    W_CHECK(buf != NULL);
+    t_barrier_wait(c->start);
+    for (uint64_t seq = 1; seq <= c->n; seq++) {
+        size_t len = (size_t)64 << (seq % 12); /* 64 B .. 128 KiB, growing then back */
+        pl_fill(buf, len, w->id, seq);
+        W_RC(shmstore_value_put(v, NULL, buf, len, 0), 0);
+    }
+    atomic_store(c->stop, 1);
+    free(buf);
+    shmstore_value_close(v);
+}
+
+static void w_churn(struct worker *w, shmstore_t *s)
+{
+    struct ctx *c = w->c;
+    unsigned char *buf = malloc(64u << 10), *rb = malloc(64u << 10);
+    W_CHECK(buf && rb);
+    uint64_t r = 77, seqs[16] = {0};
+    size_t lens[16] = {0};
+    char name[32];
+    t_barrier_wait(c->start);
+    for (uint64_t i = 1; !atomic_load(c->stop); i++) {
+        unsigned k = (unsigned)(pl_rand(&r) % 16);
+        snprintf(name, sizeof(name), "churn/%u", k);
+        if (seqs[k] && pl_rand(&r) % 3 == 0) {
+            W_RC(shmstore_delete(s, name), 0);
+            seqs[k] = 0;
+            continue;
+        }
+        size_t len = 24 + (size_t)(pl_rand(&r) % ((64u << 10) - 24));
+        pl_fill(buf, len, w->id, i);
+        W_RC(shmstore_put(s, name, NULL, buf, len, 0), 0);
+        seqs[k] = i;
+        lens[k] = len;
+        /* Everything this worker owns still reads back exactly. */
+        for (unsigned j = 0; j < 16; j++) {
+            if (!seqs[j])
+                continue;
+            size_t got = 0;
+            uint64_t seq = 0;
+            snprintf(name, sizeof(name), "churn/%u", j);
+            W_RC(shmstore_get(s, name, NULL, rb, 64u << 10, &got, NULL), 0);
+            if (got != lens[j] || !pl_check(rb, got, NULL, &seq) || seq != seqs[j]) {
+                fprintf(stderr, "churn/%u: %zu bytes, seq %llu expected; got %zu bytes that %s\n",
+                        j, lens[j], (unsigned long long)seqs[j], got,
+                        pl_check(rb, got, NULL, &seq) ? "are another version" : "are damaged");
+                W_CHECK(!"a value not written by anyone else changed");
+            }
+        }
+    }
+    for (unsigned j = 0; j < 16; j++) {
+        if (seqs[j]) {
+            snprintf(name, sizeof(name), "churn/%u", j);
+            W_RC(shmstore_delete(s, name), 0);
+        }
+    }
+    free(buf);
+    free(rb);
+}
+
+static void w_mover_viewer(struct worker *w, shmstore_t *s)
+{
+    struct ctx *c = w->c;
+    shmstore_value_t *v = open_value(s, "a");
+    t_barrier_wait(c->start);
+    while (!atomic_load(c->stop)) {
+        shmstore_view_t vw;
+        int rc = shmstore_value_view(v, &vw);
+        if (rc == SHMSTORE_ENOVALUE)
+            continue;
+        if (rc != 0) {
+            fprintf(stderr, "view of a value whose blocks move: %d (%s): %s\n", rc,
+                    shmstore_err_name(rc), shmstore_errmsg());
+            W_CHECK(!"view returned a code the header does not allow");
+        }
+        W_CHECK(pl_check(vw.data, vw.len, NULL, NULL));
+        shmstore_view_release(&vw);
+    }
+    shmstore_value_close(v);
+}
+
+static void moving_blocks_case(int mode)
+{
+    char name[SHMSTORE_STORE_NAME_MAX + 1];
+    shmstore_t *s;
+    struct ctx c;
+
+    ctx_init(&c, mode, name, &s);
+    c.n = T_SCALE(20000);
+    c.stop = t_shared_alloc(4096);
+    shmstore_value_t *v = NULL;
+    T_OK(shmstore_value_open(s, "a", SHMSTORE_V_CREATE | SHMSTORE_V_EXCL, &v));
+    shmstore_value_close(v);
+    struct worker ws[] = {{&c, 1, w_growing_writer}, {&c, 2, w_churn}, {&c, 3, w_mover_viewer},
+                          {&c, 4, w_mover_viewer}};
+    c.start = t_barrier_new(4);
+    run_workers(&c, ws, 4);
+    t_barrier_free(c.start);
+    t_shared_free((void *)c.stop, 4096);
+    expect_final(s, "a", c.n);
+    T_OK(shmstore_delete(s, "a"));
+    T_OK(shmstore_gc(s, NULL));
+    shmstore_stat_t st;
+    T_OK(shmstore_stat(s, &st));
+    assert_int_equal(st.n_objects, 0);
+    t_cleanup(s, name);
+}
+
+static void test_mp_values_views_while_blocks_move_procs(void **state)
+{
+    (void)state;
+    moving_blocks_case(MODE_PROC);
+}
+
+static void test_mp_values_views_while_blocks_move_threads(void **state)
+{
+    (void)state;
+    moving_blocks_case(MODE_THREAD);
+}
+
+/* ---- a signal interrupts a wait -------------------------------------------------- */
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+struct eintr_shared {
+    _Atomic int got_eintr;
+    _Atomic int other_rc;
+};
+
+static struct eintr_shared *g_eintr;
+static char g_eintr_store[SHMSTORE_STORE_NAME_MAX + 1];
+
+static void eintr_waiter(void *arg)
+{
+    t_barrier_t *ready = arg;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_usr1; /* no SA_RESTART */
+    sigaction(SIGUSR1, &sa, NULL);
+    shmstore_t *s = NULL;
+    W_RC(shmstore_open(g_eintr_store, 0, NULL, &s), 0);
+    shmstore_value_t *v = open_value(s, "sig");
+    uint64_t cur = 0;
+    W_RC(shmstore_value_version(v, &cur), 0);
+    t_barrier_wait(ready);
+    for (;;) {
+        int rc = shmstore_value_wait(v, cur, -1, NULL);
+        if (rc == -EINTR) {
+            atomic_store(&g_eintr->got_eintr, 1);
+            break;
+        }
+        atomic_store(&g_eintr->other_rc, rc);
+        W_CHECK(!"wait on a value nobody writes returned without -EINTR");
+    }
+    shmstore_value_close(v);
+    shmstore_close(s);
+}
+
+/* The header: wait returns -EINTR when a signal arrives (so that the caller's handler can
+ * act); the os layer must not retry the futex wait behind its back. The parent cannot
+ * know when the waiter is asleep, so it signals repeatedly until the waiter reports. */
+static void test_mp_values_wait_eintr_procs(void **state)
+{
+    (void)state;
+    t_store_name(g_eintr_store, sizeof(g_eintr_store));
+    shmstore_t *s = t_open_new(g_eintr_store, 16u << 20);
+    unsigned char buf[SZ_SMALL];
+    pl_fill(buf, sizeof(buf), 1, 1);
+    T_OK(shmstore_put(s, "sig", NULL, buf, sizeof(buf), 0));
+    g_eintr = t_shared_alloc(sizeof(*g_eintr));
+    t_barrier_t *ready = t_barrier_new(2);
+    pid_t pid = t_fork(eintr_waiter, ready);
+    t_barrier_wait(ready);
+    struct timespec t0, now, pace = {0, 200 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int n_signals = 0;
+    while (!atomic_load(&g_eintr->got_eintr)) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec > 20)
+            break;
+        kill(pid, SIGUSR1);
+        n_signals++;
+        nanosleep(&pace, NULL); /* pacing the retries, not synchronisation */
+    }
+    int got = atomic_load(&g_eintr->got_eintr);
+    if (!got) {
+        print_message("wait never returned -EINTR after %d signals\n", n_signals);
+        kill(pid, SIGKILL);
+    }
+    int st = t_wait_child(pid, CHILD_TIMEOUT_MS);
+    assert_true(got);
+    assert_int_equal(st, 0);
+    t_barrier_free(ready);
+    t_shared_free(g_eintr, sizeof(*g_eintr));
+    expect_final(s, "sig", 1);
+    t_cleanup(s, g_eintr_store);
+}
+
+/* ---- handles across fork ------------------------------------------------------------ */
+
+struct fork_args {
+    shmstore_t *s;
+    shmstore_value_t *v;
+    const char *store;
+};
+
+static void fork_child(void *arg)
+{
+    struct fork_args *a = arg;
+    unsigned char buf[SZ_PAGE];
+    size_t len = 0;
+    uint64_t ver = 0;
+    shmstore_view_t vw;
+    pl_fill(buf, SZ_PAGE, 5, 5);
+    /* The parent's handles are not ours: every operation says so. */
+    W_RC(shmstore_value_get(a->v, NULL, buf, sizeof(buf), &len, &ver), SHMSTORE_EFORK);
+    W_RC(shmstore_value_put(a->v, NULL, buf, SZ_PAGE, 0), SHMSTORE_EFORK);
+    W_RC(shmstore_value_view(a->v, &vw), SHMSTORE_EFORK);
+    W_RC(shmstore_value_wait(a->v, 0, 0, NULL), SHMSTORE_EFORK);
+    W_RC(shmstore_value_trigger(a->v), SHMSTORE_EFORK);
+    W_RC(shmstore_put(a->s, "other", NULL, buf, SZ_PAGE, 0), SHMSTORE_EFORK);
+    shmstore_stat_t st;
+    W_RC(shmstore_stat(a->s, &st), SHMSTORE_EFORK);
+    /* Closing them here must not detach the parent (its slot, leases and lock stay). */
+    shmstore_value_close(a->v);
+    shmstore_close(a->s);
+    /* Reopening works. */
+    shmstore_t *s = NULL;
+    W_RC(shmstore_open(a->store, 0, NULL, &s), 0);
+    shmstore_value_t *v = open_value(s, "forked");
+    W_RC(shmstore_value_get(v, NULL, buf, sizeof(buf), &len, &ver), 0);
+    W_CHECK(ver == 1 && pl_check(buf, len, NULL, NULL));
+    pl_fill(buf, SZ_PAGE, 6, 2);
+    W_RC(shmstore_value_put(v, NULL, buf, SZ_PAGE, 0), 0);
+    shmstore_value_close(v);
+    shmstore_close(s);
+}
+
+static int count_alive_procs(const shmstore_proc_info_t *info, void *arg)
+{
+    if (info->is_alive)
+        (*(int *)arg)++;
+    return 0;
+}
+
+static int self_leases(const shmstore_proc_info_t *info, void *arg)
+{
+    if (info->is_self)
+        *(uint32_t *)arg = info->n_leases;
+    return 0;
+}
+
+static void test_mp_values_handles_across_fork(void **state)
+{
+    (void)state;
+    char name[SHMSTORE_STORE_NAME_MAX + 1];
+    t_store_name(name, sizeof(name));
+    shmstore_t *s = t_open_new(name, 16u << 20);
+    shmstore_value_t *v = NULL;
+    T_OK(shmstore_value_open(s, "forked", SHMSTORE_V_CREATE, &v));
+    unsigned char buf[SZ_PAGE];
+    pl_fill(buf, SZ_PAGE, 1, 1);
+    T_OK(shmstore_value_put(v, NULL, buf, SZ_PAGE, 0));
+    shmstore_view_t vw;
+    T_OK(shmstore_value_view(v, &vw)); /* a lease the child must not drop */
+
+    uint32_t leases_before = 0, leases_after = 0;
+    T_OK(shmstore_procs(s, self_leases, &leases_before));
+    assert_true(leases_before >= 2); /* the value handle and the view */
+
+    struct fork_args a = {s, v, name};
+    int st = t_wait_child(t_fork(fork_child, &a), CHILD_TIMEOUT_MS);
+    assert_int_equal(st, 0);
+    T_OK(shmstore_procs(s, self_leases, &leases_after));
+    assert_int_equal(leases_after, leases_before);
+
+    /* The parent is still attached and its handles and view still work. */
+    int n_alive = 0;
+    T_OK(shmstore_procs(s, count_alive_procs, &n_alive));
+    assert_int_equal(n_alive, 1);
+    uint64_t seq = 0;
+    assert_true(pl_check(vw.data, vw.len, NULL, &seq) && seq == 1);
+    shmstore_gc_stats_t gst;
+    T_OK(shmstore_gc(s, &gst)); /* the parent is alive: nothing of it is reclaimed */
+    assert_int_equal(gst.dead_procs, 0);
+    assert_true(pl_check(vw.data, vw.len, NULL, &seq) && seq == 1);
+    size_t len = 0;
+    uint64_t ver = 0;
+    T_OK(shmstore_value_get(v, NULL, buf, sizeof(buf), &len, &ver));
+    assert_int_equal(ver, 2);
+    pl_fill(buf, SZ_PAGE, 1, 3);
+    T_OK(shmstore_value_put(v, NULL, buf, SZ_PAGE, 0));
+    shmstore_view_release(&vw);
+    shmstore_value_close(v);
+    expect_final(s, "forked", 3);
+    t_cleanup(s, name);
+}
+
 int main(void)
 {
     /* Process tests first: they fork, and this process must have no threads then. */
@@ -836,11 +1350,20 @@ int main(void)
         cmocka_unit_test(test_mp_values_writers_serialize_procs),
         cmocka_unit_test(test_mp_values_trigger_wakes_waiters_procs),
         cmocka_unit_test(test_mp_values_wait_timeout_procs),
+        cmocka_unit_test(test_mp_values_wait_eintr_procs),
+        cmocka_unit_test(test_mp_values_handles_across_fork),
+        cmocka_unit_test(test_mp_values_delete_while_reading_procs),
+        cmocka_unit_test(test_mp_values_views_while_blocks_move_procs),
         cmocka_unit_test(test_mp_values_readers_never_torn_threads),
         cmocka_unit_test(test_mp_values_waiter_sees_every_version_threads),
         cmocka_unit_test(test_mp_values_writers_serialize_threads),
         cmocka_unit_test(test_mp_values_trigger_wakes_waiters_threads),
         cmocka_unit_test(test_mp_values_wait_timeout_threads),
+        cmocka_unit_test(test_mp_values_delete_while_reading_threads),
+        cmocka_unit_test(test_mp_values_views_while_blocks_move_threads),
     };
+    /* SHMSTORE_TEST_FILTER=<glob> runs only the matching tests (for replaying one). */
+    if (getenv("SHMSTORE_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("SHMSTORE_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
