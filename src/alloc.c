@@ -61,7 +61,7 @@ SHMSTORE__RACY struct blk_hdr *shmstore__blk(const shmstore_t *s, uint64_t off)
 {
     const struct store_hdr *h = s->hdr;
     uint64_t top = atomic_load_explicit(&h->heap_top, memory_order_acquire);
-    if (off < h->heap_off || off % BLK_ALIGN || top > s->map_len || off > top ||
+    if (off < s->g.heap_off || off % BLK_ALIGN || top > s->map_len || off > top ||
         top - off < BLK_HDR_SIZE)
         return NULL;
     struct blk_hdr *b = hdr_at(s, off);
@@ -177,7 +177,7 @@ static int grow(shmstore_t *s, uint64_t need)
 {
     struct store_hdr *h = s->hdr;
     uint64_t top = atomic_load_explicit(&h->heap_top, memory_order_relaxed);
-    uint64_t avail = h->capacity - top;
+    uint64_t avail = s->g.capacity - top;
     /* A free last block merges with the new space, so only the difference is needed. */
     if (h->last_off && !shmstore__blk(s, h->last_off))
         return corrupt(s, h->last_off);
@@ -196,17 +196,17 @@ static int grow(shmstore_t *s, uint64_t need)
                                 "store '%s' is full: %" PRIu64 " more bytes needed, %" PRIu64
                                 " left of its capacity %" PRIu64
                                 "; create it with a larger capacity or delete objects",
-                                s->name, need, avail, h->capacity);
+                                s->name, need, avail, s->g.capacity);
     }
     int r = shmstore__os.fallocate(s->fd, top, step);
     if (r < 0) {
         uint64_t total = 0, free_b = 0;
         shmstore__os.statvfs_size(s->dir, &total, &free_b);
-        const char *hint = total <= 64ull << 20
-                               ? "; this looks like Docker's 64 MB default: run the container "
-                                 "with --shm-size=8g (or mount -o remount,size=8G /dev/shm)"
-                               : "; free memory there, or raise the size of the filesystem "
-                                 "(mount -o remount,size=8G /dev/shm)";
+        const char *hint = total == 64ull << 20
+                               ? "; 64 MB is Docker's default /dev/shm: run the container with "
+                                 "--shm-size=8g, or remount it larger"
+                               : "; free memory there, or make that filesystem larger "
+                                 "(e.g. mount -o remount,size=8G DIR)";
         return shmstore__seterr(r,
                                 "store '%s': cannot commit %" PRIu64 " bytes of memory in %s "
                                 "(%" PRIu64 " of %" PRIu64 " bytes free)%s",
@@ -234,10 +234,10 @@ int shmstore__alloc(shmstore_t *s, uint64_t payload_len, uint32_t tag, uint64_t 
                     uint64_t *off_out)
 {
     struct store_hdr *h = s->hdr;
-    if (payload_len > h->capacity)
+    if (payload_len > s->g.capacity)
         return shmstore__seterr(-ENOSPC,
                                 "store '%s': %" PRIu64 " bytes requested, more than its capacity %" PRIu64,
-                                s->name, payload_len, h->capacity);
+                                s->name, payload_len, s->g.capacity);
     uint64_t need = align_up(payload_len + BLK_HDR_SIZE, BLK_ALIGN);
     if (need < BLK_MIN)
         need = BLK_MIN;
@@ -305,7 +305,7 @@ void shmstore__free(shmstore_t *s, uint64_t off)
             return;
         b->size += bsize(nb);
     }
-    struct blk_hdr *pb = b->prev_size && b->prev_size <= off - h->heap_off
+    struct blk_hdr *pb = b->prev_size && b->prev_size <= off - s->g.heap_off
                              ? shmstore__blk(s, off - b->prev_size)
                              : NULL;
     if (pb && !(pb->size & BLK_USED) && bsize(pb) == b->prev_size) {
@@ -322,7 +322,7 @@ void shmstore__free(shmstore_t *s, uint64_t off)
 void shmstore__alloc_init(shmstore_t *s)
 {
     struct store_hdr *h = s->hdr;
-    atomic_store_explicit(&h->heap_top, h->heap_off, memory_order_relaxed);
+    atomic_store_explicit(&h->heap_top, s->g.heap_off, memory_order_relaxed);
     h->last_off = 0;
     h->used_bytes = h->n_blocks = 0;
     h->fl_bitmap = 0;
@@ -338,9 +338,9 @@ int shmstore__alloc_check(shmstore_t *s, bool repair, char *rep, size_t cap, siz
     struct store_hdr *h = s->hdr;
     uint64_t top = atomic_load_explicit(&h->heap_top, memory_order_relaxed);
     int bad = 0;
-    if (top < h->heap_off || top > h->capacity || top % BLK_ALIGN) {
+    if (top < s->g.heap_off || top > s->g.capacity || top % BLK_ALIGN) {
         shmstore__report(rep, cap, pos, "heap_top %" PRIu64 " outside [%" PRIu64 ", %" PRIu64 "]\n",
-                         top, h->heap_off, h->capacity);
+                         top, s->g.heap_off, s->g.capacity);
         return SHMSTORE_ECORRUPT;
     }
     if (repair) {
@@ -349,7 +349,7 @@ int shmstore__alloc_check(shmstore_t *s, bool repair, char *rep, size_t cap, siz
         memset(h->free_heads, 0, sizeof(h->free_heads));
     }
     uint64_t used = 0, n_used = 0, n_free = 0, prev = 0, last = 0;
-    for (uint64_t off = h->heap_off; off < top;) {
+    for (uint64_t off = s->g.heap_off; off < top;) {
         struct blk_hdr *b = hdr_at(s, off);
         uint64_t size = bsize(b);
         if (size < BLK_MIN || size > top - off || (b->tag & 0xffff0000u) != BLK_TAG_MAGIC) {

@@ -97,7 +97,7 @@ static int64_t unreachable(shmstore_t *s, struct refs *out)
         qsort(refs.off, refs.n, sizeof(uint64_t), cmp_u64);
     int64_t n = 0;
     uint64_t top = atomic_load_explicit(&s->hdr->heap_top, memory_order_relaxed);
-    for (uint64_t off = s->hdr->heap_off; off < top;) {
+    for (uint64_t off = s->g.heap_off; off < top;) {
         struct blk_hdr *b = shmstore__blk(s, off);
         if (!b) {
             n = SHMSTORE_ECORRUPT;
@@ -193,7 +193,7 @@ static int check_leases(shmstore_t *s, char *rep, size_t cap, size_t *pos)
     struct store_hdr *h = s->hdr;
     int bad = 0;
     uint64_t top = atomic_load_explicit(&h->heap_top, memory_order_relaxed);
-    for (uint64_t off = h->heap_off; off < top;) {
+    for (uint64_t off = s->g.heap_off; off < top;) {
         struct blk_hdr *b = shmstore__blk(s, off);
         if (!b)
             return SHMSTORE_ECORRUPT;
@@ -205,7 +205,7 @@ static int check_leases(shmstore_t *s, char *rep, size_t cap, size_t *pos)
             }
             for (; bits; bits &= bits - 1) {
                 uint32_t slot = w * 64 + (uint32_t)__builtin_ctzll(bits);
-                if (slot >= h->n_slots ||
+                if (slot >= s->g.n_slots ||
                     atomic_load_explicit(&shmstore__proc_slot(s, slot)->state,
                                          memory_order_acquire) != SLOT_LIVE) {
                     shmstore__report(rep, cap, pos, "block %" PRIu64 " pinned by free slot %u\n",
@@ -216,11 +216,11 @@ static int check_leases(shmstore_t *s, char *rep, size_t cap, size_t *pos)
         }
         off += b->size & BLK_SIZE_MASK;
     }
-    for (uint32_t i = 0; i < h->n_slots; i++) {
+    for (uint32_t i = 0; i < s->g.n_slots; i++) {
         struct proc_slot *ps = shmstore__proc_slot(s, i);
         if (atomic_load_explicit(&ps->state, memory_order_acquire) != SLOT_LIVE)
             continue;
-        for (uint32_t k = 0; k < h->n_leases; k++) {
+        for (uint32_t k = 0; k < s->g.n_leases; k++) {
             uint64_t off = atomic_load_explicit(&ps->leases[k].off, memory_order_acquire);
             if (off && !shmstore__blk(s, off)) {
                 shmstore__report(rep, cap, pos, "slot %u leases invalid block %" PRIu64 "\n", i, off);
@@ -242,6 +242,14 @@ SHMSTORE_API int shmstore_check(shmstore_t *s, char *rep, size_t cap)
     if ((r = shmstore__lock(s)) < 0)
         return r;
     int bad = 0;
+    const struct store_hdr *h = s->hdr;
+    if (h->capacity != s->g.capacity || h->heap_off != s->g.heap_off ||
+        h->slots_off != s->g.slots_off || h->n_slots != s->g.n_slots ||
+        h->n_leases != s->g.n_leases || h->slot_size != s->g.slot_size) {
+        shmstore__report(rep, cap, &pos, "header geometry changed since this process opened "
+                         "the store\n");
+        bad = 1;
+    }
     if (shmstore__alloc_check(s, false, rep, cap, &pos) < 0) {
         bad = 1;
         goto out; /* the walk is not trustworthy: stop before following offsets */

@@ -30,6 +30,12 @@
 struct shmstore {
     struct store_hdr *hdr;   /* the mapping, at offset 0 */
     uint64_t map_len;        /* = capacity */
+    /* The header's geometry, copied once validated: later reads never trust the mapping
+     * for sizes (another process could rewrite the header). */
+    struct {
+        uint64_t capacity, heap_off, slots_off;
+        uint32_t n_slots, n_leases, slot_size;
+    } g;
     int fd;                  /* never mapped (store.c reopen_unmapped): locks, fallocate */
     uint32_t slot;           /* our process-table slot */
     uint64_t fork_gen;       /* shmstore__fork_gen at attach: a child sees it differ */

@@ -33,8 +33,8 @@
 
 struct proc_slot *shmstore__proc_slot(const shmstore_t *s, uint32_t i)
 {
-    return (struct proc_slot *)((char *)s->hdr + s->hdr->slots_off +
-                                (uint64_t)i * s->hdr->slot_size);
+    return (struct proc_slot *)((char *)s->hdr + s->g.slots_off +
+                                (uint64_t)i * s->g.slot_size);
 }
 
 static uint64_t pin_bit(uint32_t slot)
@@ -139,7 +139,7 @@ static int64_t lease_find(struct proc_slot *ps, uint32_t n, uint64_t off, bool *
 int shmstore__pin(shmstore_t *s, uint64_t off)
 {
     struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
-    uint32_t n = s->hdr->n_leases;
+    uint32_t n = s->g.n_leases;
     struct blk_hdr *b = shmstore__blk(s, off);
     if (!b)
         return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': lease of invalid block %" PRIu64,
@@ -201,7 +201,7 @@ void shmstore__unpin(shmstore_t *s, uint64_t off)
         return;
     }
     struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
-    uint32_t n = s->hdr->n_leases;
+    uint32_t n = s->g.n_leases;
     struct blk_hdr *b = shmstore__blk(s, off);
     int64_t i = lease_find(ps, n, off, &found);
     if (!found || --ps->leases[i].count > 0) {
@@ -291,7 +291,7 @@ static void recover_locked_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *
                 ;
         }
     }
-    uint32_t n = s->hdr->n_leases;
+    uint32_t n = s->g.n_leases;
     for (uint32_t k = 0; k < n; k++) {
         uint64_t off = atomic_load_explicit(&ps->leases[k].off, memory_order_acquire);
         if (!off)
@@ -315,7 +315,7 @@ static void recover_locked_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *
 
 int shmstore__proc_recover_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *st)
 {
-    if (i == s->slot || i >= s->hdr->n_slots)
+    if (i == s->slot || i >= s->g.n_slots)
         return 0;
     struct proc_slot *ps = shmstore__proc_slot(s, i);
     if (atomic_load_explicit(&ps->state, memory_order_acquire) != SLOT_LIVE)
@@ -331,7 +331,7 @@ int shmstore__proc_recover_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *
 int shmstore__proc_recover_dead(shmstore_t *s, shmstore_gc_stats_t *st)
 {
     int n = 0;
-    for (uint32_t i = 0; i < s->hdr->n_slots; i++)
+    for (uint32_t i = 0; i < s->g.n_slots; i++)
         n += shmstore__proc_recover_slot(s, i, st);
     return n;
 }
@@ -366,7 +366,7 @@ static bool claim(shmstore_t *s, uint32_t i, bool take_dead)
 
 int shmstore__proc_attach(shmstore_t *s, bool recover)
 {
-    uint32_t n = s->hdr->n_slots;
+    uint32_t n = s->g.n_slots;
     bool ok = false;
     for (uint32_t i = 0; i < n && !ok; i++)
         ok = claim(s, i, recover);
@@ -396,7 +396,7 @@ SHMSTORE_API int shmstore_procs(shmstore_t *s, int (*fn)(const shmstore_proc_inf
     int r = shmstore__check_fork(s);
     if (r < 0)
         return r;
-    for (uint32_t i = 0; i < s->hdr->n_slots; i++) {
+    for (uint32_t i = 0; i < s->g.n_slots; i++) {
         struct proc_slot *ps = shmstore__proc_slot(s, i);
         if (atomic_load_explicit(&ps->state, memory_order_acquire) != SLOT_LIVE)
             continue;

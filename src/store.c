@@ -185,6 +185,17 @@ static uint64_t heap_off_for(uint32_t n_slots, uint32_t slot_size)
     return round_up(STORE_HDR_SIZE + (uint64_t)n_slots * slot_size, PAGE_SIZE_MIN);
 }
 
+static void copy_geometry(shmstore_t *s)
+{
+    const struct store_hdr *h = s->hdr;
+    s->g.capacity = h->capacity;
+    s->g.heap_off = h->heap_off;
+    s->g.slots_off = h->slots_off;
+    s->g.n_slots = h->n_slots;
+    s->g.n_leases = h->n_leases;
+    s->g.slot_size = h->slot_size;
+}
+
 static int init_store(shmstore_t *s, const shmstore_options_t *opt, uint64_t cap)
 {
     uint32_t n_slots = opt && opt->n_procs ? opt->n_procs : DEFAULT_SLOTS;
@@ -233,6 +244,7 @@ static int init_store(shmstore_t *s, const shmstore_options_t *opt, uint64_t cap
     pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&h->mutex, &ma);
     pthread_mutexattr_destroy(&ma);
+    copy_geometry(s);
     shmstore__alloc_init(s);
     /* release: everything above is visible before an opener sees the magic */
     atomic_store_explicit(&h->magic, STORE_MAGIC, memory_order_release);
@@ -402,6 +414,7 @@ SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_
         r = validate(s, size);
         if (r < 0)
             goto fail;
+        copy_geometry(s);
         if (uid != (uint32_t)geteuid() && geteuid() != 0 && s->hdr->gid == UINT32_MAX) {
             r = shmstore__seterr(SHMSTORE_EOWNER, "store '%s' belongs to uid %u and is not shared "
                                  "with a group", name, uid);
@@ -511,18 +524,18 @@ SHMSTORE_API int shmstore_stat(shmstore_t *s, shmstore_stat_t *out)
         return r;
     struct store_hdr *h = s->hdr;
     shmstore_stat_t st = {
-        .capacity = h->capacity,
+        .capacity = s->g.capacity,
         .committed = atomic_load_explicit(&h->heap_top, memory_order_relaxed),
         .used = h->used_bytes,
         .n_blocks = h->n_blocks,
         .n_objects = h->n_objects,
-        .n_slots = h->n_slots,
+        .n_slots = s->g.n_slots,
         .layout_version = h->layout_version,
         .uid = h->uid,
         .ctime_ns = h->ctime_ns,
     };
     shmstore__unlock(s);
-    for (uint32_t i = 0; i < h->n_slots; i++)
+    for (uint32_t i = 0; i < s->g.n_slots; i++)
         if (atomic_load_explicit(&shmstore__proc_slot(s, i)->state, memory_order_relaxed) ==
                 SLOT_LIVE &&
             shmstore__proc_is_alive(s, i))

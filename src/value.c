@@ -204,9 +204,9 @@ static int suspect_holder(shmstore_value_t *v, uint32_t c)
 {
     shmstore_t *s = v->s;
     uint32_t owner = (c & ~WLOCK_WAITERS) - 1;
-    if (owner >= s->hdr->n_slots)
+    if (owner >= s->g.n_slots)
         return shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': writer lock names slot %u "
-                                "of %u", v->obj->name, owner, s->hdr->n_slots);
+                                "of %u", v->obj->name, owner, s->g.n_slots);
     struct proc_slot *ps = shmstore__proc_slot(s, owner);
     bool stale = atomic_load_explicit(&ps->state, memory_order_acquire) != SLOT_LIVE;
     if (owner == s->slot) {
