@@ -95,8 +95,12 @@ struct proc_slot *shmstore__proc_slot(const shmstore_t *s, uint32_t i);
 bool shmstore__proc_is_alive(shmstore_t *s, uint32_t i);  /* someone holds its lock */
 int shmstore__proc_recover_dead(shmstore_t *s, shmstore_gc_stats_t *st);
 int shmstore__proc_recover_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *st);
-/* Pin block `blk_off` for this process (lease). 0 or SHMSTORE_ELEASES. */
-int shmstore__pin(shmstore_t *s, uint64_t blk_off);
+/* Pin block `blk_off` for this process (lease). `src`, if not NULL, is where the offset
+ * was read: the pin is made only if it still holds it after our lease record (the
+ * hazard) is visible; returns 1 when it does not (look again). Blocks whose memory is
+ * already safe (an object's header, under the metadata mutex) pass NULL.
+ * Returns 0, 1, SHMSTORE_ELEASES or SHMSTORE_ECORRUPT. */
+int shmstore__pin(shmstore_t *s, uint64_t blk_off, _Atomic uint64_t *src);
 void shmstore__unpin(shmstore_t *s, uint64_t blk_off);
 bool shmstore__blk_pinned(const struct blk_hdr *b);
 /* Drop a block its owner no longer references: free now if unpinned, else mark it

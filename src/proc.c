@@ -58,6 +58,32 @@ bool shmstore__blk_pinned(const struct blk_hdr *b)
     return false;
 }
 
+static uint64_t lease_hash(uint64_t off, uint32_t mask);
+
+/* Does any live process list block `off` in its lease set (a pin, or a reader's hazard
+ * between reading an offset and pinning it)? Loads are seq_cst: they pair with the
+ * reader's seq_cst hazard store then re-read of the block's slot (shmstore__pin), against
+ * our caller's seq_cst removal of the block from that slot. An entry cannot move while
+ * its owner is in that window (it holds its lease mutex), and once the window closes the
+ * pin bit is set, which the caller reads after this. */
+static bool leased_by_anyone(shmstore_t *s, uint64_t off)
+{
+    uint32_t n = s->g.n_leases, mask = n - 1;
+    for (uint32_t i = 0; i < s->g.n_slots; i++) {
+        struct proc_slot *ps = shmstore__proc_slot(s, i);
+        if (atomic_load_explicit(&ps->state, memory_order_seq_cst) != SLOT_LIVE)
+            continue;
+        for (uint64_t k = lease_hash(off, mask), m = 0; m < n; k = (k + 1) & mask, m++) {
+            uint64_t e = atomic_load_explicit(&ps->leases[k].off, memory_order_seq_cst);
+            if (e == off)
+                return true;
+            if (e == 0)
+                break;
+        }
+    }
+    return false;
+}
+
 /* With the metadata mutex held: free ORPHAN block `b` unless someone pins it. The block
  * goes ORPHAN -> FREEING (seq_cst), then the pins are read (seq_cst); a view pins, then
  * reads the state (seq_cst; shmstore__pin_check_live). One of the two sees the other: the
@@ -71,14 +97,16 @@ bool shmstore__blk_free_if_unpinned(shmstore_t *s, uint64_t off, struct blk_hdr 
             !atomic_compare_exchange_strong_explicit(&b->state, &want, BLK_FREEING,
                                                      memory_order_seq_cst, memory_order_relaxed))
             return false;
-        if (!shmstore__blk_pinned(b)) {
+        /* Hazards first, then pins: see leased_by_anyone(). */
+        if (!leased_by_anyone(s, off) && !shmstore__blk_pinned(b)) {
             shmstore__free(s, off);
             return true;
         }
         atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
         /* If that pin went away meanwhile, its unpin saw FREEING and left the block to
-         * us: look again. */
-        if (shmstore__blk_pinned(b))
+         * us: look again. A hazard without a pin is a reader that will look elsewhere
+         * (the block has left its slot): the block stays ORPHAN and gc reclaims it. */
+        if (shmstore__blk_pinned(b) || leased_by_anyone(s, off))
             return false;
     }
 }
@@ -136,7 +164,9 @@ static int64_t lease_find(struct proc_slot *ps, uint32_t n, uint64_t off, bool *
     return -1;
 }
 
-int shmstore__pin(shmstore_t *s, uint64_t off)
+static void lease_erase(struct proc_slot *ps, uint32_t n, uint64_t i);
+
+int shmstore__pin(shmstore_t *s, uint64_t off, _Atomic uint64_t *src)
 {
     struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
     uint32_t n = s->g.n_leases;
@@ -162,8 +192,16 @@ int shmstore__pin(shmstore_t *s, uint64_t off)
                                 s->name, n - n / 4, n);
     }
     ps->leases[i].count = 1;
-    /* release: the record is visible before the pin bit (recovery reads it after death) */
-    atomic_store_explicit(&ps->leases[i].off, off, memory_order_release);
+    /* seq_cst: the record is our hazard; it must be visible before we re-read `src` (and
+     * before the pin bit, for recovery after a crash) */
+    atomic_store_explicit(&ps->leases[i].off, off, memory_order_seq_cst);
+    if (src && atomic_load_explicit(src, memory_order_seq_cst) != off) {
+        /* The block left its slot since we read it: it may be freed and reused by now, so
+         * its pin word is not ours to touch. The caller looks again. */
+        lease_erase(ps, n, (uint64_t)i);
+        pthread_mutex_unlock(&s->lease_mu);
+        return 1;
+    }
     atomic_fetch_add_explicit(&ps->n_leases, 1, memory_order_relaxed);
     /* seq_cst: pairs with the writer's seq_cst seq store then pins load (value.c) */
     atomic_fetch_or_explicit(&b->pins[s->slot / 64], pin_bit(s->slot), memory_order_seq_cst);
@@ -297,12 +335,13 @@ static void recover_locked_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *
         if (!off)
             continue;
         struct blk_hdr *b = shmstore__blk(s, off);
-        if (b) {
+        if (b)
             atomic_fetch_and_explicit(&b->pins[i / 64], ~pin_bit(i), memory_order_seq_cst);
-            try_free_orphan(s, off, b);
-        }
-        atomic_store_explicit(&ps->leases[k].off, 0, memory_order_relaxed);
+        /* The record goes before the free attempt, which looks for records (hazards). */
+        atomic_store_explicit(&ps->leases[k].off, 0, memory_order_seq_cst);
         ps->leases[k].count = 0;
+        if (b)
+            try_free_orphan(s, off, b);
         if (st)
             st->leases_dropped++;
     }

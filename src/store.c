@@ -614,7 +614,7 @@ SHMSTORE_API int shmstore_delete(shmstore_t *s, const char *name)
     r = shmstore__index_find(s, name, len, &off);
     if (r == 0) {
         gen = shmstore__obj(s, off)->gen;
-        r = shmstore__pin(s, off); /* the header outlives the deletion until we unpin */
+        r = shmstore__pin(s, off, NULL); /* the header outlives the deletion until we unpin */
     } else if (r == -ENOENT) {
         shmstore__seterr(r, "no object '%s' in store '%s'", name, s->name);
     }

@@ -158,7 +158,7 @@ SHMSTORE_API int shmstore_value_open(shmstore_t *s, const char *name, unsigned f
     if (r == 0 && o->kind != SHMSTORE_KIND_VALUE)
         r = shmstore__seterr(SHMSTORE_EKIND, "object '%s' is not a value", name);
     if (r == 0)
-        r = shmstore__pin(s, off); /* keeps the header alive while the handle exists */
+        r = shmstore__pin(s, off, NULL); /* keeps the header alive while the handle exists */
     shmstore__unlock(s);
     if (r < 0) {
         free(v);
@@ -353,7 +353,8 @@ static int prepare_block(shmstore_value_t *v, uint64_t blk_len, int *rot_out)
     if (r == 0) {
         struct blk_hdr *b = shmstore__blk(s, nb);
         atomic_store_explicit(&b->seq, 1, memory_order_relaxed);
-        uint64_t old = atomic_exchange_explicit(&vb->rot[k], nb, memory_order_release);
+        /* seq_cst: the old block leaves its slot before its hazards are read (proc.c) */
+        uint64_t old = atomic_exchange_explicit(&vb->rot[k], nb, memory_order_seq_cst);
         if (old)
             shmstore__blk_release_locked(s, old);
         if ((uint32_t)k + 1 > vb->n_rot)
@@ -741,8 +742,10 @@ SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out)
         if (r > 0)
             continue;
         uint64_t off = shmstore__off(v->s, b);
-        if ((r = shmstore__pin(v->s, off)) < 0)
+        if ((r = shmstore__pin(v->s, off, &v->body->rot[head_rot(h)])) < 0)
             return r;
+        if (r > 0)
+            continue; /* the block left its slot before we could pin it */
         /* seq_cst: after our pin is visible (see prepare_block and
          * shmstore__blk_free_if_unpinned): a block being refilled or freed is left alone */
         if (atomic_load_explicit(&b->seq, memory_order_seq_cst) != 2 * head_ver(h) ||
@@ -897,7 +900,7 @@ void shmstore__value_free_blocks(shmstore_t *s, struct obj_hdr *o)
 {
     struct val_body *vb = (struct val_body *)(o + 1);
     for (unsigned k = 0; k < VAL_ROT; k++) {
-        uint64_t off = atomic_exchange_explicit(&vb->rot[k], 0, memory_order_acq_rel);
+        uint64_t off = atomic_exchange_explicit(&vb->rot[k], 0, memory_order_seq_cst);
         if (off)
             shmstore__blk_release_locked(s, off);
     }
