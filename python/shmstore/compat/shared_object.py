@@ -204,6 +204,16 @@ class SharedObject:
         the capacity differ from the object's; TypeError for unsupported types."""
         t = type(data)
         kind = self._kind
+        if t is kind and t in _SCALARS:
+            # Hot path (a robot's state at kHz): same scalar type, so same layout unless an
+            # int no longer fits 64 bits (then the put refuses and we raise like the seed).
+            try:
+                self._h.put(data, same_layout=True)
+            except LayoutError as e:
+                raise BufferError(f"SharedObject {self.name!r}: {e}; changing dtype or shape "
+                                  f"needs SharedDynamicObject") from None
+            self._version = self._h.version
+            return self
         if kind is None:
             self._load_meta()
             kind = self._kind
