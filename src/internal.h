@@ -40,6 +40,8 @@ struct shmstore {
     uint32_t slot;           /* our process-table slot */
     uint64_t fork_gen;       /* shmstore__fork_gen at attach: a child sees it differ */
     pthread_mutex_t lease_mu; /* guards our slot's lease set and is_closed */
+    pthread_mutex_t wait_mu;  /* guards wait_count and our slot's waits[] */
+    uint32_t wait_count[SLOT_WAITS_MAX]; /* threads of ours waiting per waits[] entry */
     bool is_closed;          /* shmstore_close() ran: the mapping is gone */
     _Atomic uint64_t refs;   /* the open itself + value handles + views: the last frees */
     char name[SHMSTORE_STORE_NAME_MAX + 1];
@@ -113,8 +115,11 @@ bool shmstore__blk_is_freeing(const struct blk_hdr *b);
 /* Record / forget in our slot a writer lock on `obj_off` (for crash recovery). */
 int shmstore__proc_hold(shmstore_t *s, uint64_t obj_off);
 void shmstore__proc_unhold(shmstore_t *s, uint64_t obj_off);
-int shmstore__proc_wait_reg(shmstore_t *s, uint64_t obj_off);
-void shmstore__proc_wait_unreg(shmstore_t *s, int idx);
+/* Register a sleeping thread of ours on the value at obj_off: the first sets our bit in
+ * `mask` (the value's waiters). Returns an index for unreg, or -1 when our registrations
+ * are all taken (the caller then sleeps in short slices). */
+int shmstore__proc_wait_reg(shmstore_t *s, uint64_t obj_off, _Atomic uint64_t *mask);
+void shmstore__proc_wait_unreg(shmstore_t *s, int idx, _Atomic uint64_t *mask);
 
 /* alloc.c: TLSF over boundary-tagged blocks. All calls with the mutex held.
  * alloc returns the block offset (payload at off + BLK_HDR_SIZE) or -ENOSPC. */

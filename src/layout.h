@@ -141,7 +141,7 @@ struct proc_slot {
     uint32_t reserved0;
     /* Objects whose writer lock (val_body.wlock) this slot holds or is taking. */
     _Atomic uint64_t held[SLOT_HELD_MAX];
-    /* Objects whose waiter count this slot raised (to undo after a crash). */
+    /* Objects whose waiter bit this slot set (recovery clears the bit). */
     _Atomic uint64_t waits[SLOT_WAITS_MAX];
     uint64_t reserved1[5];
     struct lease leases[]; /* n_leases entries: an open-addressed set keyed by off */
@@ -189,13 +189,17 @@ struct val_body {
     alignas(64) _Atomic uint64_t head;   /* version << 8 | rotation index; 0 = none */
     _Atomic uint64_t mtime_ns;           /* of the current version */
     _Atomic uint32_t fseq;               /* futex word: bumped on every publish */
-    _Atomic uint32_t n_waiters;          /* sleepers on fseq; publish wakes if non-zero */
+    uint32_t reserved1;
     _Atomic uint64_t rot[VAL_ROT];       /* version block offsets (0 = none) */
     /* Writer side. */
     alignas(64) _Atomic uint32_t wlock;  /* 0 free, else owner slot + 1 | WLOCK_WAITERS */
     uint32_t n_rot;                      /* rotation blocks in use, <= VAL_ROT */
     uint64_t reserving;                  /* rotation index being written, or UINT64_MAX */
-    uint64_t reserved0[6];
+    /* Bit i: process slot i has a thread asleep (or going to sleep) on fseq; a publish
+     * makes a wake syscall only if some bit is set. Bits, not a count, so that recovery
+     * clears a dead process's exactly, whatever instruction it died at. */
+    _Atomic uint64_t waiters[PIN_WORDS];
+    uint64_t reserved0[2];
 };
 static_assert(sizeof(struct val_body) == 128, "val_body is two cache lines");
 
@@ -230,6 +234,7 @@ static_assert(sizeof(struct obj_hdr) == 320, "FORMAT.md: obj_hdr is 320 bytes");
 static_assert(offsetof(struct obj_hdr, name) == 64, "FORMAT.md: name at 64");
 static_assert(offsetof(struct val_body, rot) == 24, "FORMAT.md: rot at 24");
 static_assert(offsetof(struct val_body, wlock) == 64, "FORMAT.md: wlock at 64");
+static_assert(offsetof(struct val_body, waiters) == 80, "FORMAT.md: waiters at 80");
 static_assert(offsetof(struct ver_hdr, shape) == 64, "FORMAT.md: shape at 64");
 static_assert(offsetof(struct ver_hdr, inline_data) == 48, "FORMAT.md: inline data at 48");
 static_assert(sizeof(struct ver_hdr) == 320, "FORMAT.md: ver_hdr is 320 bytes");

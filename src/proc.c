@@ -289,16 +289,42 @@ void shmstore__proc_unhold(shmstore_t *s, uint64_t obj_off)
     }
 }
 
-int shmstore__proc_wait_reg(shmstore_t *s, uint64_t obj_off)
+int shmstore__proc_wait_reg(shmstore_t *s, uint64_t obj_off, _Atomic uint64_t *mask)
 {
-    return slot_add(shmstore__proc_slot(s, s->slot)->waits, SLOT_WAITS_MAX, obj_off);
+    struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
+    int idx = -1;
+    pthread_mutex_lock(&s->wait_mu);
+    for (unsigned k = 0; k < SLOT_WAITS_MAX && idx < 0; k++)
+        if (s->wait_count[k] && atomic_load_explicit(&ps->waits[k], memory_order_relaxed) == obj_off)
+            idx = (int)k;
+    if (idx >= 0) {
+        s->wait_count[idx]++; /* another thread of ours: the bit is already set */
+    } else {
+        for (unsigned k = 0; k < SLOT_WAITS_MAX && idx < 0; k++)
+            if (!s->wait_count[k])
+                idx = (int)k;
+        if (idx >= 0) {
+            s->wait_count[idx] = 1;
+            /* The record before the bit (recovery clears bits of recorded objects). */
+            atomic_store_explicit(&ps->waits[idx], obj_off, memory_order_seq_cst);
+            /* seq_cst: before the waiter re-reads head; pairs with publish() */
+            atomic_fetch_or_explicit(&mask[s->slot / 64], pin_bit(s->slot), memory_order_seq_cst);
+        }
+    }
+    pthread_mutex_unlock(&s->wait_mu);
+    return idx;
 }
 
-void shmstore__proc_wait_unreg(shmstore_t *s, int idx)
+void shmstore__proc_wait_unreg(shmstore_t *s, int idx, _Atomic uint64_t *mask)
 {
-    if (idx >= 0)
-        atomic_store_explicit(&shmstore__proc_slot(s, s->slot)->waits[idx], 0,
-                              memory_order_release);
+    if (idx < 0)
+        return;
+    pthread_mutex_lock(&s->wait_mu);
+    if (--s->wait_count[idx] == 0) {
+        atomic_fetch_and_explicit(&mask[s->slot / 64], ~pin_bit(s->slot), memory_order_seq_cst);
+        atomic_store_explicit(&shmstore__proc_slot(s, s->slot)->waits[idx], 0, memory_order_release);
+    }
+    pthread_mutex_unlock(&s->wait_mu);
 }
 
 /* ---- attach, detach, recovery ------------------------------------------------------ */
@@ -320,14 +346,9 @@ static void recover_locked_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *
     for (unsigned k = 0; k < SLOT_WAITS_MAX; k++) {
         uint64_t obj = atomic_exchange_explicit(&ps->waits[k], 0, memory_order_acq_rel);
         struct obj_hdr *o = obj ? shmstore__obj(s, obj) : NULL;
-        if (o && o->kind == SHMSTORE_KIND_VALUE) {
-            struct val_body *vb = (struct val_body *)(o + 1);
-            uint32_t w = atomic_load_explicit(&vb->n_waiters, memory_order_relaxed);
-            while (w && !atomic_compare_exchange_weak_explicit(&vb->n_waiters, &w, w - 1,
-                                                              memory_order_relaxed,
-                                                              memory_order_relaxed))
-                ;
-        }
+        if (o && o->kind == SHMSTORE_KIND_VALUE) /* exact: clearing a bit is idempotent */
+            atomic_fetch_and_explicit(&((struct val_body *)(o + 1))->waiters[i / 64], ~pin_bit(i),
+                                      memory_order_seq_cst);
     }
     uint32_t n = s->g.n_leases;
     for (uint32_t k = 0; k < n; k++) {

@@ -65,6 +65,7 @@ static void atfork_child(void)
         }
         /* Another thread may have held it at fork: the child has only this thread. */
         pthread_mutex_init(&r->s->lease_mu, NULL);
+        pthread_mutex_init(&r->s->wait_mu, NULL);
     }
     pthread_mutex_unlock(&g_stores_mu);
 }
@@ -334,6 +335,7 @@ SHMSTORE_API int shmstore_open(const char *name, unsigned flags, const shmstore_
     snprintf(s->name, sizeof(s->name), "%s", name);
     snprintf(s->dir, sizeof(s->dir), "%s", default_dir(opt ? opt->dir : NULL));
     pthread_mutex_init(&s->lease_mu, NULL);
+    pthread_mutex_init(&s->wait_mu, NULL);
     atomic_init(&s->refs, 1);
     s->fork_gen = atomic_load_explicit(&shmstore__fork_gen, memory_order_relaxed);
 
@@ -435,6 +437,7 @@ fail:
     if (created)
         shmstore__os.unlink(path);
     pthread_mutex_destroy(&s->lease_mu);
+    pthread_mutex_destroy(&s->wait_mu);
     free(s);
     return r;
 }
@@ -451,6 +454,7 @@ void shmstore__store_unref(shmstore_t *s)
         return;
     unmap_close(s);
     pthread_mutex_destroy(&s->lease_mu);
+    pthread_mutex_destroy(&s->wait_mu);
     free(s);
 }
 

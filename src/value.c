@@ -19,10 +19,10 @@
  *   records the lock in its process slot before taking it; if it dies, recovery (or a
  *   waiter whose wait times out on a dead owner) releases it. A half-written block is
  *   odd and not current, so no reader ever sees it; the next writer reuses it.
- * - Notification: `fseq` is the futex word, bumped after every publish; `n_waiters`
- *   counts sleepers, so a publish with nobody asleep makes no system call. The waiter
- *   raises n_waiters and then re-reads head; the writer stores head and then reads
- *   n_waiters (both seq_cst): a waiter can never sleep through a version.
+ * - Notification: `fseq` is the futex word, bumped after every publish; `waiters` has a
+ *   bit per process with a thread asleep, so a publish with nobody asleep makes no
+ *   system call. The waiter sets its bit and then re-reads head; the writer stores head
+ *   and then reads the bits (both seq_cst): a waiter can never sleep through a version.
  * - Lock order: a value's wlock, then the store's metadata mutex.
  */
 #include <errno.h>
@@ -44,10 +44,21 @@
 #define WLOCK_SPINS 200
 /* A reader retrying this often while head does not move has found a corrupt value. */
 #define READ_RETRIES_MAX 100000
+/* A waiter that could not register (SLOT_WAITS_MAX values waited on at once by one
+ * process) is not woken by writers: it re-checks at this interval. */
+#define UNREGISTERED_SLICE_NS (1000 * 1000)
 
 #define NO_ROT (-1)
 /* Values whose blocks are at least this large are prefaulted when opened. */
 #define PREFAULT_MIN (256u * 1024u)
+
+static bool has_waiters(struct val_body *vb)
+{
+    for (unsigned i = 0; i < PIN_WORDS; i++)
+        if (atomic_load_explicit(&vb->waiters[i], memory_order_seq_cst))
+            return true;
+    return false;
+}
 
 static uint64_t head_ver(uint64_t h)
 {
@@ -376,10 +387,11 @@ static void publish(shmstore_value_t *v, int k, uint64_t ver, bool is_new_data)
     /* release: the block's bytes before its stable seq */
     atomic_store_explicit(&b->seq, 2 * ver, memory_order_release);
     atomic_store_explicit(&vb->mtime_ns, now, memory_order_relaxed);
-    /* seq_cst: readers acquire head; waiters' n_waiters increment pairs with the load below */
+    /* seq_cst: readers acquire head; a waiter's bit (set before it re-reads head) pairs
+     * with the loads in has_waiters() */
     atomic_store_explicit(&vb->head, ver << HEAD_SLOT_BITS | (uint64_t)k, memory_order_seq_cst);
     atomic_fetch_add_explicit(&vb->fseq, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&vb->n_waiters, memory_order_seq_cst))
+    if (has_waiters(vb))
         shmstore__os.futex_wake(&vb->fseq, INT_MAX);
 }
 
@@ -823,13 +835,13 @@ SHMSTORE_API int shmstore_value_wait(shmstore_value_t *v, uint64_t after, int64_
         }
         shmstore__os_cpu_relax();
     }
-    /* Sleep: raise n_waiters, then record it in our slot (recovery undoes a crash). */
-    atomic_fetch_add_explicit(&vb->n_waiters, 1, memory_order_seq_cst);
-    int reg = shmstore__proc_wait_reg(v->s, v->obj_off);
+    /* Sleep: set our waiter bit (recorded in our slot: recovery clears it after a crash).
+     * Without a registration left, sleep in short slices instead. */
+    int reg = shmstore__proc_wait_reg(v->s, v->obj_off, vb->waiters);
     r = 0;
     for (;;) {
         uint32_t f = atomic_load_explicit(&vb->fseq, memory_order_seq_cst);
-        /* seq_cst: pairs with publish()'s head store then n_waiters load */
+        /* seq_cst: pairs with publish()'s head store then waiter-bit loads */
         ver = head_ver(atomic_load_explicit(&vb->head, memory_order_seq_cst));
         if (ver > after)
             break;
@@ -844,13 +856,14 @@ SHMSTORE_API int shmstore_value_wait(shmstore_value_t *v, uint64_t after, int64_
             }
             left = timeout_ns - (int64_t)spent;
         }
+        if (reg < 0 && (left < 0 || left > UNREGISTERED_SLICE_NS))
+            left = UNREGISTERED_SLICE_NS;
         r = shmstore__os.futex_wait(&vb->fseq, f, left);
         if (r == -EINTR)
             break;
         r = 0;
     }
-    shmstore__proc_wait_unreg(v->s, reg);
-    atomic_fetch_sub_explicit(&vb->n_waiters, 1, memory_order_relaxed);
+    shmstore__proc_wait_unreg(v->s, reg, vb->waiters);
     if (r < 0)
         return r == -ETIMEDOUT ? shmstore__seterr(r, "value '%.255s': no version after %" PRIu64
                                                   " within the timeout", v->obj->name, after)
@@ -906,7 +919,7 @@ void shmstore__value_free_blocks(shmstore_t *s, struct obj_hdr *o)
     }
     /* Wake sleepers so that they see the deletion (-ESTALE). */
     atomic_fetch_add_explicit(&vb->fseq, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&vb->n_waiters, memory_order_seq_cst))
+    if (has_waiters(vb))
         shmstore__os.futex_wake(&vb->fseq, INT_MAX);
 }
 

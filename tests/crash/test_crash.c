@@ -904,9 +904,11 @@ static void run_trial(shmstore_t *s, const struct scenario *sc, struct trial *t,
         /* Nobody holds the writer lock or sleeps on the value any more. */
         shmstore_value_t *v = NULL;
         T_OK(shmstore_value_open(s, t->value, 0, &v));
-        uint32_t wl = atomic_load(&v->body->wlock), nw = atomic_load(&v->body->n_waiters);
+        uint32_t wl = atomic_load(&v->body->wlock), nw = 0;
+        for (unsigned w = 0; w < 4; w++)
+            nw |= atomic_load(&v->body->waiters[w]) != 0;
         if (wl != 0 || nw != 0)
-            print_message("[%s] trial %u (variant %u, %s): after gc, wlock %#x n_waiters %u\n",
+            print_message("[%s] trial %u (variant %u, %s): after gc, wlock %#x waiter bits set %u\n",
                           sc->name, k, t->variant, mode_names[t->mode], wl, nw);
         assert_int_equal(wl, 0);
         assert_int_equal(nw, 0);

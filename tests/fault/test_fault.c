@@ -737,12 +737,15 @@ static void run_child(void *arg)
             mv->h = h;
             check_model(&r, mv, "after the run");
         }
-        if (atomic_load(&h->body->wlock) != 0 || atomic_load(&h->body->n_waiters) != 0)
-            fprintf(stderr, "fault %s=%d at call %ld: value %s left wlock %#x n_waiters %u\n",
+        uint64_t waiter_bits = 0;
+        for (unsigned w = 0; w < 4; w++)
+            waiter_bits |= atomic_load(&h->body->waiters[w]);
+        if (atomic_load(&h->body->wlock) != 0 || waiter_bits != 0)
+            fprintf(stderr, "fault %s=%d at call %ld: value %s left wlock %#x waiter bits %#llx\n",
                     op_name(ca->spec->op), ca->spec->err, ca->nth, mv->name,
-                    atomic_load(&h->body->wlock), atomic_load(&h->body->n_waiters));
+                    atomic_load(&h->body->wlock), (unsigned long long)waiter_bits);
         T_CHILD_CHECK(atomic_load(&h->body->wlock) == 0);
-        T_CHILD_CHECK(atomic_load(&h->body->n_waiters) == 0);
+        T_CHILD_CHECK(waiter_bits == 0);
         shmstore_value_close(h);
         mv->h = NULL;
     }
