@@ -169,6 +169,12 @@ int cli_open_error(const struct cli_ctx *ctx, const char *name, int err);
  * code on failure, else 0. */
 int cli_open_store(const struct cli_ctx *ctx, const char *name, shmstore_t **out);
 
+/* Open the store of `t` and its existing value (`arg` is the STORE/NAME as typed, for
+ * messages). Prints the error and returns the exit code on failure (nothing left open),
+ * else 0 with both handles for the caller to close. */
+int cli_open_value(const struct cli_ctx *ctx, const struct cli_target *t, const char *arg,
+                   shmstore_t **s_out, shmstore_value_t **v_out);
+
 /* ---- npy.c: numpy .npy files ---------------------------------------------------------- */
 
 /* If `buf` (the first `len` bytes of a file, at least 12 when the file has them) starts

@@ -58,18 +58,8 @@ static int run(int argc, char **argv, struct cli_ctx *ctx)
     arg = argv[optind];
     if ((rc = cli_parse_target(&cli_cmd_cat, arg, 1, &t)) != 0)
         return rc;
-    if ((rc = cli_open_store(ctx, t.store, &s)) != 0)
+    if ((rc = cli_open_value(ctx, &t, arg, &s, &v)) != 0)
         return rc;
-
-    rc = shmstore_value_open(s, t.name, 0, &v);
-    if (rc == -ENOENT) {
-        rc = cli_fail(CLI_EX_NOINPUT, "%s: no such object", arg);
-        goto out_store;
-    }
-    if (rc < 0) {
-        rc = cli_error(rc, t.store, "%s: cannot open", arg);
-        goto out_store;
-    }
     rc = shmstore_value_view(v, &view);
     if (rc == SHMSTORE_ENOVALUE) {
         rc = cli_fail(CLI_EX_NOINPUT, "%s: the value has never been written", arg);
@@ -80,7 +70,6 @@ static int run(int argc, char **argv, struct cli_ctx *ctx)
         shmstore_view_release(&view);
     }
     shmstore_value_close(v);
-out_store:
     shmstore_close(s);
     return rc;
 }

@@ -67,18 +67,8 @@ static int run(int argc, char **argv, struct cli_ctx *ctx)
     arg = argv[optind];
     if ((rc = cli_parse_target(&cli_cmd_wait, arg, 1, &t)) != 0)
         return rc;
-    if ((rc = cli_open_store(ctx, t.store, &s)) != 0)
+    if ((rc = cli_open_value(ctx, &t, arg, &s, &v)) != 0)
         return rc;
-
-    rc = shmstore_value_open(s, t.name, 0, &v);
-    if (rc == -ENOENT) {
-        rc = cli_fail(CLI_EX_NOINPUT, "%s: no such object", arg);
-        goto out_store;
-    }
-    if (rc < 0) {
-        rc = cli_error(rc, t.store, "%s: cannot open", arg);
-        goto out_store;
-    }
     if (!has_after && (rc = shmstore_value_version(v, &after)) < 0) {
         rc = cli_error(rc, t.store, "%s: cannot read the version", arg);
         goto out_value;
@@ -101,7 +91,6 @@ static int run(int argc, char **argv, struct cli_ctx *ctx)
     }
 out_value:
     shmstore_value_close(v);
-out_store:
     shmstore_close(s);
     return rc;
 }

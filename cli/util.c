@@ -296,6 +296,24 @@ int cli_open_store(const struct cli_ctx *ctx, const char *name, shmstore_t **out
     return rc < 0 ? cli_open_error(ctx, name, rc) : 0;
 }
 
+int cli_open_value(const struct cli_ctx *ctx, const struct cli_target *t, const char *arg,
+                   shmstore_t **s_out, shmstore_value_t **v_out)
+{
+    shmstore_t *s;
+    int rc = cli_open_store(ctx, t->store, &s);
+    if (rc != 0)
+        return rc;
+    rc = shmstore_value_open(s, t->name, 0, v_out);
+    if (rc == 0) {
+        *s_out = s;
+        return 0;
+    }
+    rc = rc == -ENOENT ? cli_fail(CLI_EX_NOINPUT, "%s: no such object", arg)
+                       : cli_error(rc, t->store, "%s: cannot open", arg);
+    shmstore_close(s);
+    return rc;
+}
+
 static int count_proc(const shmstore_proc_info_t *p, void *arg)
 {
     uint32_t *n = arg;

@@ -193,8 +193,8 @@ struct val_body {
     _Atomic uint64_t rot[VAL_ROT];       /* version block offsets (0 = none) */
     /* Writer side. */
     alignas(64) _Atomic uint32_t wlock;  /* 0 free, else owner slot + 1 | WLOCK_WAITERS */
-    uint32_t n_rot;                      /* rotation blocks in use, <= VAL_ROT */
-    uint64_t reserving;                  /* rotation index being written, or UINT64_MAX */
+    uint32_t reserved2;
+    uint64_t reserved3;
     /* Bit i: process slot i has a thread asleep (or going to sleep) on fseq; a publish
      * makes a wake syscall only if some bit is set. Bits, not a count, so that recovery
      * clears a dead process's exactly, whatever instruction it died at. */

@@ -58,7 +58,32 @@ bool shmstore__blk_pinned(const struct blk_hdr *b)
     return false;
 }
 
-static uint64_t lease_hash(uint64_t off, uint32_t mask);
+static uint64_t lease_hash(uint64_t off, uint32_t mask)
+{
+    return ((off >> 6) * 0x9e3779b97f4a7c15ull >> 20) & mask;
+}
+
+/* Index of `off` in slot `ps`'s lease set, or of the empty entry where it would go (-1:
+ * full). The owner reads its own set relaxed (under its lease mutex); other processes
+ * looking for hazards read seq_cst (see leased_by_anyone). */
+static int64_t lease_find(struct proc_slot *ps, uint32_t n, uint64_t off, bool *found,
+                          memory_order order)
+{
+    uint32_t mask = n - 1;
+    for (uint64_t i = lease_hash(off, mask), k = 0; k < n; i = (i + 1) & mask, k++) {
+        uint64_t e = atomic_load_explicit(&ps->leases[i].off, order);
+        if (e == off) {
+            *found = true;
+            return (int64_t)i;
+        }
+        if (e == 0) {
+            *found = false;
+            return (int64_t)i;
+        }
+    }
+    *found = false;
+    return -1;
+}
 
 /* Does any live process list block `off` in its lease set (a pin, or a reader's hazard
  * between reading an offset and pinning it)? Loads are seq_cst: they pair with the
@@ -68,18 +93,12 @@ static uint64_t lease_hash(uint64_t off, uint32_t mask);
  * pin bit is set, which the caller reads after this. */
 static bool leased_by_anyone(shmstore_t *s, uint64_t off)
 {
-    uint32_t n = s->g.n_leases, mask = n - 1;
     for (uint32_t i = 0; i < s->g.n_slots; i++) {
         struct proc_slot *ps = shmstore__proc_slot(s, i);
-        if (atomic_load_explicit(&ps->state, memory_order_seq_cst) != SLOT_LIVE)
-            continue;
-        for (uint64_t k = lease_hash(off, mask), m = 0; m < n; k = (k + 1) & mask, m++) {
-            uint64_t e = atomic_load_explicit(&ps->leases[k].off, memory_order_seq_cst);
-            if (e == off)
-                return true;
-            if (e == 0)
-                break;
-        }
+        bool found;
+        if (atomic_load_explicit(&ps->state, memory_order_seq_cst) == SLOT_LIVE &&
+            lease_find(ps, s->g.n_leases, off, &found, memory_order_seq_cst) >= 0 && found)
+            return true;
     }
     return false;
 }
@@ -140,30 +159,6 @@ bool shmstore__blk_is_freeing(const struct blk_hdr *b)
 
 /* ---- leases ------------------------------------------------------------------------ */
 
-static uint64_t lease_hash(uint64_t off, uint32_t mask)
-{
-    return ((off >> 6) * 0x9e3779b97f4a7c15ull >> 20) & mask;
-}
-
-/* Index of `off` in our lease set, or of the empty entry where it would go (-1: full). */
-static int64_t lease_find(struct proc_slot *ps, uint32_t n, uint64_t off, bool *found)
-{
-    uint32_t mask = n - 1;
-    for (uint64_t i = lease_hash(off, mask), k = 0; k < n; i = (i + 1) & mask, k++) {
-        uint64_t e = atomic_load_explicit(&ps->leases[i].off, memory_order_relaxed);
-        if (e == off) {
-            *found = true;
-            return (int64_t)i;
-        }
-        if (e == 0) {
-            *found = false;
-            return (int64_t)i;
-        }
-    }
-    *found = false;
-    return -1;
-}
-
 static void lease_erase(struct proc_slot *ps, uint32_t n, uint64_t i);
 
 int shmstore__pin(shmstore_t *s, uint64_t off, _Atomic uint64_t *src)
@@ -176,7 +171,7 @@ int shmstore__pin(shmstore_t *s, uint64_t off, _Atomic uint64_t *src)
                                 s->name, off);
     bool found;
     pthread_mutex_lock(&s->lease_mu);
-    int64_t i = lease_find(ps, n, off, &found);
+    int64_t i = lease_find(ps, n, off, &found, memory_order_relaxed);
     if (found) {
         ps->leases[i].count++;
         pthread_mutex_unlock(&s->lease_mu);
@@ -241,7 +236,7 @@ void shmstore__unpin(shmstore_t *s, uint64_t off)
     struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
     uint32_t n = s->g.n_leases;
     struct blk_hdr *b = shmstore__blk(s, off);
-    int64_t i = lease_find(ps, n, off, &found);
+    int64_t i = lease_find(ps, n, off, &found, memory_order_relaxed);
     if (!found || --ps->leases[i].count > 0) {
         pthread_mutex_unlock(&s->lease_mu);
         return;

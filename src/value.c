@@ -118,7 +118,6 @@ static int create_locked(shmstore_t *s, const char *name, size_t len, uint64_t *
     memcpy(o->name, name, len);
     o->hash = shmstore__hash(name, len);
     o->ctime_ns = shmstore__os_now_real();
-    ((struct val_body *)(o + 1))->reserving = UINT64_MAX;
     h->next_gen++; /* before the object is reachable: a crash never reuses a generation */
     r = shmstore__index_insert(s, o->hash, off);
     if (r < 0) {
@@ -306,7 +305,6 @@ void shmstore__value_recover_lock(shmstore_t *s, uint64_t obj_off, uint32_t dead
         /* A waiter may set WLOCK_WAITERS meanwhile: retry until the CAS wins. */
     } while (!atomic_compare_exchange_weak_explicit(&vb->wlock, &c, 0, memory_order_release,
                                                     memory_order_acquire));
-    vb->reserving = UINT64_MAX; /* its half-written block is odd and never published */
     if (c & WLOCK_WAITERS)
         shmstore__os.futex_wake(&vb->wlock, INT_MAX);
 }
@@ -321,41 +319,31 @@ static int prepare_block(shmstore_value_t *v, uint64_t blk_len, int *rot_out)
     struct val_body *vb = v->body;
     uint64_t h = atomic_load_explicit(&vb->head, memory_order_relaxed);
     int cur = h ? (int)head_rot(h) : NO_ROT;
-    int first_k = NO_ROT;
-    for (unsigned i = 0; i < VAL_ROT; i++) {
-        int k = (int)((cur == NO_ROT ? i : (unsigned)cur + 1 + i) % VAL_ROT);
-        if (k == cur)
-            continue;
-        if (first_k == NO_ROT)
-            first_k = k;
-        uint64_t off = atomic_load_explicit(&vb->rot[k], memory_order_relaxed);
+    /* Candidates: the rotation blocks after the current one, oldest version first. */
+    unsigned n_cand = cur == NO_ROT ? VAL_ROT : VAL_ROT - 1;
+    int k = NO_ROT;
+    for (unsigned i = 0; i < n_cand; i++) {
+        int c = (int)((unsigned)(cur + 1 + (int)i) % VAL_ROT);
+        uint64_t off = atomic_load_explicit(&vb->rot[c], memory_order_relaxed);
         struct blk_hdr *b = off ? shmstore__blk(s, off) : NULL;
-        if (!b || shmstore__blk_payload_cap(b) < blk_len)
-            break; /* needs a (new) block: allocate below */
+        if (!b || shmstore__blk_payload_cap(b) < blk_len) {
+            k = c; /* needs a (new) block: allocate below */
+            break;
+        }
         uint64_t old = atomic_load_explicit(&b->seq, memory_order_relaxed);
         /* seq_cst store then seq_cst pin loads: pairs with shmstore__pin()'s fetch_or then
          * the view's seq load. */
         atomic_store_explicit(&b->seq, old | 1, memory_order_seq_cst);
         if (!shmstore__blk_pinned(b)) {
-            *rot_out = k;
+            *rot_out = c;
             return 0;
         }
         atomic_store_explicit(&b->seq, old, memory_order_release);
     }
-    /* Allocate a block for the first candidate whose block is missing, too small, or
-     * (when all are pinned) the oldest: the old block is released (ORPHAN if pinned). */
-    int k = NO_ROT;
-    for (unsigned i = 0; i < VAL_ROT && k == NO_ROT; i++) {
-        int kk = (int)((cur == NO_ROT ? i : (unsigned)cur + 1 + i) % VAL_ROT);
-        if (kk == cur)
-            continue;
-        uint64_t off = atomic_load_explicit(&vb->rot[kk], memory_order_relaxed);
-        struct blk_hdr *b = off ? shmstore__blk(s, off) : NULL;
-        if (!b || shmstore__blk_payload_cap(b) < blk_len)
-            k = kk;
-    }
+    /* A new block for that candidate or, when every candidate is pinned, for the oldest;
+     * the block it replaces is released (ORPHAN while pinned). */
     if (k == NO_ROT)
-        k = first_k;
+        k = (cur + 1) % (int)VAL_ROT;
     int r = shmstore__lock(s);
     if (r < 0)
         return r;
@@ -368,8 +356,6 @@ static int prepare_block(shmstore_value_t *v, uint64_t blk_len, int *rot_out)
         uint64_t old = atomic_exchange_explicit(&vb->rot[k], nb, memory_order_seq_cst);
         if (old)
             shmstore__blk_release_locked(s, old);
-        if ((uint32_t)k + 1 > vb->n_rot)
-            vb->n_rot = (uint32_t)k + 1;
         *rot_out = k;
     }
     shmstore__unlock(s);
@@ -443,7 +429,6 @@ static int write_ver_locked(shmstore_value_t *v, const struct ver_hdr *vh, const
     memcpy(ver_of(b), vh, ver_used(vh->ndim));
     if (vh->attrs_len)
         memmove(ver_of(b) + 1, attrs, vh->attrs_len);
-    v->body->reserving = (uint64_t)*rot_out;
     return 0;
 }
 
@@ -475,16 +460,23 @@ static int check_not_reserved(shmstore_value_t *v)
 static int begin_write(shmstore_value_t *v, const struct ver_hdr *vh, const void *attrs,
                        unsigned flags, int *rot_out)
 {
+    /* Before the lock: a fork child must not take it in the parent's slot, and a thread
+     * must not wait for a lock it holds. Deletion and sealing are checked under it. */
     int r = vcheck(v);
-    if (r < 0 || (r = check_not_reserved(v)) < 0)
-        return r;
-    if (atomic_load_explicit(&v->obj->flags, memory_order_acquire) & OBJ_F_SEALED)
-        return shmstore__seterr(SHMSTORE_ESEALED, "value '%.255s' is sealed", v->obj->name);
-    if ((r = wlock_acquire(v, -1)) < 0)
+    if (r < 0 || (r = check_not_reserved(v)) < 0 || (r = wlock_acquire(v, -1)) < 0)
         return r;
     if ((r = write_ver_locked(v, vh, attrs, flags, rot_out)) < 0)
         wlock_release(v);
     return r;
+}
+
+/* A NULL descriptor means BYTES (put and reserve). */
+static const shmstore_datum_t *or_bytes(const shmstore_datum_t *d, shmstore_datum_t *tmp)
+{
+    if (d)
+        return d;
+    shmstore_datum_init(tmp, SHMSTORE_T_BYTES);
+    return tmp;
 }
 
 static void *block_data(shmstore_value_t *v, int k)
@@ -497,7 +489,6 @@ static void end_write(shmstore_value_t *v, int k)
 {
     uint64_t ver = head_ver(atomic_load_explicit(&v->body->head, memory_order_relaxed)) + 1;
     publish(v, k, ver, true);
-    v->body->reserving = UINT64_MAX;
     wlock_release(v);
 }
 
@@ -508,10 +499,7 @@ SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t 
     struct ver_hdr vh;
     int k;
     shmstore__clearerr();
-    if (!d) {
-        shmstore_datum_init(&bytes, SHMSTORE_T_BYTES);
-        d = &bytes;
-    }
+    d = or_bytes(d, &bytes);
     if (len && !data)
         return shmstore__seterr(-EINVAL, "data is NULL");
     if (d->type == SHMSTORE_T_STR && !shmstore__utf8_valid(data, len))
@@ -535,10 +523,7 @@ SHMSTORE_API int shmstore_value_reserve(shmstore_value_t *v, const shmstore_datu
     if (v->reserved_rot != NO_ROT)
         return shmstore__seterr(-EINVAL, "value '%.255s': a version is already reserved on this "
                                 "handle; commit or abort it first", v->obj->name);
-    if (!d) {
-        shmstore_datum_init(&bytes, SHMSTORE_T_BYTES);
-        d = &bytes;
-    }
+    d = or_bytes(d, &bytes);
     int r = shmstore__datum_to_ver(d, len, &vh);
     if (r < 0 || (r = begin_write(v, &vh, d->attrs, flags, &k)) < 0)
         return r;
@@ -570,7 +555,6 @@ SHMSTORE_API void shmstore_value_abort(shmstore_value_t *v)
     }
     /* The block stays odd and not current: no reader sees it; the next writer reuses it. */
     set_reserved(v, NO_ROT);
-    v->body->reserving = UINT64_MAX;
     wlock_release(v);
 }
 
