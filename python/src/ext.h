@@ -6,8 +6,9 @@
  *   mapping stays attached while any of them is alive (views outlive their Store).
  *   shmstore_close() runs in Core's tp_dealloc.
  * - Store: the user object. Holds its current Core (replaced after fork(): the C
- *   handles of the parent return SHMSTORE_EFORK in a child and the Store re-opens the
- *   store by name), and a small cache of Value handles for by-name operations.
+ *   handles of the parent are invalid in a child, so the Store re-opens the store by
+ *   name when it is first used there), and a small cache of Value handles for by-name
+ *   operations.
  * - Value: a shmstore_value_t * plus the Core it was opened on.
  * - Buffer: a read-only export of leased bytes (shmstore_view_t) or a writable export of
  *   a locked block (Store.write). The root Buffer owns the lease; child Buffers (arrays
@@ -68,7 +69,7 @@ typedef struct {
     shmstore_t *s;
     PyObject *module; /* strong: keeps the module state alive */
     modstate *st;
-    pid_t pid;        /* the process that attached: s is invalid in any other */
+    unsigned long gen; /* shm_fork_gen when attached: s is invalid in a fork child */
 } CoreObject;
 
 typedef struct {
@@ -115,6 +116,10 @@ typedef struct BufferObject {
 } BufferObject;
 
 /* ---- module.c ---- */
+/* Incremented in the child of every fork() (pthread_atfork). A Core attached in an older
+ * generation belongs to an ancestor process: store_check_open() and value_ready()
+ * re-attach before any library call, so no call site deals with SHMSTORE_EFORK. */
+extern unsigned long shm_fork_gen;
 int shm_raise(modstate *st, int err);
 modstate *shm_state_of(PyObject *module);
 PyObject *shm_module_of_type(PyTypeObject *type); /* borrowed */
@@ -125,7 +130,8 @@ int shm_pickle(modstate *st);
 extern PyType_Spec Core_spec, Store_spec;
 CoreObject *core_open(modstate *st, PyObject *module, const char *name, const char *dir,
                       unsigned flags, const shmstore_options_t *opt);
-int store_reopen(StoreObject *self, CoreObject *failed);
+/* 0 if the Store is open and attached in this process (re-attaching it after fork), or
+ * -1 with an exception set. */
 int store_check_open(StoreObject *self);
 
 /* ---- value.c ---- */
@@ -133,7 +139,9 @@ extern PyType_Spec Value_spec, Write_spec;
 ValueObject *value_open(StoreObject *store, PyObject *name, int create, int user);
 PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned flags);
 PyObject *value_get_obj(ValueObject *h, int view, uint64_t *version);
-int value_fix_fork(ValueObject *h);
+/* 0 if the handle is open and usable in this process (re-opening it after fork), or -1
+ * with an exception set. Call before every use of h->v with the GIL held. */
+int value_ready(ValueObject *h);
 PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout);
 PyObject *value_attrs_obj(ValueObject *h);
 PyObject *write_ctx_new(ValueObject *h, PyObject *timeout);

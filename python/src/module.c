@@ -2,10 +2,11 @@
  *
  * Multi-phase init (PEP 489): every type is a heap type created in exec_module and kept
  * in the module state, with the exception classes and the lazily imported numpy and
- * pickle callables. There are no C globals, so sub-interpreters and re-imports each get
- * their own state.
+ * pickle callables. The only C global is the fork generation below (a process-wide
+ * fact); sub-interpreters and re-imports each get their own state.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,37 @@ modstate *shm_state_of(PyObject *module)
 PyObject *shm_module_of_type(PyTypeObject *type)
 {
     return PyType_GetModuleByDef(type, &moddef);
+}
+
+/* ---- fork: one place that notices it ------------------------------------------------- */
+
+unsigned long shm_fork_gen;
+
+/* Runs in the child of every fork(), before any other code of the child: the only
+ * thread left writes, so a plain variable is enough. */
+static void on_fork_child(void)
+{
+    shm_fork_gen++;
+}
+
+static int fork_hook_err;
+
+static void fork_hook_once(void)
+{
+    fork_hook_err = pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+/* Register on_fork_child once per process (extension modules are never unloaded, so
+ * the handler stays valid). Returns 0 or -1 with MemoryError set. */
+static int fork_hook_install(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, fork_hook_once);
+    if (fork_hook_err) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- errors: the one table that maps codes to exceptions ---------------------------- */
@@ -311,6 +343,8 @@ static PyTypeObject *add_type(PyObject *m, PyType_Spec *spec)
 static int mod_exec(PyObject *m)
 {
     modstate *st = shm_state_of(m);
+    if (fork_hook_install() < 0)
+        return -1;
     if (!(st->Core_type = add_type(m, &Core_spec)) || !(st->Store_type = add_type(m, &Store_spec)) ||
         !(st->Value_type = add_type(m, &Value_spec)) ||
         !(st->Buffer_type = add_type(m, &Buffer_spec)) ||

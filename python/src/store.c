@@ -5,11 +5,12 @@
  * so closing a Store only drops the Store's reference: the store is detached when the
  * last view over it is gone, and views stay valid after their Store is closed.
  *
- * fork(): the library invalidates the parent's handles in the child (SHMSTORE_EFORK).
- * The first operation that sees EFORK calls store_reopen(), which attaches this process
- * again by name (new slot, new lock) and drops the cached handles; Value handles re-open
- * themselves on the new Core. Nothing is ever registered with multiprocessing's
- * resource_tracker and nothing is unlinked when a process exits.
+ * fork(): the library's handles of the parent are invalid in the child. Every Core
+ * records the fork generation it was attached in (module.c); store_check_open(), which
+ * every operation calls first, sees an older generation and attaches this process again
+ * by name (new slot, new lock) and drops the cached handles; Value handles re-open
+ * themselves on the new Core (value_ready). Nothing is ever registered with
+ * multiprocessing's resource_tracker and nothing is unlinked when a process exits.
  */
 #include <errno.h>
 #include <string.h>
@@ -39,7 +40,7 @@ CoreObject *core_open(modstate *st, PyObject *module, const char *name, const ch
     c->s = s;
     c->module = Py_NewRef(module);
     c->st = st;
-    c->pid = getpid();
+    c->gen = shm_fork_gen;
     return c;
 }
 
@@ -70,36 +71,30 @@ PyType_Spec Core_spec = {
 
 #define SSELF ((StoreObject *)self)
 
+static const char *cdir_of(StoreObject *self)
+{
+    return self->dir == Py_None ? NULL : PyUnicode_AsUTF8(self->dir);
+}
+
+/* In a fork child: attach this process by name and drop the handles of the parent. */
+static int store_reattach(StoreObject *self)
+{
+    CoreObject *c = core_open(self->st, self->core->module, PyUnicode_AsUTF8(self->name),
+                              cdir_of(self), self->create ? SHMSTORE_O_CREATE : 0, &self->opt);
+    if (!c)
+        return -1;
+    PyDict_Clear(self->cache);
+    Py_SETREF(self->core, c);
+    return 0;
+}
+
 int store_check_open(StoreObject *self)
 {
     if (!self->core) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed shmstore.Store");
         return -1;
     }
-    return 0;
-}
-
-static const char *cdir_of(StoreObject *self)
-{
-    return self->dir == Py_None ? NULL : PyUnicode_AsUTF8(self->dir);
-}
-
-int store_reopen(StoreObject *self, CoreObject *failed)
-{
-    if (store_check_open(self) < 0)
-        return -1;
-    /* Another handle already re-attached us in this process. Compare the pid too: after
-     * a fork of a fork child, a handle may still point at the grandparent's Core while
-     * the Store's (the parent's) Core is just as invalid here. */
-    if (self->core != failed && self->core->pid == getpid())
-        return 0;
-    CoreObject *c = core_open(self->st, failed->module, PyUnicode_AsUTF8(self->name), cdir_of(self),
-                              self->create ? SHMSTORE_O_CREATE : 0, &self->opt);
-    if (!c)
-        return -1;
-    PyDict_Clear(self->cache);
-    Py_SETREF(self->core, c);
-    return 0;
+    return self->core->gen == shm_fork_gen ? 0 : store_reattach(self);
 }
 
 static PyObject *store_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -455,23 +450,11 @@ static PyObject *store_attrs(PyObject *self, PyObject *name)
     return by_name(SSELF, name, 0, op_call, "attrs");
 }
 
-/* Run a store-level call, re-attaching once after fork. */
-#define STORE_CALL(self, r, expr)                                                              \
-    do {                                                                                       \
-        for (int tries_ = 0;; tries_++) {                                                      \
-            if (store_check_open(self) < 0)                                                    \
-                return NULL;                                                                   \
-            shmstore_t *s_ = (self)->core->s;                                                  \
-            (void)s_;                                                                          \
-            r = (expr);                                                                        \
-            if (r == SHMSTORE_EFORK && tries_ == 0) {                                          \
-                if (store_reopen(self, (self)->core) < 0)                                      \
-                    return NULL;                                                               \
-                continue;                                                                      \
-            }                                                                                  \
-            break;                                                                             \
-        }                                                                                      \
-    } while (0)
+/* The attached store (re-attached after fork), or NULL with an exception set. */
+static shmstore_t *store_s(StoreObject *self)
+{
+    return store_check_open(self) < 0 ? NULL : self->core->s;
+}
 
 PyDoc_STRVAR(store_info_doc,
 "info(name)\n--\n\nA dict describing object `name`: name, kind, sealed, version, mtime_ns,\n"
@@ -487,7 +470,10 @@ static PyObject *store_info(PyObject *self, PyObject *name)
             PyErr_SetString(PyExc_TypeError, "object names are str");
         return NULL;
     }
-    STORE_CALL(SSELF, r, shmstore_info(s_, cname, &info));
+    shmstore_t *s = store_s(SSELF);
+    if (!s)
+        return NULL;
+    r = shmstore_info(s, cname, &info);
     if (r < 0)
         return shm_raise(SSELF->st, r), NULL;
     return obj_info_dict(&info);
@@ -506,7 +492,10 @@ static PyObject *store_delete(PyObject *self, PyObject *name)
             PyErr_SetString(PyExc_TypeError, "object names are str");
         return NULL;
     }
-    STORE_CALL(SSELF, r, shmstore_delete(s_, cname));
+    shmstore_t *s = store_s(SSELF);
+    if (!s)
+        return NULL;
+    r = shmstore_delete(s, cname);
     if (PyDict_DelItem(SSELF->cache, name) < 0)
         PyErr_Clear();
     if (r < 0)
@@ -534,24 +523,11 @@ static PyObject *store_names(PyObject *self, PyObject *args, PyObject *kw)
     int r;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|z:names", kwlist, &prefix))
         return NULL;
-    PyObject *out = NULL;
-    for (int tries = 0;; tries++) {
-        if (store_check_open(SSELF) < 0)
-            return NULL;
-        Py_XDECREF(out);
-        out = PyList_New(0);
-        if (!out)
-            return NULL;
-        r = shmstore_list(SSELF->core->s, prefix, names_cb, out);
-        if (r == SHMSTORE_EFORK && tries == 0) {
-            if (store_reopen(SSELF, SSELF->core) < 0) {
-                Py_DECREF(out);
-                return NULL;
-            }
-            continue;
-        }
-        break;
-    }
+    shmstore_t *s = store_s(SSELF);
+    PyObject *out = s ? PyList_New(0) : NULL;
+    if (!out)
+        return NULL;
+    r = shmstore_list(s, prefix, names_cb, out);
     if (r < 0) {
         Py_DECREF(out);
         return shm_raise(SSELF->st, r), NULL;
@@ -617,7 +593,10 @@ static PyObject *store_stat(PyObject *self, PyObject *unused)
     (void)unused;
     shmstore_stat_t sb;
     int r;
-    STORE_CALL(SSELF, r, shmstore_stat(s_, &sb));
+    shmstore_t *s = store_s(SSELF);
+    if (!s)
+        return NULL;
+    r = shmstore_stat(s, &sb);
     if (r < 0)
         return shm_raise(SSELF->st, r), NULL;
     return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:I,s:I,s:I,s:I,s:K}", "capacity",
@@ -638,7 +617,10 @@ static PyObject *store_gc(PyObject *self, PyObject *unused)
     shmstore_gc_stats_t g;
     int r;
     memset(&g, 0, sizeof(g));
-    STORE_CALL(SSELF, r, shmstore_gc(s_, &g));
+    shmstore_t *s = store_s(SSELF);
+    if (!s)
+        return NULL;
+    r = shmstore_gc(s, &g);
     if (r < 0)
         return shm_raise(SSELF->st, r), NULL;
     return Py_BuildValue("{s:I,s:I,s:I,s:I,s:K}", "dead_procs", g.dead_procs, "leases_dropped",
@@ -656,7 +638,10 @@ static PyObject *store_check(PyObject *self, PyObject *unused)
     char report[4096];
     int r;
     report[0] = 0;
-    STORE_CALL(SSELF, r, shmstore_check(s_, report, sizeof(report)));
+    shmstore_t *s = store_s(SSELF);
+    if (!s)
+        return NULL;
+    r = shmstore_check(s, report, sizeof(report));
     if (r < 0 && r != SHMSTORE_ECORRUPT)
         return shm_raise(SSELF->st, r), NULL;
     if (r == SHMSTORE_ECORRUPT && !report[0])
@@ -685,11 +670,11 @@ static PyObject *store_procs(PyObject *self, PyObject *unused)
 {
     (void)unused;
     int r;
-    PyObject *out = PyList_New(0);
+    shmstore_t *s = store_s(SSELF);
+    PyObject *out = s ? PyList_New(0) : NULL;
     if (!out)
         return NULL;
-    STORE_CALL(SSELF, r, (PyList_SetSlice(out, 0, PyList_GET_SIZE(out), NULL),
-                          shmstore_procs(s_, procs_cb, out)));
+    r = shmstore_procs(s, procs_cb, out);
     if (r < 0) {
         Py_DECREF(out);
         return shm_raise(SSELF->st, r), NULL;
@@ -735,18 +720,10 @@ static int store_contains(PyObject *self, PyObject *name)
         return 0;
     if (!(cname = PyUnicode_AsUTF8(name)))
         return -1;
-    int r;
-    for (int tries = 0;; tries++) {
-        if (store_check_open(SSELF) < 0)
-            return -1;
-        r = shmstore_info(SSELF->core->s, cname, &info);
-        if (r == SHMSTORE_EFORK && tries == 0) {
-            if (store_reopen(SSELF, SSELF->core) < 0)
-                return -1;
-            continue;
-        }
-        break;
-    }
+    shmstore_t *s = store_s(SSELF);
+    if (!s)
+        return -1;
+    int r = shmstore_info(s, cname, &info);
     if (r == 0)
         return 1;
     if (r == -ENOENT || r == SHMSTORE_ENAME)

@@ -1,9 +1,9 @@
 /* value.c - Value handles: put, get, view, wait, trigger, in-place writes.
  *
  * A Value wraps one shmstore_value_t. Store's by-name methods use a cache of internal
- * Values (store.c); users get their own from Store.value(). Every operation retries
- * once after SHMSTORE_EFORK: in a fork child the handle is re-opened on the Store's
- * re-attached Core, so multiprocessing's fork start method just works.
+ * Values (store.c); users get their own from Store.value(). Every operation starts with
+ * value_ready(): in a fork child it re-opens the handle on the Store's re-attached Core,
+ * so multiprocessing's fork start method just works.
  *
  * GIL: puts and gets of at least GIL_COPY_MIN bytes copy without the GIL; waits sleep
  * without it, in WAIT_SLICE_NS slices with PyErr_CheckSignals() between them (Ctrl-C).
@@ -19,13 +19,15 @@
 
 #include "ext.h"
 
-static int value_ready(ValueObject *h)
+static int value_reopen(ValueObject *h);
+
+int value_ready(ValueObject *h)
 {
     if (!h->v) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed shmstore.Value");
         return -1;
     }
-    return 0;
+    return h->core->gen == shm_fork_gen ? 0 : value_reopen(h);
 }
 
 static PyObject *checked_name(PyObject *name, const char **out)
@@ -56,16 +58,10 @@ ValueObject *value_open(StoreObject *store, PyObject *name, int create, int user
     for (int tries = 0;; tries++) {
         if (store_check_open(store) < 0)
             return NULL;
-        CoreObject *core = store->core;
-        int r = shmstore_value_open(core->s, cname,
+        int r = shmstore_value_open(store->core->s, cname,
                                    create == 2 ? SHMSTORE_V_CREATE | SHMSTORE_V_EXCL
                                    : create    ? SHMSTORE_V_CREATE : 0, &v);
-        if (r == SHMSTORE_EFORK && tries < 2) {
-            if (store_reopen(store, core) < 0)
-                return NULL;
-            continue;
-        }
-        if (r == SHMSTORE_ELEASES && tries < 2 && PyDict_GET_SIZE(store->cache)) {
+        if (r == SHMSTORE_ELEASES && tries == 0 && PyDict_GET_SIZE(store->cache)) {
             PyDict_Clear(store->cache); /* give back the cached handles' leases */
             continue;
         }
@@ -98,15 +94,11 @@ static int is_user(ValueObject *h)
     return h->user;
 }
 
-/* After SHMSTORE_EFORK: re-attach the Store (once per fork) and re-open the handle. */
-int value_fix_fork(ValueObject *h)
+/* In a fork child: re-attach the Store (once per fork) and re-open the handle on it. */
+static int value_reopen(ValueObject *h)
 {
     StoreObject *store = h->store;
-    if (!store) {
-        PyErr_SetString(PyExc_RuntimeError, "shmstore.Value was opened before fork()");
-        return -1;
-    }
-    if (store_reopen(store, h->core) < 0)
+    if (store_check_open(store) < 0)
         return -1;
     const char *cname = PyUnicode_AsUTF8(h->name);
     shmstore_value_t *v;
@@ -161,8 +153,6 @@ static int put_record(ValueObject *h, enc_t *e, unsigned flags)
     }
     w->reserving = 0;
     st->n_wlocks--;
-    if (w != h && r == SHMSTORE_EFORK) /* let the caller fix h and retry */
-        r = SHMSTORE_EFORK;
     Py_DECREF(w);
     return r;
 }
@@ -185,28 +175,21 @@ PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned
     e.d.attrs_len = alen;
     int r;
     Py_INCREF(h);
-    for (int tries = 0;; tries++) {
-        /* Encoding (pickle), value_fix_fork() and a GIL switch run Python code: another
-         * thread may have closed h since the check above. */
-        if (value_ready(h) < 0) {
-            r = PYERR_SET;
-            break;
-        }
-        if (e.rec) {
-            r = put_record(h, &e, flags);
-        } else if (e.len >= GIL_COPY_MIN || st->n_wlocks > 0) {
-            shmstore_value_t *v = h->v;
-            h->busy++;
-            Py_BEGIN_ALLOW_THREADS
-            r = shmstore_value_put(v, &e.d, e.data, e.len, flags);
-            Py_END_ALLOW_THREADS
-            h->busy--;
-        } else {
-            r = shmstore_value_put(h->v, &e.d, e.data, e.len, flags);
-        }
-        if (r == SHMSTORE_EFORK && tries == 0 && value_fix_fork(h) == 0)
-            continue;
-        break;
+    /* Encoding (pickle) and a GIL switch run Python code: another thread may have closed
+     * h since the check above. */
+    if (value_ready(h) < 0) {
+        r = PYERR_SET;
+    } else if (e.rec) {
+        r = put_record(h, &e, flags);
+    } else if (e.len >= GIL_COPY_MIN || st->n_wlocks > 0) {
+        shmstore_value_t *v = h->v;
+        h->busy++;
+        Py_BEGIN_ALLOW_THREADS
+        r = shmstore_value_put(v, &e.d, e.data, e.len, flags);
+        Py_END_ALLOW_THREADS
+        h->busy--;
+    } else {
+        r = shmstore_value_put(h->v, &e.d, e.data, e.len, flags);
     }
     enc_free(&e);
     PyMem_Free(abuf);
@@ -223,46 +206,37 @@ PyObject *value_get_obj(ValueObject *h, int view, uint64_t *version)
     modstate *st = h->st;
     if (value_ready(h) < 0)
         return NULL;
-    int r;
-    for (int tries = 0;; tries++) {
-        if (!view) {
-            /* Small values: one seqlock copy into the stack, no lease. */
-            _Alignas(64) char stack[512];
-            shmstore_datum_t d;
-            size_t len;
-            uint64_t ver;
-            r = shmstore_value_get(h->v, &d, stack, sizeof(stack), &len, &ver);
-            if (r == 0) {
-                if (version)
-                    *version = ver;
-                return dec_value(st, &d, stack, len, NULL);
-            }
-        } else {
-            r = -ENOBUFS;
+    int r = -ENOBUFS;
+    if (!view) {
+        /* Small values: one seqlock copy into the stack, no lease. */
+        _Alignas(64) char stack[512];
+        shmstore_datum_t d;
+        size_t len;
+        uint64_t ver;
+        r = shmstore_value_get(h->v, &d, stack, sizeof(stack), &len, &ver);
+        if (r == 0) {
+            if (version)
+                *version = ver;
+            return dec_value(st, &d, stack, len, NULL);
         }
-        if (r == -ENOBUFS) {
-            shmstore_view_t vw;
-            r = shmstore_value_view(h->v, &vw);
-            if (r == 0) {
-                BufferObject *root = buffer_root(st, h->core, &vw);
-                if (!root) {
-                    shmstore_view_release(&vw);
-                    return NULL;
-                }
-                if (version)
-                    *version = vw.version;
-                PyObject *o = dec_value(st, &vw.desc, vw.data, vw.len, view ? root : NULL);
-                Py_DECREF(root);
-                return o;
-            }
-        }
-        if (r == SHMSTORE_EFORK && tries == 0) {
-            if (value_fix_fork(h) < 0)
-                return NULL;
-            continue;
-        }
-        return shm_raise(st, r), NULL;
     }
+    if (r == -ENOBUFS) {
+        shmstore_view_t vw;
+        r = shmstore_value_view(h->v, &vw);
+        if (r == 0) {
+            BufferObject *root = buffer_root(st, h->core, &vw);
+            if (!root) {
+                shmstore_view_release(&vw);
+                return NULL;
+            }
+            if (version)
+                *version = vw.version;
+            PyObject *o = dec_value(st, &vw.desc, vw.data, vw.len, view ? root : NULL);
+            Py_DECREF(root);
+            return o;
+        }
+    }
+    return shm_raise(st, r), NULL;
 }
 
 PyObject *value_attrs_obj(ValueObject *h)
@@ -271,11 +245,6 @@ PyObject *value_attrs_obj(ValueObject *h)
     if (value_ready(h) < 0)
         return NULL;
     int r = shmstore_value_view(h->v, &vw);
-    if (r == SHMSTORE_EFORK) {
-        if (value_fix_fork(h) < 0)
-            return NULL;
-        r = shmstore_value_view(h->v, &vw);
-    }
     if (r < 0)
         return shm_raise(h->st, r), NULL;
     PyObject *d = attrs_decode(vw.desc.attrs, vw.desc.attrs_len);
@@ -305,12 +274,19 @@ static int timeout_ns(PyObject *timeout, int64_t *out)
 static int version_of(ValueObject *h, uint64_t *ver)
 {
     int r = shmstore_value_version(h->v, ver);
-    if (r == SHMSTORE_EFORK) {
-        if (value_fix_fork(h) < 0)
-            return -1;
-        r = shmstore_value_version(h->v, ver);
-    }
     return r < 0 ? shm_raise(h->st, r) : 0;
+}
+
+/* The next sleep of a wait that started at t0 with timeout tmo ns (-1 = none): at most
+ * WAIT_SLICE_NS, so that signals are checked between slices; 0 once the time is up. */
+static int64_t next_slice(const struct timespec *t0, int64_t tmo)
+{
+    if (tmo < 0)
+        return WAIT_SLICE_NS;
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t left = tmo - ((int64_t)(t1.tv_sec - t0->tv_sec) * 1000000000 + (t1.tv_nsec - t0->tv_nsec));
+    return left <= 0 ? 0 : left < WAIT_SLICE_NS ? left : WAIT_SLICE_NS;
 }
 
 PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout)
@@ -329,7 +305,7 @@ PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout)
     }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int r, fork_tries = 0;
+    int r;
     Py_INCREF(h);
     for (;;) {
         /* Between slices other threads and signal handlers ran: h may be closed now. */
@@ -337,17 +313,7 @@ PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout)
             Py_DECREF(h);
             return NULL;
         }
-        int64_t slice = WAIT_SLICE_NS;
-        if (tmo >= 0) {
-            struct timespec t1;
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            int64_t spent = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
-            int64_t left = tmo - spent;
-            if (left < 0)
-                left = 0;
-            if (left < slice)
-                slice = left;
-        }
+        int64_t slice = next_slice(&t0, tmo);
         if (slice == 0) {
             r = shmstore_value_wait(h->v, aft, 0, &ver);
         } else {
@@ -360,13 +326,6 @@ PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout)
         }
         if (r == 0)
             break;
-        if (r == SHMSTORE_EFORK && fork_tries++ == 0) {
-            if (value_fix_fork(h) < 0) {
-                Py_DECREF(h);
-                return NULL;
-            }
-            continue;
-        }
         if (r == -ETIMEDOUT && slice == 0 && tmo >= 0)
             break;
         if (r != -ETIMEDOUT && r != -EINTR)
@@ -482,11 +441,6 @@ static PyObject *v_buffer(PyObject *self, PyObject *unused)
     if (value_ready(h) < 0)
         return NULL;
     int r = shmstore_value_view(h->v, &vw);
-    if (r == SHMSTORE_EFORK) {
-        if (value_fix_fork(h) < 0)
-            return NULL;
-        r = shmstore_value_view(h->v, &vw);
-    }
     if (r < 0)
         return shm_raise(h->st, r), NULL;
     BufferObject *b = buffer_root(h->st, h->core, &vw);
@@ -542,11 +496,6 @@ static PyObject *v_simple(ValueObject *h, vop_t op)
     if (value_ready(h) < 0)
         return NULL;
     int r = op(h->v);
-    if (r == SHMSTORE_EFORK) {
-        if (value_fix_fork(h) < 0)
-            return NULL;
-        r = op(h->v);
-    }
     if (r < 0)
         return shm_raise(h->st, r), NULL;
     Py_RETURN_NONE;
@@ -573,11 +522,9 @@ static PyObject *v_trigger(PyObject *self, PyObject *unused)
         Py_END_ALLOW_THREADS
         h->busy--;
         Py_DECREF(h);
-        if (r != SHMSTORE_EFORK) {
-            if (r < 0)
-                return shm_raise(h->st, r), NULL;
-            Py_RETURN_NONE;
-        }
+        if (r < 0)
+            return shm_raise(h->st, r), NULL;
+        Py_RETURN_NONE;
     }
     return v_simple(h, shmstore_value_trigger);
 }
@@ -607,11 +554,6 @@ static PyObject *v_get_mtime(PyObject *self, void *c)
     if (value_ready(h) < 0)
         return NULL;
     int r = shmstore_value_mtime(h->v, &t);
-    if (r == SHMSTORE_EFORK) {
-        if (value_fix_fork(h) < 0)
-            return NULL;
-        r = shmstore_value_mtime(h->v, &t);
-    }
     if (r < 0)
         return shm_raise(h->st, r), NULL;
     return PyLong_FromUnsignedLongLong(t);
@@ -658,11 +600,6 @@ static PyObject *v_info(PyObject *self, PyObject *unused)
     if (value_ready(h) < 0)
         return NULL;
     int r = shmstore_value_info(h->v, &info);
-    if (r == SHMSTORE_EFORK) {
-        if (value_fix_fork(h) < 0)
-            return NULL;
-        r = shmstore_value_info(h->v, &info);
-    }
     if (r < 0)
         return shm_raise(h->st, r), NULL;
     return obj_info_dict(&info);
@@ -934,20 +871,12 @@ static PyObject *w_enter(PyObject *self, PyObject *unused)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     st->n_wlocks++;
     h->reserving = 1;
-    for (int fork_tries = 0;;) {
-        int64_t slice = WAIT_SLICE_NS;
-        if (tmo >= 0) {
-            struct timespec t1;
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            int64_t left = tmo - ((int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec));
-            slice = left < 0 ? 0 : (left < slice ? left : slice);
-        }
+    for (;;) {
+        int64_t slice = next_slice(&t0, tmo);
         shmstore_value_t *v = h->v;
         Py_BEGIN_ALLOW_THREADS
         r = shmstore_value_lock(v, slice, &data, &len, &d);
         Py_END_ALLOW_THREADS
-        if (r == SHMSTORE_EFORK && fork_tries++ == 0 && value_fix_fork(h) == 0)
-            continue;
         if (r != -ETIMEDOUT || slice == 0)
             break;
         if (PyErr_CheckSignals() < 0) {
