@@ -387,6 +387,13 @@ SHMSTORE_API int shmstore_value_wait(shmstore_value_t *v, uint64_t after, int64_
  * new version is NONE). Returns as shmstore_value_put(). */
 SHMSTORE_API int shmstore_value_trigger(shmstore_value_t *v);
 
+/* The version that the last successful put, commit, unlock or trigger through this
+ * handle published (0 if none has): what a writer needs to tell readers "my data is
+ * version N" without racing other writers, whose later versions the value's current
+ * version may already be. With several threads writing through one handle, one of
+ * theirs. One load; never blocks. */
+SHMSTORE_API uint64_t shmstore_value_published(const shmstore_value_t *v);
+
 /* Make the value immutable: later puts fail with SHMSTORE_ESEALED. Returns 0,
  * SHMSTORE_ENOVALUE, -ESTALE. */
 SHMSTORE_API int shmstore_value_seal(shmstore_value_t *v);

@@ -57,6 +57,7 @@ struct shmstore_value {
     /* Writer state between reserve and commit (one reservation per handle). */
     int reserved_rot;        /* rotation index being written, -1 = none */
     _Atomic uintptr_t reserver; /* the reserving thread's token, 0 = none (see value.c) */
+    _Atomic uint64_t published; /* the last version published through this handle */
 };
 
 /* Incremented in every child after fork (pthread_atfork); handles compare. */

@@ -379,6 +379,7 @@ static void publish(shmstore_value_t *v, int k, uint64_t ver, bool is_new_data)
     atomic_fetch_add_explicit(&vb->fseq, 1, memory_order_seq_cst);
     if (has_waiters(vb))
         shmstore__os.futex_wake(&vb->fseq, INT_MAX);
+    atomic_store_explicit(&v->published, ver, memory_order_relaxed);
 }
 
 /* The current version's descriptor, for SAME_LAYOUT and lock. NULL if none. */
@@ -624,6 +625,11 @@ SHMSTORE_API int shmstore_value_trigger(shmstore_value_t *v)
     }
     wlock_release(v);
     return r;
+}
+
+SHMSTORE_API uint64_t shmstore_value_published(const shmstore_value_t *v)
+{
+    return v ? atomic_load_explicit(&v->published, memory_order_relaxed) : 0;
 }
 
 SHMSTORE_API int shmstore_value_seal(shmstore_value_t *v)

@@ -332,6 +332,43 @@ static void test_value_trigger(void **state)
     assert_int_equal(got, 3);
 }
 
+/* Each way of publishing reports its own version; reads and failures leave it alone. */
+static void test_value_published(void **state)
+{
+    struct fixture *f = *state;
+    shmstore_value_t *v = f->v, *other;
+    shmstore_datum_t d;
+    void *data;
+    size_t len;
+    int64_t i = 7;
+
+    assert_int_equal(shmstore_value_published(NULL), 0);
+    assert_int_equal(shmstore_value_published(v), 0);
+    shmstore_datum_init(&d, SHMSTORE_T_INT64);
+    T_OK(shmstore_value_put(v, &d, &i, sizeof(i), 0));
+    assert_int_equal(shmstore_value_published(v), 1);
+    T_OK(shmstore_value_trigger(v));
+    assert_int_equal(shmstore_value_published(v), 2);
+    T_OK(shmstore_value_reserve(v, &d, sizeof(i), 0, &data));
+    memcpy(data, &i, sizeof(i));
+    T_OK(shmstore_value_commit(v));
+    assert_int_equal(shmstore_value_published(v), 3);
+    T_OK(shmstore_value_lock(v, -1, &data, &len, &d));
+    T_OK(shmstore_value_unlock(v));
+    assert_int_equal(shmstore_value_published(v), 4);
+
+    /* Another handle's put moves the value, not this handle's record. */
+    T_OK(shmstore_value_open(f->s, "val", 0, &other));
+    T_OK(shmstore_value_put(other, &d, &i, sizeof(i), 0));
+    assert_int_equal(shmstore_value_published(other), 5);
+    assert_int_equal(shmstore_value_published(v), 4);
+    shmstore_value_close(other);
+
+    T_ASSERT_RC(shmstore_value_put(v, &d, &i, 3, 0), -EINVAL);
+    assert_int_equal(shmstore_value_published(v), 4);
+    assert_int_equal(version_of(v), 5);
+}
+
 /* ---- seal -------------------------------------------------------------------------- */
 
 static void test_value_seal(void **state)
@@ -807,6 +844,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_value_same_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_version_mtime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_trigger, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_value_published, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_seal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_views_survive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_view_after_value_close, setup, teardown),
