@@ -43,11 +43,16 @@ class WriteContext:
     def __exit__(self, *exc: Any) -> bool: ...
 
 class Value:
-    """A handle on one value: the fast path (no name lookup per call)."""
+    """A handle on one value: the fast path (no name lookup per call). Subclassable."""
     name: str
     version: int
     mtime: int
     closed: bool
+    seen: int
+    modified: bool
+    triggered: bool
+    def __new__(cls, store: "Store", name: str, *, create: bool = True,
+                exclusive: bool = False) -> "Value": ...
     def put(self, value: Any, /, *, attrs: Optional[Dict[str, _Attr]] = None,
             same_layout: bool = False) -> None: ...
     def get(self) -> Any: ...

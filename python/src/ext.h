@@ -94,6 +94,7 @@ typedef struct {
     int busy;            /* >0 while a GIL-released call uses v */
     int reserving;       /* a reserve/lock is open on v */
     modstate *st;
+    uint64_t seen;       /* the latest version read, put or waited for through it */
 } ValueObject;
 
 typedef struct BufferObject {
@@ -136,7 +137,13 @@ int store_check_open(StoreObject *self);
 
 /* ---- value.c ---- */
 extern PyType_Spec Value_spec, Write_spec;
-ValueObject *value_open(StoreObject *store, PyObject *name, int create, int user);
+/* Open the value `name` of `store` as a new `type` instance (NULL: shmstore.Value).
+ * create: 0 = must exist, 1 = create if needed, 2 = must not exist. user: a handle the
+ * user holds (owns a Store reference) rather than one of the Store's cached ones. */
+ValueObject *value_open(PyTypeObject *type, StoreObject *store, PyObject *name, int create,
+                        int user);
+/* Store.value(name, *, create=True, exclusive=False) and Value(store, name, ...). */
+PyObject *value_open_args(PyTypeObject *type, StoreObject *store, PyObject *args, PyObject *kw);
 PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned flags);
 PyObject *value_get_obj(ValueObject *h, int view, uint64_t *version);
 /* 0 if the handle is open and usable in this process (re-opening it after fork), or -1

@@ -226,7 +226,7 @@ static ValueObject *store_handle(StoreObject *self, PyObject *name, int create)
         return (ValueObject *)Py_NewRef(h);
     if (PyErr_Occurred())
         return NULL;
-    ValueObject *v = value_open(self, name, create, 0);
+    ValueObject *v = value_open(NULL, self, name, create, 0);
     if (!v)
         return NULL;
     if (PyDict_GET_SIZE(self->cache) >= HANDLE_CACHE_MAX)
@@ -547,16 +547,7 @@ PyDoc_STRVAR(store_value_doc,
 
 static PyObject *store_value(PyObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"name", "create", "exclusive", NULL};
-    PyObject *name;
-    int create = 1, excl = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|$pp:value", kwlist, &name, &create, &excl))
-        return NULL;
-    if (excl && !create) {
-        PyErr_SetString(PyExc_ValueError, "exclusive=True needs create=True");
-        return NULL;
-    }
-    return (PyObject *)value_open(SSELF, name, create ? (excl ? 2 : 1) : 0, 1);
+    return value_open_args(NULL, SSELF, args, kw);
 }
 
 PyDoc_STRVAR(store_write_doc,
@@ -576,7 +567,7 @@ static PyObject *store_write(PyObject *self, PyObject *args, PyObject *kw)
     PyObject *name, *timeout = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "U|$O:write", kwlist, &name, &timeout))
         return NULL;
-    ValueObject *h = value_open(SSELF, name, 0, 1);
+    ValueObject *h = value_open(NULL, SSELF, name, 0, 1);
     if (!h)
         return NULL;
     PyObject *ctx = write_ctx_new(h, timeout);

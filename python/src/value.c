@@ -48,7 +48,8 @@ static PyObject *checked_name(PyObject *name, const char **out)
     return name;
 }
 
-ValueObject *value_open(StoreObject *store, PyObject *name, int create, int user)
+ValueObject *value_open(PyTypeObject *type, StoreObject *store, PyObject *name, int create,
+                        int user)
 {
     modstate *st = store->st;
     const char *cname;
@@ -69,7 +70,9 @@ ValueObject *value_open(StoreObject *store, PyObject *name, int create, int user
             return shm_raise(st, r), NULL;
         break;
     }
-    ValueObject *h = PyObject_New(ValueObject, st->Value_type);
+    if (!type)
+        type = st->Value_type;
+    ValueObject *h = (ValueObject *)type->tp_alloc(type, 0); /* zeroed, GC-tracked */
     if (!h) {
         shmstore_value_close(v);
         return NULL;
@@ -81,11 +84,41 @@ ValueObject *value_open(StoreObject *store, PyObject *name, int create, int user
     if (user)
         Py_INCREF(store);
     h->name = Py_NewRef(name);
-    h->busy = 0;
-    h->reserving = 0;
     h->st = st;
     /* Internal handles (user == 0) borrow the Store: the Store's cache owns them. */
     h->user = user;
+    return h;
+}
+
+PyObject *value_open_args(PyTypeObject *type, StoreObject *store, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"name", "create", "exclusive", NULL};
+    PyObject *name;
+    int create = 1, excl = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|$pp:value", kwlist, &name, &create, &excl))
+        return NULL;
+    if (excl && !create) {
+        PyErr_SetString(PyExc_ValueError, "exclusive=True needs create=True");
+        return NULL;
+    }
+    return (PyObject *)value_open(type, store, name, create ? (excl ? 2 : 1) : 0, 1);
+}
+
+/* Value(store, name, *, create=True, exclusive=False): as store.value(name, ...), and
+ * the way a subclass (compat.shared_object.SharedObject) makes its instances. */
+static PyObject *v_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    modstate *st = shm_state_of(shm_module_of_type(type));
+    if (PyTuple_GET_SIZE(args) < 1 || !PyObject_TypeCheck(PyTuple_GET_ITEM(args, 0), st->Store_type)) {
+        PyErr_SetString(PyExc_TypeError, "Value(store, name, *, create=True, exclusive=False): "
+                        "the first argument must be a shmstore.Store");
+        return NULL;
+    }
+    PyObject *rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args));
+    if (!rest)
+        return NULL;
+    PyObject *h = value_open_args(type, (StoreObject *)PyTuple_GET_ITEM(args, 0), rest, kw);
+    Py_DECREF(rest);
     return h;
 }
 
@@ -130,7 +163,7 @@ static int put_record(ValueObject *h, enc_t *e, unsigned flags)
     int r;
     if (h->reserving) {
         /* Another thread is mid-reserve on this handle: use a private one. */
-        w = value_open(h->store, h->name, 1, 0);
+        w = value_open(NULL, h->store, h->name, 1, 0);
         if (!w)
             return PYERR_SET;
     } else {
@@ -150,6 +183,7 @@ static int put_record(ValueObject *h, enc_t *e, unsigned flags)
     if (r == 0) {
         enc_record_fill(e, data);
         r = shmstore_value_commit(w->v);
+        h->seen = shmstore_value_published(w->v);
     }
     w->reserving = 0;
     st->n_wlocks--;
@@ -191,6 +225,8 @@ PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned
     } else {
         r = shmstore_value_put(h->v, &e.d, e.data, e.len, flags);
     }
+    if (r == 0 && !e.rec)
+        h->seen = shmstore_value_published(h->v);
     enc_free(&e);
     PyMem_Free(abuf);
     Py_DECREF(h);
@@ -215,6 +251,7 @@ PyObject *value_get_obj(ValueObject *h, int view, uint64_t *version)
         uint64_t ver;
         r = shmstore_value_get(h->v, &d, stack, sizeof(stack), &len, &ver);
         if (r == 0) {
+            h->seen = ver;
             if (version)
                 *version = ver;
             return dec_value(st, &d, stack, len, NULL);
@@ -229,6 +266,7 @@ PyObject *value_get_obj(ValueObject *h, int view, uint64_t *version)
                 shmstore_view_release(&vw);
                 return NULL;
             }
+            h->seen = vw.version;
             if (version)
                 *version = vw.version;
             PyObject *o = dec_value(st, &vw.desc, vw.data, vw.len, view ? root : NULL);
@@ -343,6 +381,7 @@ PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout)
     }
     if (r < 0)
         return shm_raise(h->st, r), NULL;
+    h->seen = ver;
     return PyLong_FromUnsignedLongLong(ver);
 }
 
@@ -546,6 +585,49 @@ static PyObject *v_get_version(PyObject *self, void *c)
     return PyLong_FromUnsignedLongLong(ver);
 }
 
+static PyObject *v_get_seen(PyObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(SELF->seen);
+}
+
+static int v_set_seen(PyObject *self, PyObject *val, void *c)
+{
+    (void)c;
+    if (!val) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete Value.seen");
+        return -1;
+    }
+    uint64_t s = PyLong_AsUnsignedLongLong(val);
+    if (s == (uint64_t)-1 && PyErr_Occurred())
+        return -1;
+    SELF->seen = s;
+    return 0;
+}
+
+/* modified and triggered are the polling loop of seed 000's users (`while not
+ * so.modified`): a getter, one atomic load and a compare, no allocation. */
+static PyObject *v_get_modified(PyObject *self, void *c)
+{
+    (void)c;
+    uint64_t ver;
+    if (value_ready(SELF) < 0 || version_of(SELF, &ver) < 0)
+        return NULL;
+    return PyBool_FromLong(ver != SELF->seen);
+}
+
+static PyObject *v_get_triggered(PyObject *self, void *c)
+{
+    (void)c;
+    uint64_t ver;
+    if (value_ready(SELF) < 0 || version_of(SELF, &ver) < 0)
+        return NULL;
+    if (ver == SELF->seen)
+        Py_RETURN_FALSE;
+    SELF->seen = ver;
+    Py_RETURN_TRUE;
+}
+
 static PyObject *v_get_mtime(PyObject *self, void *c)
 {
     (void)c;
@@ -620,7 +702,7 @@ static PyObject *v_write(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "handle has no store");
         return NULL;
     }
-    ValueObject *w = value_open(SELF->store, SELF->name, 0, 1);
+    ValueObject *w = value_open(NULL, SELF->store, SELF->name, 0, 1);
     if (!w)
         return NULL;
     PyObject *ctx = write_ctx_new(w, timeout);
@@ -684,16 +766,40 @@ static PyObject *v_repr(PyObject *self)
     return PyUnicode_FromFormat("<shmstore.Value %R%s>", SELF->name, SELF->v ? "" : " closed");
 }
 
+/* GC: a user handle holds its Store, and a Store subclass (or a SharedObject's dict)
+ * may hold the handle: such cycles are collected. */
+static int v_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(SELF->core);
+    if (is_user(SELF))
+        Py_VISIT(SELF->store);
+    return 0;
+}
+
+static int v_clear(PyObject *self)
+{
+    ValueObject *h = SELF;
+    if (h->busy || h->reserving)
+        return 0; /* a GIL-released call uses it: its frame holds a reference anyway */
+    value_close_now(h);
+    if (is_user(h))
+        Py_CLEAR(h->store);
+    Py_CLEAR(h->core);
+    return 0;
+}
+
 static void v_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     ValueObject *h = SELF;
+    PyObject_GC_UnTrack(self);
     value_close_now(h);
     Py_CLEAR(h->core);
     if (is_user(h))
         Py_CLEAR(h->store);
     Py_CLEAR(h->name);
-    PyObject_Free(self);
+    tp->tp_free(self);
     Py_DECREF(tp);
 }
 
@@ -734,17 +840,31 @@ static PyGetSetDef v_getset[] = {
     {"version", v_get_version, NULL, "The latest version number (0 = never written).", NULL},
     {"mtime", v_get_mtime, NULL, "Time of the latest version, ns since the epoch (0 = never).", NULL},
     {"closed", v_get_closed, NULL, "True after close().", NULL},
+    {"seen", v_get_seen, v_set_seen,
+     "The latest version this handle has seen: read (get, view), published (put: so right\n"
+     "after a put it is that put's version, whatever other writers did since) or waited\n"
+     "for (wait). 0 at first. Writable, e.g. to forget what was seen.", NULL},
+    {"modified", v_get_modified, NULL,
+     "True if the value has a version newer than `seen` (does not change `seen`).", NULL},
+    {"triggered", v_get_triggered, NULL,
+     "True once per change: if the value has a version newer than `seen`, set `seen` to it\n"
+     "and return True, else False. trigger() by this handle is seen too.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(v_doc,
+"Value(store, name, *, create=True, exclusive=False)\n--\n\n"
 "A handle on one value: the fast path (no name lookup per call).\n\n"
-"Made by Store.value(name). Keeps working in a fork child (re-opened transparently).\n"
+"The same as store.value(name, ...); subclasses may add state and methods. Keeps\n"
+"working in a fork child (re-opened transparently).\n"
 "If the value is deleted, its operations raise StaleError, even if a value of the same\n"
 "name is created again: open a new handle.");
 
 static PyType_Slot v_slots[] = {
+    {Py_tp_new, v_new},
     {Py_tp_dealloc, v_dealloc},
+    {Py_tp_traverse, v_traverse},
+    {Py_tp_clear, v_clear},
     {Py_tp_repr, v_repr},
     {Py_tp_methods, v_methods},
     {Py_tp_getset, v_getset},
@@ -755,7 +875,8 @@ static PyType_Slot v_slots[] = {
 PyType_Spec Value_spec = {
     .name = "shmstore.Value",
     .basicsize = sizeof(ValueObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_BASETYPE |
+             Py_TPFLAGS_HAVE_GC,
     .slots = v_slots,
 };
 
@@ -788,7 +909,7 @@ typedef struct {
 
 PyObject *write_ctx_new(ValueObject *h, PyObject *timeout)
 {
-    WriteObject *w = PyObject_New(WriteObject, h->st->Write_type);
+    WriteObject *w = PyObject_GC_New(WriteObject, h->st->Write_type);
     if (!w)
         return NULL;
     w->h = (ValueObject *)Py_NewRef(h);
@@ -798,6 +919,7 @@ PyObject *write_ctx_new(ValueObject *h, PyObject *timeout)
     w->data = NULL;
     w->len = 0;
     w->locked = 0;
+    PyObject_GC_Track(w);
     return (PyObject *)w;
 }
 
@@ -946,16 +1068,33 @@ static PyObject *w_exit(PyObject *self, PyObject *args)
     Py_RETURN_FALSE;
 }
 
-static void w_dealloc(PyObject *self)
+static int w_traverse(PyObject *self, visitproc visit, void *arg)
 {
-    PyTypeObject *tp = Py_TYPE(self);
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(WSELF->h);
+    Py_VISIT(WSELF->timeout);
+    Py_VISIT(WSELF->priv);
+    Py_VISIT(WSELF->out);
+    return 0;
+}
+
+static int w_clear(PyObject *self)
+{
     WriteObject *w = WSELF;
     w_unlock(w, 0); /* never exited: discard (no Python calls, no exception) */
     Py_CLEAR(w->out);
     Py_CLEAR(w->priv);
     Py_CLEAR(w->h);
     Py_CLEAR(w->timeout);
-    PyObject_Free(self);
+    return 0;
+}
+
+static void w_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    w_clear(self);
+    PyObject_GC_Del(self);
     Py_DECREF(tp);
 }
 
@@ -977,6 +1116,8 @@ PyDoc_STRVAR(w_doc,
 
 static PyType_Slot w_slots[] = {
     {Py_tp_dealloc, w_dealloc},
+    {Py_tp_traverse, w_traverse},
+    {Py_tp_clear, w_clear},
     {Py_tp_methods, w_methods},
     {Py_tp_doc, (void *)w_doc},
     {0, NULL},
@@ -985,6 +1126,7 @@ static PyType_Slot w_slots[] = {
 PyType_Spec Write_spec = {
     .name = "shmstore.WriteContext",
     .basicsize = sizeof(WriteObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+             Py_TPFLAGS_HAVE_GC,
     .slots = w_slots,
 };

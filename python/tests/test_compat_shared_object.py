@@ -385,3 +385,40 @@ def test_own_trigger_is_seen_by_own_triggered(name):
     a.trigger()
     assert a.triggered and not a.triggered
     assert b.triggered and not b.triggered
+
+
+def test_container_layout_is_fixed_like_the_seeds_buffer(name):
+    so = SharedObject(name, data={"rgb": np.zeros((2, 3), np.uint8), "t": 0.0, "ids": [1, 2]})
+    so.assign({"rgb": np.ones((2, 3), np.uint8), "t": 1.5, "ids": [3, 4]})  # same layout
+    other = SharedObject(name)  # a mounted instance learns the layout from the store
+    bad = [
+        {"rgb": np.zeros((2, 3), np.uint8), "t": 0.0},  # a key less
+        {"rgb": np.zeros((2, 4), np.uint8), "t": 0.0, "ids": [1, 2]},  # shape
+        {"rgb": np.zeros((2, 3), np.int8), "t": 0.0, "ids": [1, 2]},  # dtype
+        {"rgb": np.zeros((2, 3), np.uint8), "t": 0.0, "ids": [1, 2, 3]},  # inner length
+        {"rgb": np.zeros((2, 3), np.uint8), "t": 0, "ids": [1, 2]},  # item type
+    ]
+    for inst in (so, other):
+        for data in bad:
+            with pytest.raises(BufferError):
+                inst.assign(data)
+    assert other.fetch()["t"] == 1.5, "a refused assign changes nothing"
+    t = SharedObject(name + "t", data=(1, 2.0))
+    with pytest.raises(BufferError):
+        t.assign((1, 2.0, 3))
+    t.assign((5, 6.0))
+    t.unlink()
+    dyn = SharedDynamicObject(name)
+    dyn.assign({"anything": "goes"})
+    assert SharedObject(name).fetch() == {"anything": "goes"}
+
+
+def test_shared_object_is_a_value(name):
+    so = SharedObject(name, data=np.arange(4))
+    assert isinstance(so, shmstore.Value) and so.name == name
+    assert np.array_equal(so.get(), np.arange(4))
+    v = so.version
+    so.trigger()
+    assert so.version == v + 1 and so.seen == v
+    assert so.wait(timeout=0) and so.seen == v + 1
+    assert not so.wait(timeout=0.01)

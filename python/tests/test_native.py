@@ -684,3 +684,112 @@ def test_hostile_record_in_store_view(store):
         finally:
             m[dims_at + 8:dims_at + 16] = old
     assert store.view("r")[0].shape == (0, 5)
+
+
+# ---- Value(store, name), subclasses, seen / modified / triggered, GC ------------------------
+
+def test_value_constructor_is_store_value(store):
+    h = shmstore.Value(store, "c")
+    assert isinstance(h, shmstore.Value) and h.name == "c" and h.version == 0
+    with pytest.raises(shmstore.NotFoundError):
+        shmstore.Value(store, "missing", create=False)
+    with pytest.raises(FileExistsError):
+        shmstore.Value(store, "c", exclusive=True)
+    with pytest.raises(ValueError):
+        shmstore.Value(store, "c", create=False, exclusive=True)
+    with pytest.raises(TypeError, match="must be a shmstore.Store"):
+        shmstore.Value("not a store", "c")
+    with pytest.raises(TypeError):
+        shmstore.Value(store)
+
+
+def test_value_subclass_keeps_its_state(store):
+    class Tagged(shmstore.Value):
+        def __new__(cls, store, name, tag):
+            return super().__new__(cls, store, name)
+
+        def __init__(self, store, name, tag):
+            self.tag = tag
+
+    t = Tagged(store, "sub", "mine")
+    t.put(np.arange(3))
+    assert t.tag == "mine" and type(t) is Tagged
+    assert np.array_equal(store.get("sub"), np.arange(3))
+    t.close()
+    assert t.closed
+
+
+def test_seen_modified_triggered(store):
+    a, b = store.value("s"), store.value("s")
+    assert (a.seen, a.modified, a.triggered) == (0, False, False)
+    a.put(1)
+    assert a.seen == a.version == 1 and not a.modified, "a put is seen by its writer"
+    assert b.modified and b.modified and b.seen == 0, "modified does not consume"
+    assert b.get() == 1 and b.seen == 1 and not b.modified, "get sees"
+    a.trigger()
+    assert a.triggered and not a.triggered, "an own trigger is seen once, like any other"
+    assert b.triggered and not b.triggered
+    a.put(np.zeros(1000))
+    b.view()
+    assert b.seen == a.seen == 3, "view sees"
+    store.put("s", 4)
+    assert a.wait(after=a.seen, timeout=1) == 4 and a.seen == 4, "wait sees"
+    a.seen = 0
+    assert a.modified
+    with pytest.raises(OverflowError):
+        a.seen = -1
+    with pytest.raises(AttributeError):
+        del a.seen
+
+
+def test_put_seen_is_its_own_version_despite_other_writers(store):
+    """`seen` after a put is the version that put published, even when another process
+    published newer ones meanwhile (what a writer tells readers "my data is version N")."""
+    h = store.value("race")
+    h.put(0)
+    ctx = __import__("multiprocessing").get_context("fork")
+    stop = ctx.Event()
+    p = ctx.Process(target=_put_until, args=(store.name, "race", stop))
+    p.start()
+    try:
+        deadline = time.monotonic() + 10
+        while store.value("race").version < 100 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        for i in range(2000):
+            h.put(-1 - i)
+            v = h.seen
+            data, ver = h.get_versioned()
+            # either our version is still current (then it holds our data) or it is older
+            assert ver > v or (ver == v and data == -1 - i)
+    finally:
+        stop.set()
+        p.join(10)
+    assert p.exitcode == 0
+
+
+def _put_until(store_name, name, stop):
+    h = shmstore.Store(store_name).value(name)
+    i = 0
+    while not stop.is_set():
+        h.put(i)
+        i += 1
+
+
+def test_cycles_through_values_and_write_contexts_are_collected(store_name):
+    import weakref
+
+    class MyStore(shmstore.Store):
+        pass
+
+    s = MyStore(store_name)
+    s.h = s.value("cyc")  # Store -> Value -> Store
+    s.h.put(np.zeros(4))
+    s.w = s.write("cyc")  # Store -> WriteContext -> Value -> Store
+    ref = weakref.ref(s)
+    del s
+    gc.collect()
+    assert ref() is None
+    s2 = shmstore.Store(store_name)
+    with s2.write("cyc", timeout=1) as arr:  # nothing left locked by the collected objects
+        arr[:] = 1
+    assert np.array_equal(s2.get("cyc"), np.ones(4))

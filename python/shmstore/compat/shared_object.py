@@ -16,7 +16,9 @@ Every SharedObject is a value in one store (env SHMSTORE_COMPAT_STORE, default
   writer is never starved and never blocks, and a writer killed mid-assign leaves the
   previous version intact (no torn data).
 - ``modified`` / ``triggered`` compare version numbers, not time stamps: two assigns in
-  the same clock tick are two changes.
+  the same clock tick are two changes. A SharedObject *is* a ``shmstore.Value`` (a
+  subclass): ``modified`` and ``triggered`` are that type's C getters (one atomic load),
+  and ``put``/``get``/``view``/``version``/``seen`` are there too.
 - Arrays are 64-byte aligned; a str/bytes may use its whole capacity (no terminator).
 - Works after fork (the store is re-attached in the child), with spawn/forkserver
   (pickles by name), and nothing is unlinked when a process exits: only ``unlink()``
@@ -33,7 +35,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .. import Buffer, LayoutError, NoValueError, NotFoundError, Store
+from .. import Buffer, LayoutError, NoValueError, NotFoundError, Store, Value
 
 __all__ = [
     "SharedObject", "SharedDynamicObject", "SharedObjectDefaultDict", "Pose",
@@ -107,6 +109,25 @@ def _pose_array(pose) -> np.ndarray:
                            np.asarray(pose.q, np.float32).reshape(4)])
 
 
+def _layout(data, depth=0):
+    """What a SharedObject fixes when it is created, for a container: its type, length
+    (a dict: its keys, in order) and its items' layouts; an array's dtype and shape; the
+    type of anything else. Assigning a container of another layout raises BufferError,
+    as the seed's fixed-size buffer did."""
+    t = type(data)
+    if t is np.ndarray:
+        return (t, data.dtype.str, data.shape)
+    if depth > 64:
+        return t
+    if t is list or t is tuple:
+        return (t, tuple(_layout(x, depth + 1) for x in data))
+    if t is dict:
+        return (t, tuple((k, _layout(v, depth + 1)) for k, v in data.items()))
+    if t is set:
+        return (t, len(data))
+    return Pose if isinstance(data, _POSE_TYPES) else t
+
+
 def _nbytes(data) -> int:
     if isinstance(data, str):
         return len(data.encode("utf-8", "surrogatepass"))
@@ -115,7 +136,7 @@ def _nbytes(data) -> int:
     return 0
 
 
-class SharedObject:
+class SharedObject(Value):
     """Shared object in shared memory (shmstore value). Reallocation, changing the object
     type and changing numpy metas (dtype, shape) are not allowed: use SharedDynamicObject.
 
@@ -127,75 +148,84 @@ class SharedObject:
 
     _fetch_fn_type = Optional[Callable[[Any], Any]]
 
+    def __new__(cls, name: str, *, data: Any = None, init_size: int = 100):
+        # Mount or create, race-free: of several processes creating `name` at once,
+        # exactly one gets it with exclusive=True and the others mount it.
+        store = _store()
+        try:
+            self = super().__new__(cls, store, name, create=False)
+            self._created = False
+        except NotFoundError:
+            try:
+                self = super().__new__(cls, store, name, exclusive=True)
+                self._created = True
+            except FileExistsError:
+                self = super().__new__(cls, store, name, create=False)
+                self._created = False
+        return self
+
     def __init__(self, name: str, *, data: Any = None, init_size: int = 100):
-        self.name = name
         self.init_size = init_size
         if data is not None:
             _check_supported(data)
-        store = _store()
-        self._h = None
-        created = False
-        try:
-            h = store.value(name, create=False)
-        except NotFoundError:
-            try:
-                h = store.value(name, exclusive=True)
-                created = True
-            except FileExistsError:
-                h = store.value(name, create=False)
-        self._h = h
         self._kind = None  # Python type of the data; None = not known yet
         self._cap = 0
-        if created:
+        self._layout = None  # a container's _layout(); None = not a container / not known
+        if self._created:
             self._publish(data, initial=True)
         else:
-            if h.version == 0:  # the creator has not published yet: wait for it
+            if self.version == 0:  # the creator has not published yet: wait for it
                 try:
-                    h.wait(after=0, timeout=_CREATE_WAIT)
+                    Value.wait(self, after=0, timeout=_CREATE_WAIT)
                 except TimeoutError:  # the creator died: take over
                     self._publish(data, initial=True)
             if self._kind is None:
                 self._load_meta()
             if data is not None:
                 self.assign(data)
-        self._version = h.version
+        self.seen = self.version
 
     # -- metadata ------------------------------------------------------------------------
     def _load_meta(self):
+        seen = self.seen  # learning the type is not "seeing" a change
         try:  # a view: learning the type of a big array must not copy it
-            data, _ = self._h.view_versioned()
+            data = self.view()
         except NoValueError:
             self._kind, self._cap = None, 0
             return
+        finally:
+            self.seen = seen
         if isinstance(data, memoryview):  # bytes are viewed as a read-only memoryview
             self._kind, n = bytes, data.nbytes
             data.release()
         else:
             data = self._decode(data)
             self._kind, n = type(data), _nbytes(data)
+            self._layout = _layout(data) if self._kind in _CONTAINERS else None
         if self._kind in _BUFFERS:
-            cap = self._h.attrs().get(_CAP)
+            cap = self.attrs().get(_CAP)
             self._cap = cap if isinstance(cap, int) else max(self.init_size, n)
 
     def _decode(self, data):
         if (type(data) is np.ndarray and data.shape == (7,) and data.dtype == np.float32
-                and (self._kind in _POSE_TYPES or self._h.attrs().get(_TYPE) == "Pose")):
+                and (self._kind in _POSE_TYPES or self.attrs().get(_TYPE) == "Pose")):
             return Pose(data[:3].copy(), data[3:].copy())
         return data
 
     def _publish(self, data, *, initial=False, same_layout=False):
         t = type(data)
         if isinstance(data, _POSE_TYPES):
-            self._h.put(_pose_array(data), attrs={_TYPE: "Pose"}, same_layout=same_layout)
+            self.put(_pose_array(data), attrs={_TYPE: "Pose"}, same_layout=same_layout)
             t = Pose
         elif t in _BUFFERS:
             n = _nbytes(data)
             if initial or self._kind is not t:
                 self._cap = max(self.init_size, n)
-            self._h.put(data, attrs={_CAP: self._cap})
+            self.put(data, attrs={_CAP: self._cap})
         else:
-            self._h.put(data, same_layout=same_layout)
+            self.put(data, same_layout=same_layout)
         self._kind = t
+        self._layout = _layout(data) if t in _CONTAINERS else None
 
     # -- API -----------------------------------------------------------------------------
     def assign(self, data) -> "SharedObject":
@@ -208,11 +238,10 @@ class SharedObject:
             # Hot path (a robot's state at kHz): same scalar type, so same layout unless an
             # int no longer fits 64 bits (then the put refuses and we raise like the seed).
             try:
-                self._h.put(data, same_layout=True)
+                self.put(data, same_layout=True)
             except LayoutError as e:
                 raise BufferError(f"SharedObject {self.name!r}: {e}; changing dtype or shape "
                                   f"needs SharedDynamicObject") from None
-            self._version = self._h.version
             return self
         if kind is None:
             self._load_meta()
@@ -228,18 +257,21 @@ class SharedObject:
             if n > self._cap:
                 raise BufferError(f"SharedObject {self.name!r}: {n} bytes exceed its capacity of "
                                   f"{self._cap} bytes (init_size); use SharedDynamicObject")
-            self._h.put(data, attrs={_CAP: self._cap})
+            self.put(data, attrs={_CAP: self._cap})
         elif t in _SCALARS or t is np.ndarray or t is Pose:
             try:
                 self._publish(data, same_layout=True)
             except LayoutError as e:
                 raise BufferError(f"SharedObject {self.name!r}: {e}; changing dtype or shape "
                                   f"needs SharedDynamicObject") from None
-        else:
+        else:  # a container
             _check_supported(data)
-            self._h.put(data)
+            if self._layout is not None and _layout(data) != self._layout:
+                raise BufferError(f"SharedObject {self.name!r}: a {t.__name__} of another length, "
+                                  f"keys, dtypes or shapes than the one it was created with "
+                                  f"(use SharedDynamicObject to reallocate)")
+            self.put(data)
         self._kind = t
-        self._version = self._h.version
         return self
 
     def fetch(self, fn: "SharedObject._fetch_fn_type" = None) -> Any:
@@ -247,9 +279,9 @@ class SharedObject:
         zero-copy view: fn that makes a new array (x + 1, x.sum()) costs one pass and no
         extra copy; a result that still shares the shared memory (slicing) is copied."""
         if fn is None:
-            data, self._version = self._h.get_versioned()
+            data = self.get()
             return self._decode(data) if type(data) is np.ndarray and data.shape == (7,) else data
-        data, self._version = self._h.view_versioned()
+        data = self.view()
         if isinstance(data, memoryview):  # a bytes object is viewed as a memoryview
             mv, data = data, data.tobytes()
             mv.release()
@@ -258,33 +290,16 @@ class SharedObject:
         return _detach(fn(data))
 
     def trigger(self) -> "SharedObject":
-        """Publish a new version with the same data (a start/stop signal)."""
-        self._h.trigger()
+        """Publish a new version with the same data (a start/stop signal). As in the seed,
+        it does not change this instance's record of what it has seen: its own
+        `triggered` sees it (once), like any other process's."""
+        Value.trigger(self)
         return self
 
-    @property
-    def triggered(self) -> bool:
-        """True once per trigger (or assign) made since this instance last looked.
-
-        As in the seed, trigger() only changes the shared object, not this instance's
-        record of what it has seen: an instance's own trigger() is seen by its own
-        `triggered` (once), like any other process's."""
-        v = self._h.version
-        if v != self._version:
-            self._version = v
-            return True
-        return False
-
-    @property
-    def modified(self) -> bool:
-        """Whether the data changed since this instance last fetched, assigned or saw
-        `triggered` (by version number; does not consume the change)."""
-        return self._h.version != self._version
-
-    @property
-    def mtime(self) -> int:
-        """Time of the latest version in ns since the epoch."""
-        return self._h.mtime
+    # `modified` (does the object have a change this instance has not fetched, assigned or
+    # seen through `triggered`? does not consume it) and `triggered` (the same, consuming
+    # it: True once per change) are inherited from shmstore.Value: C getters comparing the
+    # value's version with `seen`.
 
     @property
     def object_type(self):
@@ -294,20 +309,15 @@ class SharedObject:
 
     @property
     def nbytes(self) -> int:
-        return self._h.info()["size"]
+        return self.info()["size"]
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the object changes (shmstore extension). False on timeout."""
         try:
-            self._version = self._h.wait(after=self._version, timeout=timeout)
+            Value.wait(self, after=self.seen, timeout=timeout)
             return True
         except TimeoutError:
             return False
-
-    def close(self):
-        """Close this instance's access; the object stays in shared memory."""
-        if self._h is not None:
-            self._h.close()
 
     def unlink(self):
         """Remove the object from shared memory (other instances then fail with StaleError)."""
@@ -321,8 +331,7 @@ class SharedObject:
 
     def __repr__(self):
         try:
-            info = self._h.info()
-            size = info["size"]
+            size = self.info()["size"]
         except Exception:
             size = "?"
         kind = self._kind.__name__ if self._kind is not None else "?"
@@ -365,7 +374,6 @@ class SharedDynamicObject(SharedObject):
         _check_supported(data)
         self._kind = None if reallocate else self._kind
         self._publish(data, initial=True)
-        self._version = self._h.version
         return self
 
     def fetch(self, fn: "SharedObject._fetch_fn_type" = None) -> Any:
@@ -393,14 +401,13 @@ def start_and_wait_for_process(process: mp.Process, *, timeout: Optional[float] 
     """Start `process` and block (no polling: a futex wait) until it calls
     signal_process_ready(). Raises TimeoutError, or RuntimeError if it exits first."""
     so = SharedObject(_ready_name(process.name))
-    h = so._h
-    base = h.version
+    base = so.version
     process.start()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
         try:
-            h.wait(after=base, timeout=max(left, 0.0))
+            Value.wait(so, after=base, timeout=max(left, 0.0))
             return
         except TimeoutError:
             if not process.is_alive():
