@@ -165,10 +165,6 @@ int shmstore__pin(shmstore_t *s, uint64_t off, _Atomic uint64_t *src)
 {
     struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
     uint32_t n = s->g.n_leases;
-    struct blk_hdr *b = shmstore__blk(s, off);
-    if (!b)
-        return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': lease of invalid block %" PRIu64,
-                                s->name, off);
     bool found;
     pthread_mutex_lock(&s->lease_mu);
     int64_t i = lease_find(ps, n, off, &found, memory_order_relaxed);
@@ -197,11 +193,46 @@ int shmstore__pin(shmstore_t *s, uint64_t off, _Atomic uint64_t *src)
         pthread_mutex_unlock(&s->lease_mu);
         return 1;
     }
+    /* Only now is the block ours to look at: before the hazard was confirmed it could be
+     * freed and merged into a neighbour, its header gone (a retry, not corruption). */
+    struct blk_hdr *b = shmstore__blk(s, off);
+    if (!b) {
+        lease_erase(ps, n, (uint64_t)i);
+        pthread_mutex_unlock(&s->lease_mu);
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': lease of invalid block %" PRIu64,
+                                s->name, off);
+    }
     atomic_fetch_add_explicit(&ps->n_leases, 1, memory_order_relaxed);
     /* seq_cst: pairs with the writer's seq_cst seq store then pins load (value.c) */
     atomic_fetch_or_explicit(&b->pins[s->slot / 64], pin_bit(s->slot), memory_order_seq_cst);
     pthread_mutex_unlock(&s->lease_mu);
     return 0;
+}
+
+/* In a fork child: pin block `off`, which the parent leases (`parent`: the parent's
+ * handle as the child inherited it), under our own slot. Our lease record (a hazard) is
+ * made visible before we confirm that the parent's record is still there, so the block
+ * cannot be freed in between: a freer reads hazards after the parent's unpin. An entry
+ * of the parent that moves (its set shifts on erase) is looked up again. Returns 0, 1 if
+ * the parent no longer holds the block (or is no longer attached), or an error. */
+int shmstore__pin_inherited(shmstore_t *s, const shmstore_t *parent, uint64_t off)
+{
+    if (parent->slot >= s->g.n_slots)
+        return 1;
+    struct proc_slot *pps = shmstore__proc_slot(s, parent->slot);
+    if (atomic_load_explicit(&pps->state, memory_order_seq_cst) != SLOT_LIVE ||
+        pps->attach_ns != parent->attach_ns)
+        return 1;
+    for (int tries = 0; tries < 64; tries++) {
+        bool found;
+        int64_t i = lease_find(pps, s->g.n_leases, off, &found, memory_order_seq_cst);
+        if (i < 0 || !found)
+            return 1;
+        int r = shmstore__pin(s, off, &pps->leases[i].off);
+        if (r <= 0)
+            return r;
+    }
+    return 1;
 }
 
 /* Remove entry i from the open-addressed set by backward shift (no tombstones). A crash
@@ -416,6 +447,7 @@ static bool claim(shmstore_t *s, uint32_t i, bool take_dead)
     atomic_store_explicit(&ps->n_leases, 0, memory_order_relaxed);
     atomic_store_explicit(&ps->state, SLOT_LIVE, memory_order_release);
     s->slot = i;
+    s->attach_ns = ps->attach_ns;
     return true;
 }
 
