@@ -369,6 +369,21 @@ SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out);
  * a version that was replaced or deleted, it frees the block under the metadata lock. */
 SHMSTORE_API void shmstore_view_release(shmstore_view_t *view);
 
+/* In a fork child: take over a view inherited from the parent. The parent's lease kept
+ * the bytes of an inherited view unchanged only as long as the parent held the view;
+ * this leases the same version under `s`, this process's own attachment of the same
+ * store (shmstore_open in the child), and describes it in `*out` with pointers into
+ * `s`'s mapping. The inherited view is left as it is (release it as usual: in the child
+ * that only drops its reference; its bytes, in the inherited mapping, stay readable
+ * while it is held and are protected by the new lease too). Release `*out` with
+ * shmstore_view_release(). Never waits for a writer. Returns 0, -EINVAL (not an
+ * inherited view, or a view of another store), -ESTALE (the parent no longer held the
+ * view: its bytes may have been reused), SHMSTORE_ELEASES, SHMSTORE_EFORK (`s` itself
+ * was inherited). Open `s` with SHMSTORE_O_NORECOVER: if the parent has already exited,
+ * a normal attach may reclaim its slot, and with it the lease to adopt. */
+SHMSTORE_API int shmstore_view_adopt(shmstore_t *s, const shmstore_view_t *inherited,
+                                     shmstore_view_t *out);
+
 /* The latest version number (0 = never written) and its time. One atomic load each;
  * never block. Return 0 or -ESTALE. */
 SHMSTORE_API int shmstore_value_version(shmstore_value_t *v, uint64_t *version);

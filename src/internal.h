@@ -38,6 +38,7 @@ struct shmstore {
     } g;
     int fd;                  /* never mapped (store.c reopen_unmapped): locks, fallocate */
     uint32_t slot;           /* our process-table slot */
+    uint64_t attach_ns;      /* our slot's attach_ns: tells our slot from a later owner's */
     uint64_t fork_gen;       /* shmstore__fork_gen at attach: a child sees it differ */
     pthread_mutex_t lease_mu; /* guards our slot's lease set and is_closed */
     pthread_mutex_t wait_mu;  /* guards wait_count and our slot's waits[] */
@@ -103,6 +104,7 @@ int shmstore__proc_recover_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *
  * already safe (an object's header, under the metadata mutex) pass NULL.
  * Returns 0, 1, SHMSTORE_ELEASES or SHMSTORE_ECORRUPT. */
 int shmstore__pin(shmstore_t *s, uint64_t blk_off, _Atomic uint64_t *src);
+int shmstore__pin_inherited(shmstore_t *s, const shmstore_t *parent, uint64_t blk_off);
 void shmstore__unpin(shmstore_t *s, uint64_t blk_off);
 bool shmstore__blk_pinned(const struct blk_hdr *b);
 /* Drop a block its owner no longer references: free now if unpinned, else mark it

@@ -773,6 +773,41 @@ SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out)
                             v->obj->name, READ_RETRIES_MAX);
 }
 
+/* Rebase a pointer into the parent's mapping onto ours (same file, same offsets). */
+static const void *rebase(const shmstore_t *from, const shmstore_t *to, const void *p)
+{
+    return p ? (const char *)to->hdr + ((const char *)p - (const char *)from->hdr) : NULL;
+}
+
+SHMSTORE_API int shmstore_view_adopt(shmstore_t *s, const shmstore_view_t *inherited,
+                                     shmstore_view_t *out)
+{
+    shmstore__clearerr();
+    int r = shmstore__check_fork(s);
+    if (r < 0)
+        return r;
+    const shmstore_t *p = inherited ? inherited->store : NULL;
+    if (!p || !inherited->block_off)
+        return shmstore__seterr(-EINVAL, "no view to adopt (released or zeroed)");
+    if (p->fork_gen == s->fork_gen)
+        return shmstore__seterr(-EINVAL, "the view was taken in this process, not inherited "
+                                "across fork(): nothing to adopt");
+    if (strcmp(p->name, s->name) != 0 || strcmp(p->dir, s->dir) != 0 || p->is_closed ||
+        p->hdr->ctime_ns != s->hdr->ctime_ns)
+        return shmstore__seterr(-EINVAL, "the view belongs to another store than '%s'", s->name);
+    if ((r = shmstore__pin_inherited(s, p, inherited->block_off)) < 0)
+        return r;
+    if (r > 0)
+        return shmstore__seterr(-ESTALE, "the parent process no longer holds this view of store "
+                                "'%s': its bytes may have been reused; take a new view", s->name);
+    *out = *inherited;
+    out->data = rebase(p, s, inherited->data);
+    out->desc.attrs = rebase(p, s, inherited->desc.attrs);
+    shmstore__store_ref(s);
+    out->store = s;
+    return 0;
+}
+
 SHMSTORE_API void shmstore_view_release(shmstore_view_t *view)
 {
     if (!view || !view->store || !view->block_off)

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MiB (1024ull * 1024ull)
 
@@ -254,12 +255,134 @@ static void test_fork_child_opens(void **state)
     t_cleanup(s, name);
 }
 
+/* ---- views inherited across fork: shmstore_view_adopt ------------------------------- */
+
+#define ADOPT_LEN (256u * 1024u)
+
+struct adopt_arg {
+    const char *name;
+    shmstore_view_t *view;  /* the parent's, inherited */
+    int to_child[2], to_parent[2];
+    int parent_first;       /* the parent releases its view before the child adopts */
+};
+
+static void pipe_signal(int fd)
+{
+    char c = 1;
+    if (write(fd, &c, 1) != 1)
+        t_child_fail(__FILE__, __LINE__, "pipe write");
+}
+
+static int pipe_await(int fd)
+{
+    char c;
+    return read(fd, &c, 1) == 1 ? 0 : -1;
+}
+
+static int all_bytes(const void *p, size_t n, unsigned char want)
+{
+    for (size_t i = 0; i < n; i++)
+        if (((const unsigned char *)p)[i] != want)
+            return 0;
+    return 1;
+}
+
+static void child_adopts(void *p)
+{
+    struct adopt_arg *a = p;
+    shmstore_t *s = NULL;
+    shmstore_view_t mine, again, own;
+    shmstore_value_t *v = NULL;
+    T_CHILD_RC(shmstore_open(a->name, SHMSTORE_O_NORECOVER, NULL, &s), 0);
+    if (a->parent_first) {
+        T_CHILD_CHECK(pipe_await(a->to_child[0]) == 0);
+        T_CHILD_RC(shmstore_view_adopt(s, a->view, &mine), -ESTALE);
+        shmstore_close(s);
+        return;
+    }
+    T_CHILD_RC(shmstore_view_adopt(s, a->view, &mine), 0);
+    T_CHILD_CHECK(mine.len == ADOPT_LEN && mine.version == a->view->version);
+    T_CHILD_CHECK(mine.data != a->view->data && all_bytes(mine.data, ADOPT_LEN, 0xab));
+    T_CHILD_RC(shmstore_view_adopt(s, a->view, &again), 0); /* a second lease: counted */
+    shmstore_view_release(&again);
+    /* Errors: a view of this process, nothing, a handle inherited itself. */
+    T_CHILD_RC(shmstore_value_open(s, "img", 0, &v), 0);
+    T_CHILD_RC(shmstore_value_view(v, &own), 0);
+    T_CHILD_RC(shmstore_view_adopt(s, &own, &again), -EINVAL);
+    shmstore_view_release(&own);
+    shmstore_value_close(v);
+    T_CHILD_RC(shmstore_view_adopt(s, NULL, &again), -EINVAL);
+    T_CHILD_RC(shmstore_view_adopt(a->view->store, a->view, &again), SHMSTORE_EFORK);
+
+    /* The parent now drops its view and overwrites the value many times over. */
+    pipe_signal(a->to_parent[1]);
+    T_CHILD_CHECK(pipe_await(a->to_child[0]) == 0);
+    T_CHILD_CHECK(all_bytes(mine.data, ADOPT_LEN, 0xab));
+    T_CHILD_CHECK(all_bytes(a->view->data, ADOPT_LEN, 0xab)); /* same bytes, other mapping */
+    shmstore_view_release(a->view);
+    shmstore_view_release(&mine);
+    shmstore_close(s);
+}
+
+static void run_adopt(int parent_first)
+{
+    char name[128];
+    t_store_name(name, sizeof(name));
+    shmstore_t *s = t_open_new(name, 16 * MiB);
+    shmstore_value_t *v = NULL;
+    static unsigned char buf[ADOPT_LEN];
+    T_OK(shmstore_value_open(s, "img", SHMSTORE_V_CREATE, &v));
+    memset(buf, 0xab, sizeof(buf));
+    T_OK(shmstore_value_put(v, NULL, buf, sizeof(buf), 0));
+    shmstore_view_t view;
+    T_OK(shmstore_value_view(v, &view));
+    struct adopt_arg a = {.name = name, .view = &view, .parent_first = parent_first};
+    assert_int_equal(pipe(a.to_child), 0);
+    assert_int_equal(pipe(a.to_parent), 0);
+    pid_t pid = t_fork(child_adopts, &a);
+    if (!parent_first)
+        assert_int_equal(pipe_await(a.to_parent[0]), 0);
+    shmstore_view_release(&view);
+    memset(buf, 0xcd, sizeof(buf));
+    for (int i = 0; i < 20; i++) /* every rotation block is reused, unless leased */
+        T_OK(shmstore_value_put(v, NULL, buf, sizeof(buf), 0));
+    shmstore_gc_stats_t gs;
+    T_OK(shmstore_gc(s, &gs));
+    pipe_signal(a.to_child[1]);
+    assert_int_equal(t_wait_child(pid, 60000), 0);
+    for (int i = 0; i < 2; i++) {
+        close(a.to_child[i]);
+        close(a.to_parent[i]);
+    }
+    T_OK(shmstore_value_put(v, NULL, buf, sizeof(buf), 0));
+    shmstore_value_close(v);
+    t_assert_clean(s);
+    t_cleanup(s, name);
+}
+
+/* The child leases the parent's version: the parent's release and later puts leave its
+ * bytes alone, and its release frees the block. */
+static void test_fork_view_adopt(void **state)
+{
+    (void)state;
+    run_adopt(0);
+}
+
+/* Too late: the parent released its view before the child adopted it. */
+static void test_fork_view_adopt_too_late(void **state)
+{
+    (void)state;
+    run_adopt(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_old_handles_efork),
         cmocka_unit_test(test_fork_child_exit_without_close),
         cmocka_unit_test(test_fork_child_opens),
+        cmocka_unit_test(test_fork_view_adopt),
+        cmocka_unit_test(test_fork_view_adopt_too_late),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
