@@ -8,6 +8,12 @@
  * cannot run before every export and every child is gone, or by release() when nothing
  * is exported (mmapmodule.c's `exports` rule). numpy arrays are made with
  * numpy.asarray(buffer): numpy keeps a memoryview of the export as the array's base.
+ *
+ * fork(): a lease belongs to the process that took it, so a view inherited by a child
+ * was protected only while the parent held it. Leased roots are kept in a list
+ * (modstate.leased); right after os.fork() the child adopts each one under its own
+ * attachment (buffer_adopt_inherited, shmstore_view_adopt). The bytes stay where the
+ * arrays already point: the inherited mapping, which root->core keeps.
  */
 #include <string.h>
 
@@ -52,7 +58,30 @@ static BufferObject *buffer_alloc(modstate *st)
     b->ndim = 1;
     strcpy(b->format, "B");
     b->weakrefs = NULL;
+    b->lease_core = NULL;
+    b->lprev = b->lnext = NULL;
+    b->st = st;
     return b;
+}
+
+static void leased_link(BufferObject *b)
+{
+    b->lprev = NULL;
+    b->lnext = b->st->leased;
+    if (b->lnext)
+        b->lnext->lprev = b;
+    b->st->leased = b;
+}
+
+static void leased_unlink(BufferObject *b)
+{
+    if (b->lprev)
+        b->lprev->lnext = b->lnext;
+    else
+        b->st->leased = b->lnext;
+    if (b->lnext)
+        b->lnext->lprev = b->lprev;
+    b->lprev = b->lnext = NULL;
 }
 
 /* A root Buffer taking over the lease in `view` (as bytes, 'B'). */
@@ -66,6 +95,7 @@ BufferObject *buffer_root(modstate *st, CoreObject *core, const shmstore_view_t 
     if (view) {
         b->view = *view;
         b->has_lease = 1;
+        leased_link(b);
         b->ptr = (char *)view->data;
         b->len = (Py_ssize_t)view->len;
     }
@@ -130,12 +160,61 @@ int buffer_release(BufferObject *b)
     }
     if (b->has_lease) {
         b->has_lease = 0;
+        leased_unlink(b);
         shmstore_view_release(&b->view);
     }
     b->released = 1;
     b->ptr = NULL;
+    Py_CLEAR(b->lease_core);
     Py_CLEAR(b->core);
     return 0;
+}
+
+/* The Core of this process's attachment to the store `old` (an inherited handle), from
+ * `made` (n entries, owned) or newly attached; NULL (no exception) if it cannot be. */
+static CoreObject *child_core(modstate *st, PyObject *module, const shmstore_t *old,
+                              CoreObject **made, const shmstore_t **from, int *n, int cap)
+{
+    for (int i = 0; i < *n; i++)
+        if (from[i] == old)
+            return made[i];
+    if (*n == cap)
+        return NULL;
+    shmstore_options_t opt;
+    memset(&opt, 0, sizeof(opt));
+    /* NORECOVER: if the parent already died, attaching must not reclaim its slot (and
+     * with it the leases we are about to adopt). */
+    CoreObject *c = core_open(st, module, shmstore_name(old), shmstore_dir(old),
+                              SHMSTORE_O_NORECOVER, &opt);
+    if (!c) {
+        PyErr_Clear(); /* deleted store, no free slot: the view stays as it was */
+        return NULL;
+    }
+    from[*n] = old;
+    made[(*n)++] = c;
+    return c;
+}
+
+void buffer_adopt_inherited(modstate *st, PyObject *module)
+{
+    enum { CAP = 32 }; /* stores with inherited views; more are left as they were */
+    CoreObject *made[CAP];
+    const shmstore_t *from[CAP];
+    int n = 0;
+    for (BufferObject *b = st->leased; b; b = b->lnext) {
+        CoreObject *holder = b->lease_core ? b->lease_core : b->core;
+        if (!holder || holder->gen == shm_fork_gen)
+            continue; /* leased by this process */
+        CoreObject *c = child_core(st, module, b->view.store, made, from, &n, CAP);
+        shmstore_view_t mine;
+        if (!c || shmstore_view_adopt(c->s, &b->view, &mine) < 0)
+            continue; /* the parent already let it go: nothing can protect it now */
+        shmstore_view_release(&b->view); /* in the child: drops the inherited reference */
+        b->view = mine;
+        Py_XSETREF(b->lease_core, (CoreObject *)Py_NewRef(c));
+    }
+    for (int i = 0; i < n; i++)
+        Py_DECREF(made[i]);
 }
 
 static int buf_getbuffer(PyObject *self, Py_buffer *view, int flags)

@@ -61,6 +61,8 @@ typedef struct modstate {
     PyObject *pk_dumps, *pk_loads, *pk_proto;
     /* writer locks this process holds across GIL releases (see value.c: put) */
     long n_wlocks;
+    /* root Buffers holding a lease, for the fork hook (buffer_adopt_inherited) */
+    struct BufferObject *leased;
 } modstate;
 
 /* ---- objects ---- */
@@ -103,6 +105,11 @@ typedef struct BufferObject {
     CoreObject *core;          /* root only */
     shmstore_view_t view;      /* root only, when has_lease */
     int has_lease;
+    /* root only: after fork, the child's attachment the adopted lease is held through
+     * (the bytes stay in `core`'s mapping); NULL in the process that took the view */
+    CoreObject *lease_core;
+    struct BufferObject *lprev, *lnext; /* modstate.leased, while has_lease */
+    modstate *st;
     int readonly;
     int released;
     char *ptr;
@@ -160,6 +167,9 @@ BufferObject *buffer_root(modstate *st, CoreObject *core, const shmstore_view_t 
 BufferObject *buffer_child(modstate *st, BufferObject *root, char *ptr, Py_ssize_t len,
                            const char *dtype, int ndim, const uint64_t *shape, int readonly);
 int buffer_release(BufferObject *b);
+/* In a fork child: lease again, through attachments of this process, what views
+ * inherited from the parent show (best effort; never raises). */
+void buffer_adopt_inherited(modstate *st, PyObject *module);
 
 /* ---- codec.c ---- */
 /* An encoded value ready to be copied into a block. */

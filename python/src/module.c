@@ -55,6 +55,27 @@ static int fork_hook_install(void)
     return 0;
 }
 
+/* os.register_at_fork(after_in_child=_after_fork_child): multiprocessing's fork start
+ * method goes through os.fork(), which runs it in the child before anything else. */
+static int fork_hook_register(PyObject *m)
+{
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
+    PyObject *fn = reg ? PyObject_GetAttrString(m, "_after_fork_child") : NULL;
+    PyObject *args = fn ? PyTuple_New(0) : NULL;
+    PyObject *kw = args ? Py_BuildValue("{s:O}", "after_in_child", fn) : NULL;
+    PyObject *r = kw ? PyObject_Call(reg, args, kw) : NULL;
+    Py_XDECREF(os);
+    Py_XDECREF(reg);
+    Py_XDECREF(fn);
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* ---- errors: the one table that maps codes to exceptions ---------------------------- */
 
 int shm_raise(modstate *st, int err)
@@ -303,7 +324,19 @@ static PyObject *mod_decode_record(PyObject *module, PyObject *arg)
     return o;
 }
 
+PyDoc_STRVAR(after_fork_doc,
+"_after_fork_child()\n--\n\nInternal: run by os.fork() in the child (registered with\n"
+"os.register_at_fork): views inherited from the parent are leased by the child.");
+
+static PyObject *mod_after_fork_child(PyObject *m, PyObject *unused)
+{
+    (void)unused;
+    buffer_adopt_inherited(shm_state_of(m), m);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef mod_methods[] = {
+    {"_after_fork_child", mod_after_fork_child, METH_NOARGS, after_fork_doc},
     {"_decode_record", mod_decode_record, METH_O, decode_record_doc},
     {"unlink", METH(mod_unlink), METH_VARARGS | METH_KEYWORDS, unlink_doc},
     {"list_stores", METH(mod_list_stores), METH_VARARGS | METH_KEYWORDS, list_stores_doc},
@@ -369,6 +402,8 @@ static int mod_exec(PyObject *m)
                                    "A fixed table is full (leases of this process, process slots).")))
         return -1;
     if (!(st->dtype_of = PyDict_New()) || !(st->np_dtype = PyDict_New()))
+        return -1;
+    if (fork_hook_register(m) < 0)
         return -1;
     if (PyModule_AddStringConstant(m, "__c_version__", SHMSTORE_VERSION_STRING) < 0 ||
         PyModule_AddIntConstant(m, "NAME_MAX", SHMSTORE_NAME_MAX) < 0 ||

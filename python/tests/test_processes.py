@@ -243,3 +243,41 @@ def test_fork_child_handle_on_deleted_value_is_stale(store):
 
     assert _in_fork(child) == 0
     assert "gone" not in store
+
+
+@pytest.mark.parametrize("depth", [1, 2], ids=["child", "grandchild"])
+def test_fork_inherited_view_outlives_the_parents_lease(store, depth):
+    """A view taken before fork() is leased by the child too (shmstore_view_adopt, run by
+    os.fork's after-in-child hook): the parent letting its view go and writing the value
+    over and over does not change the child's bytes. Before, the child's array silently
+    showed whatever reused the block. depth 2: a grandchild adopts it from the child."""
+    frame = np.full((120, 160, 3), 7, np.uint8)
+    store["img"] = frame
+    arr = store.view("img")
+    h = store.value("img")
+    ready, go, result = os.pipe(), os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the process that keeps the view
+        try:
+            if depth == 2 and os.fork() != 0:  # hand the view down once more
+                os._exit(0)
+            os.write(ready[1], b"r")
+            os.read(go[0], 1)
+            ok = arr.shape == frame.shape and (arr == 7).all()
+            os.write(result[1], b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    assert os.read(ready[0], 1) == b"r"
+    del arr
+    for i in range(40):  # every block of the value is reused unless leased
+        h.put(np.full(frame.shape, i, np.uint8))
+    os.write(go[1], b"g")
+    assert os.read(result[0], 1) == b"1", "the child's view changed under it"
+    os.waitpid(pid, 0)
+    deadline = time.monotonic() + 30
+    while sum(p["alive"] for p in store.procs()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the grandchild is not ours to wait for
+    store.gc()
+    assert store.check() == ""
+    for fd in ready + go + result:
+        os.close(fd)
