@@ -97,13 +97,11 @@ static void stores_remove(shmstore_t *s)
     pthread_mutex_unlock(&g_stores_mu);
 }
 
-int shmstore__check_fork(const shmstore_t *s)
+int shmstore__forked(const shmstore_t *s)
 {
-    if (atomic_load_explicit(&shmstore__fork_gen, memory_order_relaxed) != s->fork_gen)
-        return shmstore__seterr(SHMSTORE_EFORK,
-                                "store '%s' was opened before fork(); open it again in the child",
-                                s->name);
-    return 0;
+    return shmstore__seterr(SHMSTORE_EFORK,
+                            "store '%s' was opened before fork(); open it again in the child",
+                            s->name);
 }
 
 /* ---- names and paths --------------------------------------------------------------- */

@@ -613,7 +613,7 @@ static PyObject *v_get_modified(PyObject *self, void *c)
     uint64_t ver;
     if (value_ready(SELF) < 0 || version_of(SELF, &ver) < 0)
         return NULL;
-    return PyBool_FromLong(ver != SELF->seen);
+    return Py_NewRef(ver != SELF->seen ? Py_True : Py_False);
 }
 
 static PyObject *v_get_triggered(PyObject *self, void *c)
