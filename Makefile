@@ -44,10 +44,11 @@ test-tsan: deps
 	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=1 history_size=7 suppressions=$(CURDIR)/tests/tsan.supp" \
 	    ctest --output-on-failure -j $(JOBS) -L tsan
 
-bench: deps
+bench: build
 	@$(CONFIGURE) -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSHMSTORE_TESTS=OFF -DSHMSTORE_PYTHON=OFF >/dev/null
 	@$(CMAKE) --build $(BUILD)-release -j $(JOBS)
 	./$(BUILD)-release/cli/shmstore bench
+	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_python.py
 
 install: build
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

@@ -22,6 +22,9 @@
  * frame age is measured; then a stop frame. At 100 Hz the readers alternate between
  * timing a get and timing a plain memcpy out of a view of the same frame: the copy
  * bandwidth of get is compared with memcpy of the same bytes, same run, same reader.
+ *
+ * With --json the report is one JSON object on one line instead of the tables (for
+ * python/bench/bench_python.py, which compares its own frame age with the demo's).
  */
 #include <errno.h>
 #include <signal.h>
@@ -279,12 +282,16 @@ static int run_phase(struct writer *w, int phase, double secs, double hz, struct
 
 static int usage(FILE *out, int code)
 {
-    fprintf(out, "usage: shmstore demo [--seconds S] [--readers N]\n"
+    fprintf(out, "usage: shmstore demo [--seconds S] [--readers N] [--json]\n"
                  "\n"
                  "A camera pipeline: one writer process publishes 480x848x3 uint8 frames in a\n"
                  "fresh store, N reader processes (default 3, at most 8) wait for each new\n"
                  "frame, copy it and verify its checksum. Runs S seconds (default 3): the\n"
                  "writer alone, then with the readers at full speed, then at 100 Hz.\n"
+                 "\n"
+                 "  --json    print the figures as one JSON object on one line instead of\n"
+                 "            the tables (times in ns, bandwidths in GB/s)\n"
+                 "\n"
                  "Exit status: 0 ok, 1 a torn frame was seen or something failed, 64 usage.\n");
     return code;
 }
@@ -294,13 +301,26 @@ static double ratio_or0(double a, double b)
     return b > 0 ? a / b : 0;
 }
 
+/* The figures of a run over all readers (the per-reader ones stay in demo_stats). */
+struct demo_summary {
+    double age_wake[2], age_data[2], age_pub[2]; /* 100 Hz: p50, p99, ns */
+    double get_gbps, memcpy_gbps, get_fast_gbps;  /* medians, mean of the readers */
+    uint64_t seen[2], missed[2];                  /* full speed, 100 Hz; sums */
+    uint64_t torn, mismatched;
+};
+
+static int summarize(int n_readers, struct demo_stats *const *st, struct demo_summary *sum);
 static void print_report(const struct phase_result ph[3], int n_readers,
-                         struct demo_stats *const *st, const char *store);
+                         struct demo_stats *const *st, const struct demo_summary *sum,
+                         const char *store);
+static void print_json(const struct phase_result ph[3], int n_readers,
+                       struct demo_stats *const *st, const struct demo_summary *sum);
 
 int shmstore_demo_main(int argc, char **argv)
 {
     double seconds = 3;
     int n_readers = 3;
+    bool is_json = false;
     for (int i = 1; i < argc; i++) {
         char *end = NULL;
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
@@ -314,6 +334,8 @@ int shmstore_demo_main(int argc, char **argv)
             if (*end || n < 1 || n > DEMO_MAX_READERS)
                 return usage(stderr, 64);
             n_readers = (int)n;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            is_json = true;
         } else {
             fprintf(stderr, "shmstore demo: unknown argument '%s'\n", argv[i]);
             return usage(stderr, 64);
@@ -404,11 +426,16 @@ int shmstore_demo_main(int argc, char **argv)
         else if (len != sizeof *st[i] || st[i]->magic != STATS_MAGIC)
             rc = -EPROTO;
     }
+    struct demo_summary sum = {0};
+    if (rc == 0 && (rc = summarize(n_readers, st, &sum)) != 0)
+        bench__fail("demo", "summarize", rc);
     bool is_torn = false;
     if (rc == 0) {
-        print_report(ph, n_readers, st, store);
-        for (int i = 0; i < n_readers; i++)
-            is_torn |= st[i]->torn > 0 || st[i]->mismatched > 0;
+        if (is_json)
+            print_json(ph, n_readers, st, &sum);
+        else
+            print_report(ph, n_readers, st, &sum, store);
+        is_torn = sum.torn > 0 || sum.mismatched > 0;
     } else if (rc == -EINTR) {
         fprintf(stderr, "shmstore demo: interrupted\n");
     }
@@ -431,8 +458,54 @@ int shmstore_demo_main(int argc, char **argv)
 
 /* ---- report --------------------------------------------------------------------- */
 
+static int summarize(int n_readers, struct demo_stats *const *st, struct demo_summary *sum)
+{
+    struct samples wake = {0}, data = {0}, pub = {0};
+    size_t cap = (size_t)n_readers * AGE_MAX;
+    int rc = bench__samples_init(&wake, cap);
+    if (rc == 0)
+        rc = bench__samples_init(&data, cap);
+    if (rc == 0)
+        rc = bench__samples_init(&pub, cap);
+    *sum = (struct demo_summary){0};
+    double get_sum = 0, mc_sum = 0, get_fast_sum = 0;
+    for (int i = 0; i < n_readers && rc == 0; i++) {
+        const struct demo_stats *r = st[i];
+        for (int p = 0; p < 2; p++) {
+            sum->seen[p] += r->seen[p];
+            sum->missed[p] += r->missed[p];
+        }
+        sum->torn += r->torn;
+        sum->mismatched += r->mismatched;
+        for (uint32_t j = 0; j < r->n_age; j++) {
+            bench__samples_add(&wake, r->age_wake[j]);
+            bench__samples_add(&data, r->age_data[j]);
+            bench__samples_add(&pub, r->age_pub[j]);
+        }
+        get_sum += ratio_or0(FRAME_LEN, r->get_paced_ns);
+        mc_sum += ratio_or0(FRAME_LEN, r->memcpy_paced_ns);
+        get_fast_sum += ratio_or0(FRAME_LEN, r->get_fast_ns);
+    }
+    if (rc == 0) {
+        sum->age_wake[0] = bench__pct(&wake, 50);
+        sum->age_wake[1] = bench__pct(&wake, 99);
+        sum->age_data[0] = bench__pct(&data, 50);
+        sum->age_data[1] = bench__pct(&data, 99);
+        sum->age_pub[0] = bench__pct(&pub, 50);
+        sum->age_pub[1] = bench__pct(&pub, 99);
+        sum->get_gbps = get_sum / n_readers;
+        sum->memcpy_gbps = mc_sum / n_readers;
+        sum->get_fast_gbps = get_fast_sum / n_readers;
+    }
+    bench__samples_free(&wake);
+    bench__samples_free(&data);
+    bench__samples_free(&pub);
+    return rc;
+}
+
 static void print_report(const struct phase_result ph[3], int n_readers,
-                         struct demo_stats *const *st, const char *store)
+                         struct demo_stats *const *st, const struct demo_summary *sum,
+                         const char *store)
 {
     printf("shmstore demo: camera pipeline, %ux%ux%u uint8 frames (%.2f MB) in value "
            "\"camera/rgb\" of store \"%s\"\n",
@@ -454,12 +527,6 @@ static void print_report(const struct phase_result ph[3], int n_readers,
 
     printf("reader   full speed: seen missed  age p50/p99 (us)  get GB/s | 100 Hz: seen "
            "missed | torn\n");
-    uint64_t torn = 0, mism = 0;
-    struct samples wake = {0}, data = {0}, pub = {0};
-    bench__samples_init(&wake, (size_t)n_readers * AGE_MAX);
-    bench__samples_init(&pub, (size_t)n_readers * AGE_MAX);
-    bench__samples_init(&data, (size_t)n_readers * AGE_MAX);
-    double get_sum = 0, mc_sum = 0, get_fast_sum = 0;
     for (int i = 0; i < n_readers; i++) {
         const struct demo_stats *r = st[i];
         printf("  %-4d %17llu %6llu %8.0f / %-8.0f %8.2f | %12llu %6llu | %4llu\n", i,
@@ -467,38 +534,61 @@ static void print_report(const struct phase_result ph[3], int n_readers,
                r->age_fast_p50 / 1e3, r->age_fast_p99 / 1e3,
                ratio_or0(FRAME_LEN, r->get_fast_ns), (unsigned long long)r->seen[1],
                (unsigned long long)r->missed[1], (unsigned long long)r->torn);
-        torn += r->torn;
-        mism += r->mismatched;
-        for (uint32_t j = 0; j < r->n_age; j++) {
-            bench__samples_add(&wake, r->age_wake[j]);
-            bench__samples_add(&data, r->age_data[j]);
-            bench__samples_add(&pub, r->age_pub[j]);
-        }
-        get_sum += ratio_or0(FRAME_LEN, r->get_paced_ns);
-        mc_sum += ratio_or0(FRAME_LEN, r->memcpy_paced_ns);
-        get_fast_sum += ratio_or0(FRAME_LEN, r->get_fast_ns);
     }
     printf("\nframe age at 100 Hz, all readers                        p50          p99\n");
     printf("  writer starts put -> reader returns from wait  %8.1f us  %8.1f us\n",
-           bench__pct(&wake, 50) / 1e3, bench__pct(&wake, 99) / 1e3);
+           sum->age_wake[0] / 1e3, sum->age_wake[1] / 1e3);
     printf("  writer starts put -> reader has copied frame   %8.1f us  %8.1f us\n",
-           bench__pct(&data, 50) / 1e3, bench__pct(&data, 99) / 1e3);
+           sum->age_data[0] / 1e3, sum->age_data[1] / 1e3);
     printf("  version published -> reader returns from wait  %8.1f us  %8.1f us\n",
-           bench__pct(&pub, 50) / 1e3, bench__pct(&pub, 99) / 1e3);
+           sum->age_pub[0] / 1e3, sum->age_pub[1] / 1e3);
     printf("  (ages from the start of the put include the put itself, see the writer table;\n"
            "   at 100 Hz every put starts with caches cooled by 10 ms of idling)\n");
-    double g = get_sum / n_readers, m = mc_sum / n_readers;
     printf("\ncopy bandwidth per reader at 100 Hz (median, mean of readers):\n"
            "  shmstore_value_get  %6.2f GB/s\n"
            "  memcpy from a view  %6.2f GB/s   (same frames, same readers)\n"
            "  get / memcpy        %6.2f\n",
-           g, m, ratio_or0(g, m));
+           sum->get_gbps, sum->memcpy_gbps, ratio_or0(sum->get_gbps, sum->memcpy_gbps));
     printf("  (at full speed, %d reader%s and the writer sharing the CPUs: get %.2f GB/s)\n",
-           n_readers, n_readers == 1 ? "" : "s", get_fast_sum / n_readers);
+           n_readers, n_readers == 1 ? "" : "s", sum->get_fast_gbps);
     printf("\ntorn frames: %llu, frame/version mismatches: %llu  -> %s\n",
-           (unsigned long long)torn, (unsigned long long)mism,
-           torn || mism ? "FAILED" : "OK (every frame verified)");
-    bench__samples_free(&wake);
-    bench__samples_free(&data);
-    bench__samples_free(&pub);
+           (unsigned long long)sum->torn, (unsigned long long)sum->mismatched,
+           sum->torn || sum->mismatched ? "FAILED" : "OK (every frame verified)");
+}
+
+/* One line, keys in the order of the tables; every key is our own literal. */
+static void print_json(const struct phase_result ph[3], int n_readers,
+                       struct demo_stats *const *st, const struct demo_summary *sum)
+{
+    static const char *const phase_key[3] = {"alone", "with_readers", "paced_100hz"};
+    printf("{\"frame_bytes\":%u,\"readers\":%d,\"writer\":{", (unsigned)FRAME_LEN, n_readers);
+    for (int p = 0; p < 3; p++)
+        printf("%s\"%s\":{\"frames\":%llu,\"rate_hz\":%.1f,\"put_p50_ns\":%.0f,"
+               "\"put_p99_ns\":%.0f}",
+               p ? "," : "", phase_key[p], (unsigned long long)ph[p].frames, ph[p].rate,
+               ph[p].p50, ph[p].p99);
+    printf("},\"reader\":[");
+    for (int i = 0; i < n_readers; i++) {
+        const struct demo_stats *r = st[i];
+        printf("%s{\"seen_fast\":%llu,\"missed_fast\":%llu,\"age_fast_p50_ns\":%.0f,"
+               "\"age_fast_p99_ns\":%.0f,\"get_fast_gbps\":%.2f,\"seen_100hz\":%llu,"
+               "\"missed_100hz\":%llu,\"torn\":%llu}",
+               i ? "," : "", (unsigned long long)r->seen[0], (unsigned long long)r->missed[0],
+               r->age_fast_p50, r->age_fast_p99, ratio_or0(FRAME_LEN, r->get_fast_ns),
+               (unsigned long long)r->seen[1], (unsigned long long)r->missed[1],
+               (unsigned long long)r->torn);
+    }
+    printf("],\"age_100hz\":{"
+           "\"put_to_wake_p50_ns\":%.0f,\"put_to_wake_p99_ns\":%.0f,"
+           "\"put_to_copied_p50_ns\":%.0f,\"put_to_copied_p99_ns\":%.0f,"
+           "\"published_to_wake_p50_ns\":%.0f,\"published_to_wake_p99_ns\":%.0f},"
+           "\"seen_100hz\":%llu,\"missed_100hz\":%llu,\"seen_fast\":%llu,\"missed_fast\":%llu,"
+           "\"get_gbps_100hz\":%.2f,\"memcpy_gbps_100hz\":%.2f,\"get_gbps_fast\":%.2f,"
+           "\"torn\":%llu,\"mismatched\":%llu}\n",
+           sum->age_wake[0], sum->age_wake[1], sum->age_data[0], sum->age_data[1],
+           sum->age_pub[0], sum->age_pub[1], (unsigned long long)sum->seen[1],
+           (unsigned long long)sum->missed[1], (unsigned long long)sum->seen[0],
+           (unsigned long long)sum->missed[0], sum->get_gbps, sum->memcpy_gbps,
+           sum->get_fast_gbps, (unsigned long long)sum->torn,
+           (unsigned long long)sum->mismatched);
 }
