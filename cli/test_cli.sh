@@ -239,6 +239,10 @@ t 0 info "${S}one"             # attaching reclaimed the dead waiter's slot
 t 0 check "${S}one";           out_has "consistent"
 t 0 rm "${S}one"
 
+# ---- demo --json: one JSON document, every frame verified -----------------------------------
+t 0 demo --seconds 1 --readers 1 --json; json_ok; out_has '"torn":0,"mismatched":0'
+t 64 demo --seconds 0
+
 # ---- directory from the environment and from a verb option -------------------------------
 SHMSTORE_DIR=$DIR "$BIN" ls -s >"$OUT" 2>"$ERR" && pass || fail "SHMSTORE_DIR ls"
 out_is "$S"
