@@ -210,29 +210,37 @@ int shmstore__pin(shmstore_t *s, uint64_t off, _Atomic uint64_t *src)
 }
 
 /* In a fork child: pin block `off`, which the parent leases (`parent`: the parent's
- * handle as the child inherited it), under our own slot. Our lease record (a hazard) is
- * made visible before we confirm that the parent's record is still there, so the block
- * cannot be freed in between: a freer reads hazards after the parent's unpin. An entry
- * of the parent that moves (its set shifts on erase) is looked up again. Returns 0, 1 if
- * the parent no longer holds the block (or is no longer attached), or an error. */
+ * handle as the child inherited it), under our own slot. Under the metadata mutex, which
+ * every free takes, so nothing is freed while we look. The parent's record may still be
+ * a hazard of a failed pin (its block already freed): a block that no longer validates
+ * is "not held", and one reused at the same offset is caught by the caller, which
+ * checks that the block still holds the inherited version (a writer may also have
+ * refilled it in place, which takes no mutex). A scan can miss an entry the parent's set
+ * is shifting: look a few times. Returns 0, 1 if the parent no longer holds it, or an
+ * error. */
 int shmstore__pin_inherited(shmstore_t *s, const shmstore_t *parent, uint64_t off)
 {
     if (parent->slot >= s->g.n_slots)
         return 1;
     struct proc_slot *pps = shmstore__proc_slot(s, parent->slot);
-    if (atomic_load_explicit(&pps->state, memory_order_seq_cst) != SLOT_LIVE ||
-        pps->attach_ns != parent->attach_ns)
-        return 1;
-    for (int tries = 0; tries < 64; tries++) {
-        bool found;
-        int64_t i = lease_find(pps, s->g.n_leases, off, &found, memory_order_seq_cst);
-        if (i < 0 || !found)
-            return 1;
-        int r = shmstore__pin(s, off, &pps->leases[i].off);
-        if (r <= 0)
-            return r;
+    int r = shmstore__lock(s);
+    if (r < 0)
+        return r;
+    r = 1;
+    if (atomic_load_explicit(&pps->state, memory_order_seq_cst) == SLOT_LIVE &&
+        pps->attach_ns == parent->attach_ns) {
+        for (int scans = 0; scans < 4 && r == 1; scans++) {
+            bool found;
+            if (lease_find(pps, s->g.n_leases, off, &found, memory_order_seq_cst) >= 0 && found)
+                r = shmstore__pin(s, off, NULL);
+        }
     }
-    return 1;
+    shmstore__unlock(s);
+    if (r == SHMSTORE_ECORRUPT) { /* freed and merged since: not held any more */
+        shmstore__clearerr();
+        r = 1;
+    }
+    return r;
 }
 
 /* Remove entry i from the open-addressed set by backward shift (no tombstones). A crash

@@ -785,6 +785,23 @@ static const void *rebase(const shmstore_t *from, const shmstore_t *to, const vo
     return p ? (const char *)to->hdr + ((const char *)p - (const char *)from->hdr) : NULL;
 }
 
+/* After pinning block `off`: does it still hold the version `view` shows? Our pin is
+ * set (seq_cst) before we read seq (seq_cst): a writer that starts refilling the block
+ * after that sees the pin and leaves it; one that started before has made seq odd, or
+ * has finished and left another mtime. A trigger re-publishes the same bytes under a
+ * higher version with the same mtime: still ours. */
+static bool holds_version(shmstore_t *s, uint64_t off, const shmstore_view_t *view)
+{
+    struct blk_hdr *b = shmstore__blk(s, off);
+    if (!b || b->tag != BLK_TAG_DATA || shmstore__blk_is_freeing(b) ||
+        shmstore__blk_payload_cap(b) < sizeof(struct ver_hdr))
+        return false;
+    uint64_t seq = atomic_load_explicit(&b->seq, memory_order_seq_cst);
+    const struct ver_hdr *vh = ver_of(b);
+    return !(seq & 1) && seq >= 2 * view->version && vh->mtime_ns == view->mtime_ns &&
+           vh->len == view->len;
+}
+
 SHMSTORE_API int shmstore_view_adopt(shmstore_t *s, const shmstore_view_t *inherited,
                                      shmstore_view_t *out)
 {
@@ -798,14 +815,20 @@ SHMSTORE_API int shmstore_view_adopt(shmstore_t *s, const shmstore_view_t *inher
     if (p->fork_gen == s->fork_gen)
         return shmstore__seterr(-EINVAL, "the view was taken in this process, not inherited "
                                 "across fork(): nothing to adopt");
-    if (strcmp(p->name, s->name) != 0 || strcmp(p->dir, s->dir) != 0 || p->is_closed ||
+    if (strcmp(p->name, s->name) != 0 || strcmp(p->dir, s->dir) != 0 ||
         p->hdr->ctime_ns != s->hdr->ctime_ns)
         return shmstore__seterr(-EINVAL, "the view belongs to another store than '%s'", s->name);
-    if ((r = shmstore__pin_inherited(s, p, inherited->block_off)) < 0)
-        return r;
+    uint64_t off = inherited->block_off;
+    r = p->is_closed ? 1 : shmstore__pin_inherited(s, p, off); /* close dropped its leases */
+    if (r == 0 && !holds_version(s, off, inherited)) {
+        shmstore__unpin(s, off);
+        r = 1;
+    }
     if (r > 0)
         return shmstore__seterr(-ESTALE, "the parent process no longer holds this view of store "
                                 "'%s': its bytes may have been reused; take a new view", s->name);
+    if (r < 0)
+        return r;
     *out = *inherited;
     out->data = rebase(p, s, inherited->data);
     out->desc.attrs = rebase(p, s, inherited->desc.attrs);
