@@ -170,51 +170,64 @@ int buffer_release(BufferObject *b)
     return 0;
 }
 
-/* The Core of this process's attachment to the store `old` (an inherited handle), from
- * `made` (n entries, owned) or newly attached; NULL (no exception) if it cannot be. */
-static CoreObject *child_core(modstate *st, PyObject *module, const shmstore_t *old,
-                              CoreObject **made, const shmstore_t **from, int *n, int cap)
+/* Lease `b`'s view again under this process's own attachment. 0, or -1 (exception set;
+ * the caller turns it into a warning). */
+static int adopt_one(modstate *st, PyObject *module, BufferObject *b)
 {
-    for (int i = 0; i < *n; i++)
-        if (from[i] == old)
-            return made[i];
-    if (*n == cap)
-        return NULL;
+    /* NORECOVER: if the parent already died, attaching must not reclaim its slot (and
+     * with it the lease we are about to adopt). */
     shmstore_options_t opt;
     memset(&opt, 0, sizeof(opt));
-    /* NORECOVER: if the parent already died, attaching must not reclaim its slot (and
-     * with it the leases we are about to adopt). */
-    CoreObject *c = core_open(st, module, shmstore_name(old), shmstore_dir(old),
-                              SHMSTORE_O_NORECOVER, &opt);
-    if (!c) {
-        PyErr_Clear(); /* deleted store, no free slot: the view stays as it was */
-        return NULL;
+    CoreObject *c = fork_core(st, module, b->view.store, SHMSTORE_O_NORECOVER, &opt);
+    if (!c)
+        return -1;
+    shmstore_view_t mine;
+    int r = shmstore_view_adopt(c->s, &b->view, &mine);
+    if (r < 0) {
+        Py_DECREF(c);
+        return shm_raise(st, r);
     }
-    from[*n] = old;
-    made[(*n)++] = c;
-    return c;
+    shmstore_view_release(&b->view); /* in the child: drops the inherited reference */
+    b->view = mine;
+    Py_XSETREF(b->lease_core, c);
+    return 0;
 }
 
 void buffer_adopt_inherited(modstate *st, PyObject *module)
 {
-    enum { CAP = 32 }; /* stores with inherited views; more are left as they were */
-    CoreObject *made[CAP];
-    const shmstore_t *from[CAP];
-    int n = 0;
-    for (BufferObject *b = st->leased; b; b = b->lnext) {
-        CoreObject *holder = b->lease_core ? b->lease_core : b->core;
-        if (!holder || holder->gen == shm_fork_gen)
-            continue; /* leased by this process */
-        CoreObject *c = child_core(st, module, b->view.store, made, from, &n, CAP);
-        shmstore_view_t mine;
-        if (!c || shmstore_view_adopt(c->s, &b->view, &mine) < 0)
-            continue; /* the parent already let it go: nothing can protect it now */
-        shmstore_view_release(&b->view); /* in the child: drops the inherited reference */
-        b->view = mine;
-        Py_XSETREF(b->lease_core, (CoreObject *)Py_NewRef(c));
+    PyDict_Clear(st->fork_cores); /* the parent's: attachments of another process */
+    /* A snapshot with references: attaching can run the GC, which may free a Buffer. */
+    Py_ssize_t n = 0;
+    for (BufferObject *b = st->leased; b; b = b->lnext)
+        n++;
+    BufferObject **all = PyMem_New(BufferObject *, n ? n : 1);
+    if (!all) {
+        PyErr_Clear();
+        return;
     }
-    for (int i = 0; i < n; i++)
-        Py_DECREF(made[i]);
+    n = 0;
+    for (BufferObject *b = st->leased; b; b = b->lnext)
+        all[n++] = (BufferObject *)Py_NewRef(b);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        BufferObject *b = all[i];
+        CoreObject *holder = b->lease_core ? b->lease_core : b->core;
+        if (b->has_lease && holder && holder->gen != shm_fork_gen &&
+            adopt_one(st, module, b) < 0) {
+            /* e.g. the parent let the view go first: nothing can protect it now */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "shmstore: a view inherited across "
+                                 "fork() stays readable but could not be leased by this "
+                                 "process (%S); its bytes may change: take a new view",
+                                 value ? value : Py_None) < 0)
+                PyErr_Clear();
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        Py_DECREF(b);
+    }
+    PyMem_Free(all);
 }
 
 static int buf_getbuffer(PyObject *self, Py_buffer *view, int flags)

@@ -183,7 +183,8 @@ static int put_record(ValueObject *h, enc_t *e, unsigned flags)
     if (r == 0) {
         enc_record_fill(e, data);
         r = shmstore_value_commit(w->v);
-        h->seen = shmstore_value_published(w->v);
+        if (r == 0)
+            h->seen = shmstore_value_published(w->v);
     }
     w->reserving = 0;
     st->n_wlocks--;
@@ -955,6 +956,18 @@ static int w_unlock(WriteObject *w, int commit)
     if (!w->locked)
         return 0;
     w->locked = 0; /* claimed: another thread's __exit__ now does nothing */
+    if (w->h->core->gen != shm_fork_gen) {
+        /* A fork child leaving a block entered before fork(): the lock and the block are
+         * the parent's; copying into it would change the parent's pending version. */
+        w->data = NULL;
+        w->h->reserving = 0;
+        w->h->st->n_wlocks--;
+        if (!commit)
+            return 0;
+        PyErr_SetString(PyExc_RuntimeError, "shmstore: this write block was entered before "
+                        "fork(); its lock belongs to the parent process, nothing was written");
+        return -1;
+    }
     int rc = 0;
     if (commit && w_copy_back(w) < 0) {
         commit = 0;

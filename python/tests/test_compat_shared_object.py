@@ -422,3 +422,31 @@ def test_shared_object_is_a_value(name):
     assert so.version == v + 1 and so.seen == v
     assert so.wait(timeout=0) and so.seen == v + 1
     assert not so.wait(timeout=0.01)
+
+
+def test_refused_data_creates_nothing(name):
+    with pytest.raises(TypeError):
+        SharedObject(name, data=object())
+    assert name not in shmstore.Store(os.environ["SHMSTORE_COMPAT_STORE"])
+    t0 = time.monotonic()
+    assert SharedObject(name, data=3).fetch() == 3
+    assert time.monotonic() - t0 < 2, "a retry must not wait for a creator that never was"
+
+
+def test_subclass_with_its_own_arguments(name):
+    class Tagged(SharedObject):
+        def __init__(self, name, tag, **kw):
+            super().__init__(name, **kw)
+            self.tag = tag
+
+    t = Tagged(name, "cam0", data=np.zeros(3))
+    assert t.tag == "cam0" and np.array_equal(t.fetch(), np.zeros(3))
+
+
+def test_big_endian_array_layout_is_the_stored_one(name):
+    """Arrays are stored in native byte order: the creator's recorded container layout
+    and a mounted instance's (learned from the store) must agree."""
+    so = SharedObject(name, data={"a": np.arange(4, dtype=">f4")})
+    SharedObject(name).assign({"a": np.arange(4, dtype="<f4")})
+    so.assign({"a": np.arange(4, dtype=">f4") * 2})
+    assert np.array_equal(SharedObject(name).fetch()["a"], np.arange(4) * 2)

@@ -281,3 +281,54 @@ def test_fork_inherited_view_outlives_the_parents_lease(store, depth):
     assert store.check() == ""
     for fd in ready + go + result:
         os.close(fd)
+
+
+def test_fork_child_uses_one_slot_for_adopted_views_and_store(store):
+    """The fork hook's attachment (made to adopt inherited views) is the one the Store
+    re-attaches with: one process-table slot per store in the child, not two."""
+    store["img"] = np.arange(1000)
+    arr = store.view("img")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            store["from_child"] = int(arr.sum())  # the Store re-attaches in the child
+            mine = [p for p in store.procs() if p["pid"] == os.getpid()]
+            os.write(w, b"%d" % len(mine))
+            code = 0
+        finally:
+            os._exit(code)
+    n = os.read(r, 16)
+    os.waitpid(pid, 0)
+    os.close(r)
+    os.close(w)
+    assert n == b"1" and store["from_child"] == 499500
+    del arr
+
+
+def test_fork_inside_write_block_leaves_the_parents_version_alone(store):
+    """A child leaving a write block entered before fork() must not copy into the
+    parent's locked block (shared memory) nor touch its lock: RuntimeError, and the
+    parent still publishes its own change."""
+    store["w"] = np.zeros(8)
+    ctx = store.write("w", timeout=1)
+    arr = ctx.__enter__()
+    arr[:] = 1
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            arr[:] = 99
+            try:
+                ctx.__exit__(None, None, None)
+                code = 2
+            except RuntimeError as e:
+                code = 0 if "before fork()" in str(e) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    ctx.__exit__(None, None, None)
+    assert np.array_equal(store["w"], np.ones(8))
+    assert store.check() == ""

@@ -115,8 +115,8 @@ def _layout(data, depth=0):
     type of anything else. Assigning a container of another layout raises BufferError,
     as the seed's fixed-size buffer did."""
     t = type(data)
-    if t is np.ndarray:
-        return (t, data.dtype.str, data.shape)
+    if t is np.ndarray:  # in native byte order, as stored
+        return (t, data.dtype.newbyteorder("=").str, data.shape)
     if depth > 64:
         return t
     if t is list or t is tuple:
@@ -148,9 +148,13 @@ class SharedObject(Value):
 
     _fetch_fn_type = Optional[Callable[[Any], Any]]
 
-    def __new__(cls, name: str, *, data: Any = None, init_size: int = 100):
+    def __new__(cls, name: str, *args, data: Any = None, **kwargs):
         # Mount or create, race-free: of several processes creating `name` at once,
-        # exactly one gets it with exclusive=True and the others mount it.
+        # exactly one gets it with exclusive=True and the others mount it. Data is checked
+        # first: a refused type must not leave an empty object for others to wait on.
+        # (*args, **kwargs: a subclass's own constructor arguments go to its __init__.)
+        if data is not None:
+            _check_supported(data)
         store = _store()
         try:
             self = super().__new__(cls, store, name, create=False)
@@ -166,8 +170,6 @@ class SharedObject(Value):
 
     def __init__(self, name: str, *, data: Any = None, init_size: int = 100):
         self.init_size = init_size
-        if data is not None:
-            _check_supported(data)
         self._kind = None  # Python type of the data; None = not known yet
         self._cap = 0
         self._layout = None  # a container's _layout(); None = not a container / not known
@@ -271,6 +273,7 @@ class SharedObject(Value):
                                   f"keys, dtypes or shapes than the one it was created with "
                                   f"(use SharedDynamicObject to reallocate)")
             self.put(data)
+            self._layout = _layout(data)
         self._kind = t
         return self
 
