@@ -654,26 +654,29 @@ static void victim_reserver(struct trial *t, shmstore_t *s)
             pause();
     }
     t_barrier_wait(t->start);
-    for (uint64_t seq = 1;; seq++) {
+    /* seq numbers only what is published: an abort must not use one up, or a kill right
+     * after the next commit shows a payload two ahead of last_seq. */
+    for (uint64_t seq = 1;;) {
         uint64_t c = pl_rand(&r) % 3;
-        if (c == 0) {
-            len = rand_len(&r, MAX_LEN);
-            T_CHILD_RC(shmstore_value_reserve(v, NULL, len, 0, &data), 0);
-            pl_fill(data, len, WRITER_VICTIM, seq);
-            T_CHILD_RC(shmstore_value_commit(v), 0);
-        } else if (c == 1) {
-            T_CHILD_RC(shmstore_value_lock(v, -1, &data, &len, &d), 0);
-            T_CHILD_CHECK(pl_check(data, len, NULL, NULL));
-            pl_fill(data, len, WRITER_VICTIM, seq);
-            T_CHILD_RC(shmstore_value_unlock(v), 0);
-        } else {
+        if (c == 2) {
             len = rand_len(&r, MAX_LEN);
             T_CHILD_RC(shmstore_value_reserve(v, NULL, len, 0, &data), 0);
             memset(data, 0xa5, len);
             shmstore_value_abort(v);
             continue;
         }
-        atomic_store(&t->last_seq, seq);
+        if (c == 0) {
+            len = rand_len(&r, MAX_LEN);
+            T_CHILD_RC(shmstore_value_reserve(v, NULL, len, 0, &data), 0);
+            pl_fill(data, len, WRITER_VICTIM, seq);
+            T_CHILD_RC(shmstore_value_commit(v), 0);
+        } else {
+            T_CHILD_RC(shmstore_value_lock(v, -1, &data, &len, &d), 0);
+            T_CHILD_CHECK(pl_check(data, len, NULL, NULL));
+            pl_fill(data, len, WRITER_VICTIM, seq);
+            T_CHILD_RC(shmstore_value_unlock(v), 0);
+        }
+        atomic_store(&t->last_seq, seq++);
         atomic_fetch_add(&t->victim_iters, 1);
     }
 }
