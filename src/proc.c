@@ -212,8 +212,8 @@ int shmstore__pin(shmstore_t *s, uint64_t off, _Atomic uint64_t *src)
 /* In a fork child: pin block `off`, which the parent leases (`parent`: the parent's
  * handle as the child inherited it), under our own slot. Under the metadata mutex, which
  * every free takes, so nothing is freed while we look. The parent's record may still be
- * a hazard of a failed pin (its block already freed): a block that no longer validates
- * is "not held", and one reused at the same offset is caught by the caller, which
+ * a hazard of a failed pin (its block already freed): a block that is not a used version
+ * block is "not held", and one reused at the same offset is caught by the caller, which
  * checks that the block still holds the inherited version (a writer may also have
  * refilled it in place, which takes no mutex). A scan can miss an entry the parent's set
  * is shifting: look a few times. Returns 0, 1 if the parent no longer holds it, or an
@@ -231,15 +231,17 @@ int shmstore__pin_inherited(shmstore_t *s, const shmstore_t *parent, uint64_t of
         pps->attach_ns == parent->attach_ns) {
         for (int scans = 0; scans < 4 && r == 1; scans++) {
             bool found;
-            if (lease_find(pps, s->g.n_leases, off, &found, memory_order_seq_cst) >= 0 && found)
-                r = shmstore__pin(s, off, NULL);
+            if (lease_find(pps, s->g.n_leases, off, &found, memory_order_seq_cst) < 0 || !found)
+                continue;
+            /* A freed block keeps a header that shmstore__blk() accepts (merged or not):
+             * only a used version block may take our pin bit. */
+            struct blk_hdr *b = shmstore__blk(s, off);
+            if (!b || !(b->size & BLK_USED) || b->tag != BLK_TAG_DATA)
+                break;
+            r = shmstore__pin(s, off, NULL);
         }
     }
     shmstore__unlock(s);
-    if (r == SHMSTORE_ECORRUPT) { /* freed and merged since: not held any more */
-        shmstore__clearerr();
-        r = 1;
-    }
     return r;
 }
 

@@ -170,15 +170,39 @@ int buffer_release(BufferObject *b)
     return 0;
 }
 
-/* Lease `b`'s view again under this process's own attachment. 0, or -1 (exception set;
- * the caller turns it into a warning). */
-static int adopt_one(modstate *st, PyObject *module, BufferObject *b)
+/* The attachment of this process to the store of inherited handle `old`: from `cores`
+ * (this hook run's, a dict keyed by the handle's address, so views of one store share
+ * one attachment) or attached now. New reference, or NULL with an exception set. The
+ * Buffers that adopt through it hold it (lease_core): it goes with the last of them. A
+ * Store re-attaches on its own (its name may have been re-created since). */
+static CoreObject *hook_core(modstate *st, PyObject *module, PyObject *cores,
+                             const shmstore_t *old)
 {
+    PyObject *key = PyLong_FromVoidPtr((void *)old);
+    if (!key)
+        return NULL;
+    CoreObject *c = (CoreObject *)PyDict_GetItemWithError(cores, key);
+    if (c) {
+        Py_DECREF(key);
+        return (CoreObject *)Py_NewRef(c);
+    }
     /* NORECOVER: if the parent already died, attaching must not reclaim its slot (and
      * with it the lease we are about to adopt). */
     shmstore_options_t opt;
     memset(&opt, 0, sizeof(opt));
-    CoreObject *c = fork_core(st, module, b->view.store, SHMSTORE_O_NORECOVER, &opt);
+    c = PyErr_Occurred() ? NULL : core_open(st, module, shmstore_name(old), shmstore_dir(old),
+                                            SHMSTORE_O_NORECOVER, &opt);
+    if (c && PyDict_SetItem(cores, key, (PyObject *)c) < 0)
+        Py_CLEAR(c);
+    Py_DECREF(key);
+    return c;
+}
+
+/* Lease `b`'s view again under this process's own attachment. 0, or -1 (exception set;
+ * the caller turns it into a warning). */
+static int adopt_one(modstate *st, PyObject *module, PyObject *cores, BufferObject *b)
+{
+    CoreObject *c = hook_core(st, module, cores, b->view.store);
     if (!c)
         return -1;
     shmstore_view_t mine;
@@ -193,15 +217,31 @@ static int adopt_one(modstate *st, PyObject *module, BufferObject *b)
     return 0;
 }
 
+static void warn_not_adopted(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "shmstore: a view inherited across fork() "
+                         "stays readable but could not be leased by this process (%S); its "
+                         "bytes may change: take a new view", value ? value : Py_None) < 0)
+        PyErr_Clear(); /* warnings are errors here: an after-fork hook must not raise */
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
 void buffer_adopt_inherited(modstate *st, PyObject *module)
 {
-    PyDict_Clear(st->fork_cores); /* the parent's: attachments of another process */
     /* A snapshot with references: attaching can run the GC, which may free a Buffer. */
     Py_ssize_t n = 0;
     for (BufferObject *b = st->leased; b; b = b->lnext)
         n++;
-    BufferObject **all = PyMem_New(BufferObject *, n ? n : 1);
-    if (!all) {
+    BufferObject **all = n ? PyMem_New(BufferObject *, n) : NULL;
+    PyObject *cores = n ? PyDict_New() : NULL;
+    if (!all || !cores) {
+        PyMem_Free(all);
+        Py_XDECREF(cores);
         PyErr_Clear();
         return;
     }
@@ -212,21 +252,11 @@ void buffer_adopt_inherited(modstate *st, PyObject *module)
         BufferObject *b = all[i];
         CoreObject *holder = b->lease_core ? b->lease_core : b->core;
         if (b->has_lease && holder && holder->gen != shm_fork_gen &&
-            adopt_one(st, module, b) < 0) {
-            /* e.g. the parent let the view go first: nothing can protect it now */
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "shmstore: a view inherited across "
-                                 "fork() stays readable but could not be leased by this "
-                                 "process (%S); its bytes may change: take a new view",
-                                 value ? value : Py_None) < 0)
-                PyErr_Clear();
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-        }
+            adopt_one(st, module, cores, b) < 0)
+            warn_not_adopted(); /* e.g. the parent let it go first: nothing protects it */
         Py_DECREF(b);
     }
+    Py_DECREF(cores);
     PyMem_Free(all);
 }
 

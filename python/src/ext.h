@@ -63,9 +63,6 @@ typedef struct modstate {
     long n_wlocks;
     /* root Buffers holding a lease, for the fork hook (buffer_adopt_inherited) */
     struct BufferObject *leased;
-    /* dict "dir/name" -> Core: this process's attachments made after its fork (store.c
-     * fork_core), shared by the fork hook's adoptions and Store re-attaches */
-    PyObject *fork_cores;
 } modstate;
 
 /* ---- objects ---- */
@@ -144,12 +141,6 @@ CoreObject *core_open(modstate *st, PyObject *module, const char *name, const ch
 /* 0 if the Store is open and attached in this process (re-attaching it after fork), or
  * -1 with an exception set. */
 int store_check_open(StoreObject *self);
-/* In a fork child: this process's attachment to the store that the inherited handle
- * `old` was attached to (new reference), attached now with `flags` and `opt` unless this
- * generation already has one: the fork hook and the Stores share it (one slot per
- * store). NULL with an exception set on failure. */
-CoreObject *fork_core(modstate *st, PyObject *module, const shmstore_t *old, unsigned flags,
-                      const shmstore_options_t *opt);
 
 /* ---- value.c ---- */
 extern PyType_Spec Value_spec, Write_spec;

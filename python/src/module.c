@@ -401,8 +401,7 @@ static int mod_exec(PyObject *m)
         !(st->LimitError = new_exc(m, "LimitError", PyTuple_Pack(1, PyExc_OSError),
                                    "A fixed table is full (leases of this process, process slots).")))
         return -1;
-    if (!(st->dtype_of = PyDict_New()) || !(st->np_dtype = PyDict_New()) ||
-        !(st->fork_cores = PyDict_New()))
+    if (!(st->dtype_of = PyDict_New()) || !(st->np_dtype = PyDict_New()))
         return -1;
     if (fork_hook_register(m) < 0)
         return -1;
@@ -438,7 +437,6 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->np_ascontig);
     Py_VISIT(st->dtype_of);
     Py_VISIT(st->np_dtype);
-    Py_VISIT(st->fork_cores);
     Py_VISIT(st->pk_dumps);
     Py_VISIT(st->pk_loads);
     Py_VISIT(st->pk_proto);
@@ -470,7 +468,6 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->np_ascontig);
     Py_CLEAR(st->dtype_of);
     Py_CLEAR(st->np_dtype);
-    Py_CLEAR(st->fork_cores);
     Py_CLEAR(st->pk_dumps);
     Py_CLEAR(st->pk_loads);
     Py_CLEAR(st->pk_proto);

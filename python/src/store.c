@@ -71,30 +71,16 @@ PyType_Spec Core_spec = {
 
 #define SSELF ((StoreObject *)self)
 
-CoreObject *fork_core(modstate *st, PyObject *module, const shmstore_t *old, unsigned flags,
-                      const shmstore_options_t *opt)
+static const char *cdir_of(StoreObject *self)
 {
-    PyObject *key = PyUnicode_FromFormat("%s/%s", shmstore_dir(old), shmstore_name(old));
-    if (!key)
-        return NULL;
-    CoreObject *c = (CoreObject *)PyDict_GetItemWithError(st->fork_cores, key);
-    if (c && c->gen == shm_fork_gen) {
-        Py_DECREF(key);
-        return (CoreObject *)Py_NewRef(c);
-    }
-    c = PyErr_Occurred() ? NULL : core_open(st, module, shmstore_name(old), shmstore_dir(old),
-                                            flags, opt);
-    if (c && PyDict_SetItem(st->fork_cores, key, (PyObject *)c) < 0)
-        Py_CLEAR(c);
-    Py_DECREF(key);
-    return c;
+    return self->dir == Py_None ? NULL : PyUnicode_AsUTF8(self->dir);
 }
 
 /* In a fork child: attach this process by name and drop the handles of the parent. */
 static int store_reattach(StoreObject *self)
 {
-    CoreObject *c = fork_core(self->st, self->core->module, self->core->s,
-                              self->create ? SHMSTORE_O_CREATE : 0, &self->opt);
+    CoreObject *c = core_open(self->st, self->core->module, PyUnicode_AsUTF8(self->name),
+                              cdir_of(self), self->create ? SHMSTORE_O_CREATE : 0, &self->opt);
     if (!c)
         return -1;
     PyDict_Clear(self->cache);

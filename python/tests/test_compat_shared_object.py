@@ -427,6 +427,10 @@ def test_shared_object_is_a_value(name):
 def test_refused_data_creates_nothing(name):
     with pytest.raises(TypeError):
         SharedObject(name, data=object())
+    with pytest.raises(TypeError):
+        SharedObject(name, np.zeros(3))  # data is keyword-only, as in the seed
+    with pytest.raises(TypeError):
+        SharedObject(name, date=np.zeros(3))
     assert name not in shmstore.Store(os.environ["SHMSTORE_COMPAT_STORE"])
     t0 = time.monotonic()
     assert SharedObject(name, data=3).fetch() == 3

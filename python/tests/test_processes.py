@@ -283,9 +283,10 @@ def test_fork_inherited_view_outlives_the_parents_lease(store, depth):
         os.close(fd)
 
 
-def test_fork_child_uses_one_slot_for_adopted_views_and_store(store):
-    """The fork hook's attachment (made to adopt inherited views) is the one the Store
-    re-attaches with: one process-table slot per store in the child, not two."""
+def test_fork_adoption_attachment_goes_with_the_last_adopted_view(store):
+    """The fork hook attaches the child to lease the views it inherited; that attachment
+    (a process-table slot) is held by those views and detached with the last of them.
+    The child's Store re-attaches on its own."""
     store["img"] = np.arange(1000)
     arr = store.view("img")
     r, w = os.pipe()
@@ -294,8 +295,24 @@ def test_fork_child_uses_one_slot_for_adopted_views_and_store(store):
         code = 1
         try:
             store["from_child"] = int(arr.sum())  # the Store re-attaches in the child
-            mine = [p for p in store.procs() if p["pid"] == os.getpid()]
-            os.write(w, b"%d" % len(mine))
+            mine = lambda: sum(p["pid"] == os.getpid() and p["alive"] for p in store.procs())
+            with_view = mine()
+            del arr  # the last adopted view: its attachment detaches
+            os.write(w, b"%d %d" % (with_view, mine()))
+            code = 0
+        finally:
+            os._exit(code)
+    n = os.read(r, 16)
+    os.waitpid(pid, 0)
+    assert n == b"2 1" and store["from_child"] == 499500
+    del arr
+
+    pid = os.fork()  # now without inherited views: one slot
+    if pid == 0:
+        code = 1
+        try:
+            store["from_child"] = 1
+            os.write(w, b"%d" % sum(p["pid"] == os.getpid() for p in store.procs()))
             code = 0
         finally:
             os._exit(code)
@@ -303,8 +320,7 @@ def test_fork_child_uses_one_slot_for_adopted_views_and_store(store):
     os.waitpid(pid, 0)
     os.close(r)
     os.close(w)
-    assert n == b"1" and store["from_child"] == 499500
-    del arr
+    assert n == b"1"
 
 
 def test_fork_inside_write_block_leaves_the_parents_version_alone(store):

@@ -28,6 +28,8 @@ Every SharedObject is a value in one store (env SHMSTORE_COMPAT_STORE, default
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import multiprocessing as mp
 import os
 import time
@@ -128,6 +130,11 @@ def _layout(data, depth=0):
     return Pose if isinstance(data, _POSE_TYPES) else t
 
 
+@functools.lru_cache(maxsize=None)
+def _init_signature(cls) -> inspect.Signature:
+    return inspect.signature(cls.__init__)
+
+
 def _nbytes(data) -> int:
     if isinstance(data, str):
         return len(data.encode("utf-8", "surrogatepass"))
@@ -155,6 +162,11 @@ class SharedObject(Value):
         # (*args, **kwargs: a subclass's own constructor arguments go to its __init__.)
         if data is not None:
             _check_supported(data)
+        if args or kwargs:  # bad arguments must fail before anything is created, too
+            try:
+                _init_signature(cls).bind(None, name, *args, data=data, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{cls.__name__}(): {e}") from None
         store = _store()
         try:
             self = super().__new__(cls, store, name, create=False)
