@@ -331,8 +331,8 @@ PyDoc_STRVAR(store_view_doc,
 "dict/list/tuple) are read-only numpy arrays over one leased block, top-level bytes a\n"
 "read-only memoryview; other types are copies. The block stays valid and unchanged while\n"
 "any of those arrays is alive, even after newer versions, delete() or Store.close().\n"
-"A view inherited through fork() is held by the parent's lease: in the child, take a new\n"
-"view (or a copy) if it must outlive the parent's.");
+"A view inherited through os.fork() is leased by the child too (right after the fork),\n"
+"so it stays valid after the parent lets it go.");
 
 static PyObject *store_view(PyObject *self, PyObject *name)
 {
