@@ -27,5 +27,11 @@ if(SHMSTORE_PYTHON)
     add_test(NAME python_install COMMAND ${CMAKE_COMMAND} -E env PYTHON=${PYTHON}
              sh ${_py_dir}/tests/test_install.sh $<TARGET_FILE_DIR:shmstore_static>)
     set_tests_properties(python_install PROPERTIES LABELS "python;nosan" TIMEOUT 300)
+    # The benchmark runs end to end (every case, the C bench and demo beside it); timing
+    # is reported, never asserted.
+    add_test(NAME python_bench_smoke COMMAND ${CMAKE_COMMAND} -E env SHMSTORE_BIN=$<TARGET_FILE:shmstore_cli>
+             ${PYTHON} ${_py_dir}/bench/bench_python.py --quick --require-c
+             --json ${CMAKE_BINARY_DIR}/bench_python_smoke.json)
+    set_tests_properties(python_bench_smoke PROPERTIES LABELS "python;nosan;bench" TIMEOUT 300)
   endif()
 endif()

@@ -205,12 +205,21 @@ def case_frame(n, n_small):
 
 # ---- the C benchmark and demo, same run -------------------------------------------------------
 
+REQUIRE_C = False  # --require-c (the smoke test): a C side that cannot run is a failure
+
+
+def c_skipped(msg):
+    print(msg)
+    if REQUIRE_C:
+        raise SystemExit(f"bench_python: --require-c: {msg.strip()}")
+
+
 def shmstore_bin():
     """The C CLI's path, or None (and say so)."""
     path = os.environ.get("SHMSTORE_BIN") or os.path.join(ROOT, "build-release", "cli", "shmstore")
     if os.access(path, os.X_OK):
         return path
-    print(f"\nC benchmark and demo: {path} not found (cmake --build build-release): C rows skipped")
+    c_skipped(f"\nC benchmark and demo: {path} not found (cmake --build build-release): C rows skipped")
     return None
 
 
@@ -219,11 +228,12 @@ def run_json(argv, what):
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as e:
-        print(f"\n{what}: {' '.join(argv)} failed ({e}): C rows skipped")
+        c_skipped(f"\n{what}: {' '.join(argv)} failed ({e}): C rows skipped")
         return None
     rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
     if p.returncode != 0 or not rows or any("error" in r for r in rows):
-        print(f"\n{what}: {' '.join(argv)} exited {p.returncode}: C rows skipped\n{p.stderr.strip()}")
+        c_skipped(f"\n{what}: {' '.join(argv)} exited {p.returncode}: C rows skipped\n"
+                  f"{p.stderr.strip()}")
         return None
     return rows
 
@@ -612,7 +622,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke test)")
     ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--require-c", action="store_true",
+                    help="fail (exit 1) instead of skipping the C rows when the C CLI cannot run")
     args = ap.parse_args()
+    global REQUIRE_C
+    REQUIRE_C = args.require_c
     n_batches, batch_s = (30, 0.001) if args.quick else (200, 0.002)
     n_small, n_frame = (2000, 30) if args.quick else (20000, 300)
     n_rounds, slice_s = (1, 0.2) if args.quick else (6, 0.3)
