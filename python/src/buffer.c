@@ -104,27 +104,14 @@ BufferObject *buffer_root(modstate *st, CoreObject *core, const shmstore_view_t 
     return b;
 }
 
-/* A child describing the array at `ptr` (inside the root's bytes). */
-BufferObject *buffer_child(modstate *st, BufferObject *root, char *ptr, Py_ssize_t len,
-                           const char *dtype, int ndim, const uint64_t *shape, int readonly)
+int buffer_set_array(BufferObject *b, const char *dtype, int ndim, const uint64_t *shape)
 {
     char fmt[24];
     int64_t item = shmstore_dtype_itemsize(dtype);
-    if (item < 0 || format_of_dtype(dtype, fmt, sizeof(fmt)) < 0 || ndim > SHMSTORE_NDIM_MAX ||
-        !extents_ok(item, ndim, shape)) {
-        PyErr_Format(PyExc_ValueError, "shmstore: unsupported dtype '%.8s'", dtype);
-        return NULL;
-    }
-    BufferObject *b = buffer_alloc(st);
-    if (!b)
-        return NULL;
-    b->root = root;
-    Py_INCREF(root);
-    root->exports++;
-    b->ptr = ptr;
-    b->len = len;
+    if (item <= 0 || format_of_dtype(dtype, fmt, sizeof(fmt)) < 0 || ndim < 0 ||
+        ndim > SHMSTORE_NDIM_MAX || !extents_ok(item, ndim, shape))
+        return -1;
     b->itemsize = (Py_ssize_t)item;
-    b->readonly = readonly;
     b->ndim = ndim;
     strcpy(b->format, fmt);
     Py_ssize_t stride = (Py_ssize_t)item;
@@ -133,6 +120,27 @@ BufferObject *buffer_child(modstate *st, BufferObject *root, char *ptr, Py_ssize
         b->strides[i] = stride;
         stride *= (Py_ssize_t)shape[i];
     }
+    return 0;
+}
+
+/* A child describing the array at `ptr` (inside the root's bytes). */
+BufferObject *buffer_child(modstate *st, BufferObject *root, char *ptr, Py_ssize_t len,
+                           const char *dtype, int ndim, const uint64_t *shape, int readonly)
+{
+    BufferObject *b = buffer_alloc(st);
+    if (!b)
+        return NULL;
+    if (buffer_set_array(b, dtype, ndim, shape) < 0) {
+        Py_DECREF(b);
+        PyErr_Format(PyExc_ValueError, "shmstore: unsupported dtype '%.8s'", dtype);
+        return NULL;
+    }
+    b->root = root;
+    Py_INCREF(root);
+    root->exports++;
+    b->ptr = ptr;
+    b->len = len;
+    b->readonly = readonly;
     return b;
 }
 

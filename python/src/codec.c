@@ -953,21 +953,10 @@ PyObject *dec_value(modstate *st, const shmstore_datum_t *d, const char *data, s
     case SHMSTORE_T_ARRAY:
         if (root && root->ptr == data && !root->root) {
             /* The root itself describes the array: one object, one export. */
-            char fmt[24];
-            int64_t item = shmstore_dtype_itemsize(d->dtype);
-            if (item < 0 || format_of_dtype(d->dtype, fmt, sizeof(fmt)) < 0)
+            if (buffer_set_array(root, d->dtype, (int)d->ndim, d->shape) < 0)
                 return corrupt(st, "bad dtype");
             if (shm_numpy(st) < 0)
                 return NULL;
-            root->itemsize = (Py_ssize_t)item;
-            root->ndim = (int)d->ndim;
-            strcpy(root->format, fmt);
-            Py_ssize_t stride = (Py_ssize_t)item;
-            for (int i = (int)d->ndim - 1; i >= 0; i--) {
-                root->shape[i] = (Py_ssize_t)d->shape[i];
-                root->strides[i] = stride;
-                stride *= (Py_ssize_t)d->shape[i];
-            }
             return PyObject_CallOneArg(st->np_asarray, (PyObject *)root);
         }
         return dec_array(st, d->dtype, (int)d->ndim, d->shape, data, len, root);

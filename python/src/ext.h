@@ -166,6 +166,10 @@ extern PyType_Spec Buffer_spec;
 BufferObject *buffer_root(modstate *st, CoreObject *core, const shmstore_view_t *view);
 BufferObject *buffer_child(modstate *st, BufferObject *root, char *ptr, Py_ssize_t len,
                            const char *dtype, int ndim, const uint64_t *shape, int readonly);
+/* Describe `b`'s bytes as a C-contiguous array: format, itemsize, shape, strides. 0, or
+ * -1 (nothing changed, no exception) for a dtype the buffer protocol cannot spell or
+ * extents that overflow. */
+int buffer_set_array(BufferObject *b, const char *dtype, int ndim, const uint64_t *shape);
 int buffer_release(BufferObject *b);
 /* In a fork child: lease again, through attachments of this process, what views
  * inherited from the parent show (best effort; never raises). */

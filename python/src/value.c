@@ -238,6 +238,23 @@ PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned
 
 /* ---- get / view ------------------------------------------------------------------------- */
 
+/* A root Buffer leasing the current version (as bytes), which h has now seen. h must be
+ * ready (value_ready). NULL with an exception set on failure. */
+static BufferObject *leased_root(ValueObject *h)
+{
+    shmstore_view_t vw;
+    int r = shmstore_value_view(h->v, &vw);
+    if (r < 0)
+        return shm_raise(h->st, r), NULL;
+    BufferObject *root = buffer_root(h->st, h->core, &vw);
+    if (!root) {
+        shmstore_view_release(&vw);
+        return NULL;
+    }
+    h->seen = vw.version;
+    return root;
+}
+
 PyObject *value_get_obj(ValueObject *h, int view, uint64_t *version)
 {
     modstate *st = h->st;
@@ -258,24 +275,17 @@ PyObject *value_get_obj(ValueObject *h, int view, uint64_t *version)
             return dec_value(st, &d, stack, len, NULL);
         }
     }
-    if (r == -ENOBUFS) {
-        shmstore_view_t vw;
-        r = shmstore_value_view(h->v, &vw);
-        if (r == 0) {
-            BufferObject *root = buffer_root(st, h->core, &vw);
-            if (!root) {
-                shmstore_view_release(&vw);
-                return NULL;
-            }
-            h->seen = vw.version;
-            if (version)
-                *version = vw.version;
-            PyObject *o = dec_value(st, &vw.desc, vw.data, vw.len, view ? root : NULL);
-            Py_DECREF(root);
-            return o;
-        }
-    }
-    return shm_raise(st, r), NULL;
+    if (r != -ENOBUFS)
+        return shm_raise(st, r), NULL;
+    BufferObject *root = leased_root(h);
+    if (!root)
+        return NULL;
+    if (version)
+        *version = root->view.version;
+    const shmstore_view_t *vw = &root->view;
+    PyObject *o = dec_value(st, &vw->desc, vw->data, vw->len, view ? root : NULL);
+    Py_DECREF(root);
+    return o;
 }
 
 PyObject *value_attrs_obj(ValueObject *h)
@@ -476,33 +486,11 @@ PyDoc_STRVAR(v_buffer_doc,
 static PyObject *v_buffer(PyObject *self, PyObject *unused)
 {
     (void)unused;
-    ValueObject *h = SELF;
-    shmstore_view_t vw;
-    if (value_ready(h) < 0)
+    if (value_ready(SELF) < 0)
         return NULL;
-    int r = shmstore_value_view(h->v, &vw);
-    if (r < 0)
-        return shm_raise(h->st, r), NULL;
-    BufferObject *b = buffer_root(h->st, h->core, &vw);
-    if (!b) {
-        shmstore_view_release(&vw);
-        return NULL;
-    }
-    if (vw.desc.type == SHMSTORE_T_ARRAY) {
-        char fmt[24];
-        int64_t item = shmstore_dtype_itemsize(vw.desc.dtype);
-        if (item > 0 && format_of_dtype(vw.desc.dtype, fmt, sizeof(fmt)) == 0) {
-            b->itemsize = (Py_ssize_t)item;
-            b->ndim = (int)vw.desc.ndim;
-            strcpy(b->format, fmt);
-            Py_ssize_t stride = (Py_ssize_t)item;
-            for (int i = b->ndim - 1; i >= 0; i--) {
-                b->shape[i] = (Py_ssize_t)vw.desc.shape[i];
-                b->strides[i] = stride;
-                stride *= b->shape[i];
-            }
-        }
-    }
+    BufferObject *b = leased_root(SELF);
+    if (b && b->view.desc.type == SHMSTORE_T_ARRAY) /* else (or an exotic dtype): bytes */
+        (void)buffer_set_array(b, b->view.desc.dtype, (int)b->view.desc.ndim, b->view.desc.shape);
     return (PyObject *)b;
 }
 
