@@ -143,6 +143,9 @@ CoreObject *core_open(modstate *st, PyObject *module, const char *name, const ch
 int store_check_open(StoreObject *self);
 
 /* ---- value.c ---- */
+/* The UTF-8 of an object name (owned by `name`), or NULL with TypeError (not a str) or
+ * ValueError (a NUL inside) set. */
+const char *name_utf8(PyObject *name);
 extern PyType_Spec Value_spec, Write_spec;
 /* Open the value `name` of `store` as a new `type` instance (NULL: shmstore.Value).
  * create: 0 = must exist, 1 = create if needed, 2 = must not exist. user: a handle the

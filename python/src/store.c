@@ -255,6 +255,8 @@ typedef PyObject *(*hop_t)(ValueObject *h, void *arg);
 static PyObject *by_name(StoreObject *self, PyObject *name, int create, hop_t op, void *arg)
 {
     int tries = 0;
+    if (!name_utf8(name)) /* before the cache lookup: a list name is no "unhashable" error */
+        return NULL;
     for (;;) {
         ValueObject *h = store_handle(self, name, create);
         if (!h)
@@ -336,10 +338,6 @@ PyDoc_STRVAR(store_view_doc,
 
 static PyObject *store_view(PyObject *self, PyObject *name)
 {
-    if (!PyUnicode_Check(name)) {
-        PyErr_SetString(PyExc_TypeError, "object names are str");
-        return NULL;
-    }
     return by_name(SSELF, name, 0, op_get, (void *)1);
 }
 
@@ -354,10 +352,6 @@ PyDoc_STRVAR(store_version_doc,
 
 static PyObject *store_version(PyObject *self, PyObject *name)
 {
-    if (!PyUnicode_Check(name)) {
-        PyErr_SetString(PyExc_TypeError, "object names are str");
-        return NULL;
-    }
     return by_name(SSELF, name, 0, op_version, NULL);
 }
 
@@ -372,10 +366,6 @@ PyDoc_STRVAR(store_mtime_doc,
 
 static PyObject *store_mtime(PyObject *self, PyObject *name)
 {
-    if (!PyUnicode_Check(name)) {
-        PyErr_SetString(PyExc_TypeError, "object names are str");
-        return NULL;
-    }
     return by_name(SSELF, name, 0, op_mtime, NULL);
 }
 
@@ -417,10 +407,6 @@ PyDoc_STRVAR(store_trigger_doc,
 
 static PyObject *store_trigger(PyObject *self, PyObject *name)
 {
-    if (!PyUnicode_Check(name)) {
-        PyErr_SetString(PyExc_TypeError, "object names are str");
-        return NULL;
-    }
     PyObject *r = by_name(SSELF, name, 1, op_call, "trigger");
     if (!r)
         return NULL;
@@ -432,10 +418,6 @@ PyDoc_STRVAR(store_seal_doc, "seal(name)\n--\n\nMake `name` immutable: later put
 
 static PyObject *store_seal(PyObject *self, PyObject *name)
 {
-    if (!PyUnicode_Check(name)) {
-        PyErr_SetString(PyExc_TypeError, "object names are str");
-        return NULL;
-    }
     return by_name(SSELF, name, 0, op_call, "seal");
 }
 
@@ -443,10 +425,6 @@ PyDoc_STRVAR(store_attrs_doc, "attrs(name)\n--\n\nThe attrs dict stored with the
 
 static PyObject *store_attrs(PyObject *self, PyObject *name)
 {
-    if (!PyUnicode_Check(name)) {
-        PyErr_SetString(PyExc_TypeError, "object names are str");
-        return NULL;
-    }
     return by_name(SSELF, name, 0, op_call, "attrs");
 }
 
@@ -465,11 +443,8 @@ static PyObject *store_info(PyObject *self, PyObject *name)
     const char *cname;
     shmstore_obj_info_t info;
     int r;
-    if (!PyUnicode_Check(name) || !(cname = PyUnicode_AsUTF8(name))) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "object names are str");
+    if (!(cname = name_utf8(name)))
         return NULL;
-    }
     shmstore_t *s = store_s(SSELF);
     if (!s)
         return NULL;
@@ -487,11 +462,8 @@ static PyObject *store_delete(PyObject *self, PyObject *name)
 {
     const char *cname;
     int r;
-    if (!PyUnicode_Check(name) || !(cname = PyUnicode_AsUTF8(name))) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "object names are str");
+    if (!(cname = name_utf8(name)))
         return NULL;
-    }
     shmstore_t *s = store_s(SSELF);
     if (!s)
         return NULL;
@@ -677,20 +649,12 @@ static PyObject *store_procs(PyObject *self, PyObject *unused)
 
 static PyObject *store_getitem(PyObject *self, PyObject *name)
 {
-    if (!PyUnicode_Check(name)) {
-        PyErr_SetString(PyExc_TypeError, "object names are str");
-        return NULL;
-    }
     return by_name(SSELF, name, 0, op_get, NULL);
 }
 
 static int store_setitem(PyObject *self, PyObject *name, PyObject *value)
 {
     PyObject *r;
-    if (!PyUnicode_Check(name)) {
-        PyErr_SetString(PyExc_TypeError, "object names are str");
-        return -1;
-    }
     if (!value) {
         r = store_delete(self, name);
     } else {

@@ -30,7 +30,7 @@ int value_ready(ValueObject *h)
     return h->core->gen == shm_fork_gen ? 0 : value_reopen(h);
 }
 
-static PyObject *checked_name(PyObject *name, const char **out)
+const char *name_utf8(PyObject *name)
 {
     Py_ssize_t n;
     if (!PyUnicode_Check(name)) {
@@ -38,22 +38,19 @@ static PyObject *checked_name(PyObject *name, const char **out)
         return NULL;
     }
     const char *s = PyUnicode_AsUTF8AndSize(name, &n);
-    if (!s)
-        return NULL;
-    if ((size_t)n != strlen(s)) {
+    if (s && (size_t)n != strlen(s)) {
         PyErr_SetString(PyExc_ValueError, "object names cannot contain NUL characters");
         return NULL;
     }
-    *out = s;
-    return name;
+    return s;
 }
 
 ValueObject *value_open(PyTypeObject *type, StoreObject *store, PyObject *name, int create,
                         int user)
 {
     modstate *st = store->st;
-    const char *cname;
-    if (!checked_name(name, &cname))
+    const char *cname = name_utf8(name);
+    if (!cname)
         return NULL;
     shmstore_value_t *v = NULL;
     for (int tries = 0;; tries++) {

@@ -793,3 +793,17 @@ def test_cycles_through_values_and_write_contexts_are_collected(store_name):
     with s2.write("cyc", timeout=1) as arr:  # nothing left locked by the collected objects
         arr[:] = 1
     assert np.array_equal(s2.get("cyc"), np.ones(4))
+
+
+@pytest.mark.parametrize("bad", [1, [1], "a\x00b"], ids=["int", "list", "nul"])
+def test_every_by_name_call_refuses_a_bad_name(store, bad):
+    calls = [store.view, store.version, store.mtime, store.trigger, store.seal, store.attrs,
+             store.info, store.delete, store.value, store.write, store.get,
+             lambda n: store[n], lambda n: store.__setitem__(n, 1),
+             lambda n: store.__delitem__(n), lambda n: store.wait(n, timeout=0)]
+    for call in calls:
+        with pytest.raises(TypeError if not isinstance(bad, str) else ValueError,
+                           match="str" if not isinstance(bad, str) else "NUL"):
+            call(bad)
+    assert bad not in store
+    assert store.names() == []
