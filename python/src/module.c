@@ -29,7 +29,9 @@ PyObject *shm_module_of_type(PyTypeObject *type)
 unsigned long shm_fork_gen;
 
 /* Runs in the child of every fork(), before any other code of the child: the only
- * thread left writes, so a plain variable is enough. */
+ * thread left writes, so a plain variable is enough. The library counts forks the same
+ * way, but its counter is internal: reading it would cost a call on every operation,
+ * and `so.modified` is ~14 ns in all. */
 static void on_fork_child(void)
 {
     shm_fork_gen++;

@@ -386,13 +386,11 @@ class SharedDynamicObject(SharedObject):
     needed (or always with reallocate=True); other instances see the new data at once."""
 
     def assign(self, data, reallocate: bool = False) -> "SharedDynamicObject":
+        """Publish `data` whatever its type, shape or size. `reallocate` is the seed's
+        parameter: every assign here already lays the data out afresh."""
         _check_supported(data)
-        self._kind = None if reallocate else self._kind
         self._publish(data, initial=True)
         return self
-
-    def fetch(self, fn: "SharedObject._fetch_fn_type" = None) -> Any:
-        return super().fetch(fn)
 
 
 class SharedObjectDefaultDict(dict):
