@@ -137,9 +137,6 @@ void cli_print_datum(FILE *f, const shmstore_datum_t *d, const void *data, size_
 void cli_json_str(FILE *f, const char *s, size_t len);
 void cli_json_desc(FILE *f, const shmstore_datum_t *d);
 
-/* "value" for SHMSTORE_KIND_VALUE. */
-const char *cli_kind_name(uint32_t kind);
-
 /* JSON: an object's description as one JSON object (type null when never written), and
  * a store's figures as the members "capacity", "committed", ... (no braces). */
 void cli_json_obj(FILE *f, const shmstore_obj_info_t *o);

@@ -92,7 +92,7 @@ static int info_object(shmstore_t *s, const struct cli_target *t, const char *ar
         return CLI_EX_OK;
     }
     printf("object       %s/%s\n", t->store, o.name);
-    printf("kind         %s%s\n", cli_kind_name(o.kind), o.is_sealed ? " (sealed)" : "");
+    printf("kind         %s%s\n", shmstore_kind_name(o.kind), o.is_sealed ? " (sealed)" : "");
     printf("type         %s\n", o.version ? cli_fmt_desc(&o.desc, type, sizeof type)
                                           : "- (never written)");
     printf("size         %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o.size, b[0], 32), o.size);

@@ -198,7 +198,7 @@ static void print_objects(const shmstore_obj_info_t *o, size_t n)
            "MODIFIED");
     for (i = 0; i < n; i++) {
         printf("%-*s  %-5s  %-24s %10s %8" PRIu64 "  %s%s\n", w, o[i].name,
-               cli_kind_name(o[i].kind),
+               shmstore_kind_name(o[i].kind),
                o[i].version ? cli_fmt_desc(&o[i].desc, type, sizeof type) : "-",
                cli_fmt_bytes(o[i].size, size, sizeof size), o[i].version,
                cli_fmt_time(o[i].mtime_ns, when, sizeof when), o[i].is_sealed ? " sealed" : "");

@@ -91,7 +91,7 @@ void cli_json_obj(FILE *f, const shmstore_obj_info_t *o)
     fprintf(f,
             ", \"kind\": \"%s\", \"sealed\": %s, \"version\": %" PRIu64
             ", \"mtime_ns\": %" PRIu64 ", \"size\": %" PRIu64 ", \"footprint\": %" PRIu64 ", ",
-            cli_kind_name(o->kind), o->is_sealed ? "true" : "false", o->version, o->mtime_ns,
+            shmstore_kind_name(o->kind), o->is_sealed ? "true" : "false", o->version, o->mtime_ns,
             o->size, o->footprint);
     if (o->version == 0)
         fputs("\"type\": null", f); /* never written: there is no descriptor yet */

@@ -392,8 +392,3 @@ void cli_print_datum(FILE *f, const shmstore_datum_t *d, const void *data, size_
     }
     fprintf(f, "%s with a short payload (%zu bytes)\n", cli_type_name(d->type), len);
 }
-
-const char *cli_kind_name(uint32_t kind)
-{
-    return kind == SHMSTORE_KIND_VALUE ? "value" : "?";
-}

@@ -247,6 +247,9 @@ typedef enum shmstore_kind {
     SHMSTORE_KIND_VALUE = 1,
 } shmstore_kind_t;
 
+/* The name of a kind ("value", ...), or "unknown". Never NULL. */
+SHMSTORE_API const char *shmstore_kind_name(uint32_t kind);
+
 /* One object as listed by shmstore_list() and shmstore_info(). */
 typedef struct shmstore_obj_info {
     char name[SHMSTORE_NAME_MAX + 1];

@@ -6,10 +6,10 @@
  *
  * The repair pass runs with the metadata mutex held, when a process died holding it
  * (EOWNERDEAD) and on gc. It rebuilds the allocator's lists from the block walk, then
- * computes reachability: blocks referenced by the index (the table, objects, values'
- * rotation blocks) are live; an ORPHAN block is live while pinned; everything else that
- * is allocated was lost by a process that died between allocating and attaching, or
- * while freeing, and is freed. Reachability is skipped when the index itself is not
+ * computes reachability: blocks referenced by the index (the table, objects, and the
+ * blocks each object's kind reports through its `refs` operation) are live; an ORPHAN
+ * block is live while pinned; everything else that is allocated was lost by a process
+ * that died between allocating and attaching, or while freeing, and is freed. Reachability is skipped when the index itself is not
  * sound: never free what a damaged index could not vouch for.
  */
 #include <errno.h>
@@ -60,23 +60,19 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static int add_ref(void *arg, uint64_t off)
+{
+    return off ? refs_add(arg, off) : 0;
+}
+
 static int collect_obj(shmstore_t *s, uint64_t off, void *arg)
 {
-    struct refs *r = arg;
     struct obj_hdr *o = shmstore__obj(s, off);
     if (!o)
         return SHMSTORE_ECORRUPT;
-    if (refs_add(r, off) < 0)
+    if (refs_add(arg, off) < 0)
         return -ENOMEM;
-    if (o->kind == SHMSTORE_KIND_VALUE) {
-        struct val_body *vb = (struct val_body *)(o + 1);
-        for (unsigned k = 0; k < VAL_ROT; k++) {
-            uint64_t b = atomic_load_explicit(&vb->rot[k], memory_order_relaxed);
-            if (b && refs_add(r, b) < 0)
-                return -ENOMEM;
-        }
-    }
-    return 0;
+    return shmstore__kind(o->kind)->refs(s, o, add_ref, arg);
 }
 
 /* Blocks that are allocated but unreachable (and not ORPHAN-and-pinned), sorted. With
@@ -176,13 +172,7 @@ static int check_obj(shmstore_t *s, uint64_t off, void *arg)
         c->bad = 1;
         return 0;
     }
-    if (o->kind != SHMSTORE_KIND_VALUE) {
-        shmstore__report(c->rep, c->cap, c->pos, "object '%.*s': unknown kind %u\n",
-                         (int)o->name_len, o->name, o->kind);
-        c->bad = 1;
-        return 0;
-    }
-    if (shmstore__value_check(s, off, c->rep, c->cap, c->pos) < 0)
+    if (shmstore__kind(o->kind)->check(s, o, c->rep, c->cap, c->pos) < 0)
         c->bad = 1;
     return 0;
 }

@@ -92,10 +92,11 @@ struct obj_hdr *shmstore__obj(const shmstore_t *s, uint64_t off)
     if (!b || b->tag != BLK_TAG_OBJ || shmstore__blk_payload_cap(b) < sizeof(struct obj_hdr))
         return NULL;
     struct obj_hdr *o = (struct obj_hdr *)((char *)b + BLK_HDR_SIZE);
+    const struct shmstore__kind_ops *k;
     if (o->magic != OBJ_MAGIC || o->name_len == 0 || o->name_len > OBJ_NAME_MAX ||
-        o->kind != SHMSTORE_KIND_VALUE ||
-        shmstore__blk_payload_cap(b) < sizeof(struct obj_hdr) + sizeof(struct val_body))
-        return NULL; /* the kind's body must fit the block too */
+        !(k = shmstore__kind(o->kind)) ||
+        shmstore__blk_payload_cap(b) < sizeof(struct obj_hdr) + k->body_len)
+        return NULL; /* a known kind, whose fixed body fits the block too */
     return o;
 }
 

@@ -123,13 +123,14 @@ void shmstore__blk_release_locked(shmstore_t *s, uint64_t blk_off);
 bool shmstore__blk_free_if_unpinned(shmstore_t *s, uint64_t off, struct blk_hdr *b);
 /* After pinning: is the block being freed? Then the pin must be dropped. */
 bool shmstore__blk_is_freeing(const struct blk_hdr *b);
-/* Record / forget in our slot a writer lock on `obj_off` (for crash recovery). */
-int shmstore__proc_hold(shmstore_t *s, uint64_t obj_off);
-void shmstore__proc_unhold(shmstore_t *s, uint64_t obj_off);
-/* Register a sleeping thread of ours on the value at obj_off: the first sets our bit in
- * `mask` (the value's waiters). Returns an index for unreg, or -1 when our registrations
+/* Record / forget in our slot something we hold in an object: `rec` is the object's
+ * offset | a kind tag (REC_TAG_MASK); recovery hands it to the kind's `recover`. */
+int shmstore__proc_hold(shmstore_t *s, uint64_t rec);
+void shmstore__proc_unhold(shmstore_t *s, uint64_t rec);
+/* Register a sleeping thread of ours on wait queue `rec` (object offset | which): the
+ * first sets our bit in `mask`. Returns an index for unreg, or -1 when our registrations
  * are all taken (the caller then sleeps in short slices). */
-int shmstore__proc_wait_reg(shmstore_t *s, uint64_t obj_off, _Atomic uint64_t *mask);
+int shmstore__proc_wait_reg(shmstore_t *s, uint64_t rec, _Atomic uint64_t *mask);
 void shmstore__proc_wait_unreg(shmstore_t *s, int idx, _Atomic uint64_t *mask);
 
 /* alloc.c: TLSF over boundary-tagged blocks. All calls with the mutex held.
@@ -170,13 +171,94 @@ uint64_t shmstore__ver_block_len(uint32_t attrs_len, uint64_t len);
 /* Copy a datum's used fields (not the unused shape entries). */
 void shmstore__datum_copy(shmstore_datum_t *dst, const shmstore_datum_t *src);
 
-/* value.c */
-void shmstore__value_recover_lock(shmstore_t *s, uint64_t obj_off, uint32_t dead_slot);
-int shmstore__value_check(shmstore_t *s, uint64_t obj_off, char *rep, size_t cap, size_t *pos);
-void shmstore__value_free_blocks(shmstore_t *s, struct obj_hdr *o);
-int shmstore__value_delete(shmstore_t *s, uint64_t obj_off, uint64_t gen);
-uint64_t shmstore__value_footprint(shmstore_t *s, struct obj_hdr *o);
-void shmstore__value_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out);
+/* kinds.c: the operations the core (store, proc, check, index) calls on an object of a
+ * given kind. The core never names a kind: a new kind adds its table to kinds.c and
+ * nothing else. `body_len` is the fixed part of the kind's body after struct obj_hdr
+ * (an object whose block cannot hold it is invalid); a kind may use more (its own check
+ * validates that). Calls marked "mutex" run with the metadata mutex held. */
+struct shmstore__kind_ops {
+    const char *name;   /* "value": for messages and tools */
+    uint32_t body_len;
+    /* mutex: fill the kind's fields of `out` (the core filled name, kind, is_sealed). */
+    void (*info)(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out);
+    /* mutex: report what is inconsistent in the object's body; 0 or SHMSTORE_ECORRUPT. */
+    int (*check)(shmstore_t *s, struct obj_hdr *o, char *rep, size_t cap, size_t *pos);
+    /* mutex: call add(arg, off) for every block the object references (reachability);
+     * return what add returned if non-zero, else 0. */
+    int (*refs)(shmstore_t *s, struct obj_hdr *o, int (*add)(void *arg, uint64_t off), void *arg);
+    /* Dead slot `dead` recorded `rec` (the object's offset | a kind-defined tag in the low
+     * 6 bits) in its held[] list: release whatever it held there. No mutex held; the
+     * caller holds the dead slot's lock, so this never runs twice for one slot. */
+    void (*recover)(shmstore_t *s, struct obj_hdr *o, uint64_t rec, uint32_t dead);
+    /* The waiter mask `which` of the object (see shmstore__wait), or NULL. */
+    _Atomic uint64_t *(*waiters)(struct obj_hdr *o, unsigned which);
+    /* Delete the object at `off` of generation `gen`, whose header the caller pinned:
+     * mark it deleted, unindex it and release its blocks (under the mutex, taken by the
+     * kind after whatever kind lock must come first). */
+    int (*del)(shmstore_t *s, uint64_t off, uint64_t gen);
+};
+/* The operations of kind `kind`, or NULL for a kind this build does not know. */
+const struct shmstore__kind_ops *shmstore__kind(uint32_t kind);
+extern const struct shmstore__kind_ops shmstore__value_ops;
+
+/* Low bits of held[] and waits[] records (offsets are 64-aligned): a tag for the kind. */
+#define REC_TAG_MASK 0x3full
+
+/* store.c: objects of any kind. */
+/* Is the object a handle opened at generation `gen` gone (deleted or reused)? */
+static inline bool shmstore__obj_stale(const struct obj_hdr *o, uint64_t gen)
+{
+    return o->gen != gen || (atomic_load_explicit(&o->flags, memory_order_acquire) & OBJ_F_DELETED);
+}
+/* Open the object `name` of kind `kind` and pin its header (a handle's lease), creating
+ * it when `create` (with `excl`: -EEXIST if it exists). A new object's block holds
+ * sizeof(struct obj_hdr) + body_len bytes, zeroed; `init(s, o, arg)` (may be NULL) fills
+ * its body before the object is indexed, under the metadata mutex. Returns 0 with the
+ * object's offset in *off_out, -ENOENT, -EEXIST, SHMSTORE_EKIND, -ENOSPC, SHMSTORE_ELEASES
+ * or what init returned (nothing is created then). `*created` (may be NULL) says
+ * whether this call made it. */
+int shmstore__obj_open(shmstore_t *s, const char *name, uint32_t kind, bool create, bool excl,
+                       uint64_t body_len, int (*init)(shmstore_t *s, struct obj_hdr *o, void *arg),
+                       void *arg, uint64_t *off_out, bool *created);
+/* Fill `out` for object `o` (the core's fields and the kind's). Mutex not needed for
+ * the core's fields; kinds say what they read. */
+void shmstore__obj_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out);
+/* Bytes of store memory block `off` occupies (0 if invalid). */
+uint64_t shmstore__blk_footprint(const shmstore_t *s, uint64_t off);
+
+/* wait.c: spin-then-futex waits on a word in the mapping, shared by every kind.
+ * A wait queue is a 32-bit futex word that wakers bump, and a mask with a bit per
+ * process slot that has a thread asleep (or about to sleep) on it: a waker makes a
+ * system call only when some bit is set. Waiters record (object, which) in their slot,
+ * so recovery clears a dead process's bit exactly (kind op `waiters`). */
+struct shmstore__waitq {
+    _Atomic uint32_t *word;
+    _Atomic uint64_t *mask; /* PIN_WORDS words */
+    uint64_t obj_off;       /* the object, for the record */
+    unsigned which;         /* which of the object's queues (< 64), for the record */
+};
+/* Block until poll(arg) returns non-zero (returned: 1 = ready, < 0 = an error such as
+ * -ESTALE) or `timeout_ns` passes (-ETIMEDOUT; 0 = poll once). Spins briefly, then
+ * sleeps on the word; -EINTR when a signal interrupts the sleep. poll() must read the
+ * state it tests with seq_cst loads: they pair with the waker's seq_cst state store then
+ * mask load (a waiter never sleeps through a change). `slice_ns` > 0 bounds each sleep
+ * and calls on_slice(arg) after a sleep that timed out (a waiter that must notice a dead
+ * peer); 0 = sleep up to the timeout. */
+int shmstore__wait(shmstore_t *s, const struct shmstore__waitq *q, int64_t timeout_ns,
+                   int (*poll)(void *arg), int64_t slice_ns, int (*on_slice)(void *arg),
+                   void *arg);
+/* After a seq_cst store of the state waiters test: bump the word and wake every sleeper
+ * if any bit of the mask is set. */
+void shmstore__wake(_Atomic uint32_t *word, _Atomic uint64_t *mask);
+bool shmstore__has_waiters(_Atomic uint64_t *mask);
+
+/* view.c: leased views of blocks that hold a version descriptor (struct ver_hdr), the
+ * format of value versions and queue entries alike. */
+/* Describe block `b` (at `off`, which the caller has pinned) in `*out`, with `version`;
+ * takes a reference on `s` for the view. Returns 0 or SHMSTORE_ECORRUPT (bad descriptor:
+ * the caller unpins). */
+int shmstore__view_fill(shmstore_t *s, struct blk_hdr *b, uint64_t off, uint64_t version,
+                        shmstore_view_t *out);
 
 /* check.c: report helper */
 void shmstore__report(char *rep, size_t cap, size_t *pos, const char *fmt, ...)

@@ -139,9 +139,11 @@ struct proc_slot {
     uint64_t attach_ns;
     _Atomic uint32_t n_leases; /* entries in use (informational) */
     uint32_t reserved0;
-    /* Objects whose writer lock (val_body.wlock) this slot holds or is taking. */
+    /* What this slot holds in objects (a value's writer lock, ...): the object offset |
+     * a tag of its kind in the low 6 bits (REC_TAG_MASK). Recovery hands each to the kind. */
     _Atomic uint64_t held[SLOT_HELD_MAX];
-    /* Objects whose waiter bit this slot set (recovery clears the bit). */
+    /* Wait queues whose waiter bit this slot set: object offset | which queue (recovery
+     * clears the bit). */
     _Atomic uint64_t waits[SLOT_WAITS_MAX];
     uint64_t reserved1[5];
     struct lease leases[]; /* n_leases entries: an open-addressed set keyed by off */

@@ -22,7 +22,8 @@
  *   an unpinner: pins, then state), so at least one of them sees the block free and
  *   unowned; a CAS ORPHAN -> FREEING picks exactly one to free it.
  * - Writer locks and waits held by a dead slot are recorded in `held[]` / `waits[]` and
- *   undone by recovery (value.c knows how to release a value's lock).
+ *   undone by recovery, through the kind's operations (kinds.c): the core never needs to
+ *   know what a kind's lock looks like.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -293,45 +294,45 @@ void shmstore__unpin(shmstore_t *s, uint64_t off)
 
 /* ---- held locks and registered waits ---------------------------------------------- */
 
-static int slot_add(_Atomic uint64_t *arr, unsigned n, uint64_t obj_off)
+static int slot_add(_Atomic uint64_t *arr, unsigned n, uint64_t rec)
 {
     for (unsigned i = 0; i < n; i++) {
         uint64_t zero = 0;
-        if (atomic_compare_exchange_strong_explicit(&arr[i], &zero, obj_off, memory_order_release,
+        if (atomic_compare_exchange_strong_explicit(&arr[i], &zero, rec, memory_order_release,
                                                     memory_order_relaxed))
             return (int)i;
     }
     return -1;
 }
 
-int shmstore__proc_hold(shmstore_t *s, uint64_t obj_off)
+int shmstore__proc_hold(shmstore_t *s, uint64_t rec)
 {
     struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
-    if (slot_add(ps->held, SLOT_HELD_MAX, obj_off) < 0)
+    if (slot_add(ps->held, SLOT_HELD_MAX, rec) < 0)
         return shmstore__seterr(SHMSTORE_ELEASES,
                                 "this process already holds %u writer locks in store '%s'",
                                 SLOT_HELD_MAX, s->name);
     return 0;
 }
 
-void shmstore__proc_unhold(shmstore_t *s, uint64_t obj_off)
+void shmstore__proc_unhold(shmstore_t *s, uint64_t rec)
 {
     struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
     for (unsigned i = 0; i < SLOT_HELD_MAX; i++) {
-        uint64_t want = obj_off;
+        uint64_t want = rec;
         if (atomic_compare_exchange_strong_explicit(&ps->held[i], &want, 0, memory_order_release,
                                                     memory_order_relaxed))
             return;
     }
 }
 
-int shmstore__proc_wait_reg(shmstore_t *s, uint64_t obj_off, _Atomic uint64_t *mask)
+int shmstore__proc_wait_reg(shmstore_t *s, uint64_t rec, _Atomic uint64_t *mask)
 {
     struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
     int idx = -1;
     pthread_mutex_lock(&s->wait_mu);
     for (unsigned k = 0; k < SLOT_WAITS_MAX && idx < 0; k++)
-        if (s->wait_count[k] && atomic_load_explicit(&ps->waits[k], memory_order_relaxed) == obj_off)
+        if (s->wait_count[k] && atomic_load_explicit(&ps->waits[k], memory_order_relaxed) == rec)
             idx = (int)k;
     if (idx >= 0) {
         s->wait_count[idx]++; /* another thread of ours: the bit is already set */
@@ -342,7 +343,7 @@ int shmstore__proc_wait_reg(shmstore_t *s, uint64_t obj_off, _Atomic uint64_t *m
         if (idx >= 0) {
             s->wait_count[idx] = 1;
             /* The record before the bit (recovery clears bits of recorded objects). */
-            atomic_store_explicit(&ps->waits[idx], obj_off, memory_order_seq_cst);
+            atomic_store_explicit(&ps->waits[idx], rec, memory_order_seq_cst);
             /* seq_cst: before the waiter re-reads head; pairs with publish() */
             atomic_fetch_or_explicit(&mask[s->slot / 64], pin_bit(s->slot), memory_order_seq_cst);
         }
@@ -372,19 +373,21 @@ static void recover_locked_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *
     /* Locks and waits first: they name objects whose headers the leases below may be
      * keeping alive; dropped first, an object could be freed and its offset reused. */
     for (unsigned k = 0; k < SLOT_HELD_MAX; k++) {
-        uint64_t obj = atomic_exchange_explicit(&ps->held[k], 0, memory_order_acq_rel);
-        if (obj) {
-            shmstore__value_recover_lock(s, obj, i);
+        uint64_t rec = atomic_exchange_explicit(&ps->held[k], 0, memory_order_acq_rel);
+        struct obj_hdr *o = rec ? shmstore__obj(s, rec & ~REC_TAG_MASK) : NULL;
+        if (o) {
+            shmstore__kind(o->kind)->recover(s, o, rec, i);
             if (st)
                 st->locks_released++;
         }
     }
     for (unsigned k = 0; k < SLOT_WAITS_MAX; k++) {
-        uint64_t obj = atomic_exchange_explicit(&ps->waits[k], 0, memory_order_acq_rel);
-        struct obj_hdr *o = obj ? shmstore__obj(s, obj) : NULL;
-        if (o && o->kind == SHMSTORE_KIND_VALUE) /* exact: clearing a bit is idempotent */
-            atomic_fetch_and_explicit(&((struct val_body *)(o + 1))->waiters[i / 64], ~pin_bit(i),
-                                      memory_order_seq_cst);
+        uint64_t rec = atomic_exchange_explicit(&ps->waits[k], 0, memory_order_acq_rel);
+        struct obj_hdr *o = rec ? shmstore__obj(s, rec & ~REC_TAG_MASK) : NULL;
+        _Atomic uint64_t *mask =
+            o ? shmstore__kind(o->kind)->waiters(o, (unsigned)(rec & REC_TAG_MASK)) : NULL;
+        if (mask) /* exact: clearing a bit is idempotent */
+            atomic_fetch_and_explicit(&mask[i / 64], ~pin_bit(i), memory_order_seq_cst);
     }
     uint32_t n = s->g.n_leases;
     for (uint32_t k = 0; k < n; k++) {

@@ -548,14 +548,86 @@ SHMSTORE_API int shmstore_stat(shmstore_t *s, shmstore_stat_t *out)
 
 /* ---- objects: list, info, delete ---------------------------------------------------- */
 
-static void obj_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out)
+void shmstore__obj_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out)
 {
     memset(out, 0, sizeof(*out));
     memcpy(out->name, o->name, o->name_len);
     out->kind = o->kind;
     out->is_sealed = !!(atomic_load_explicit(&o->flags, memory_order_relaxed) & OBJ_F_SEALED);
-    if (o->kind == SHMSTORE_KIND_VALUE)
-        shmstore__value_info(s, o, out);
+    out->footprint = shmstore__blk_footprint(s, shmstore__off(s, o) - BLK_HDR_SIZE);
+    shmstore__kind(o->kind)->info(s, o, out);
+}
+
+uint64_t shmstore__blk_footprint(const shmstore_t *s, uint64_t off)
+{
+    struct blk_hdr *b = off ? shmstore__blk(s, off) : NULL;
+    return b ? shmstore__blk_payload_cap(b) + BLK_HDR_SIZE : 0;
+}
+
+/* Mutex held: make the object `name` of `kind` (see shmstore__obj_open). */
+static int obj_create_locked(shmstore_t *s, const char *name, size_t len, uint32_t kind,
+                             uint64_t body_len, int (*init)(shmstore_t *, struct obj_hdr *, void *),
+                             void *arg, uint64_t *off_out)
+{
+    struct store_hdr *h = s->hdr;
+    uint64_t off, gen = h->next_gen;
+    int r = shmstore__alloc(s, sizeof(struct obj_hdr) + body_len, BLK_TAG_OBJ, gen, &off);
+    if (r < 0)
+        return r;
+    struct obj_hdr *o = (struct obj_hdr *)((char *)h + off + BLK_HDR_SIZE);
+    memset(o, 0, sizeof(*o) + body_len);
+    o->magic = OBJ_MAGIC;
+    o->kind = kind;
+    o->gen = gen;
+    o->name_len = (uint32_t)len;
+    memcpy(o->name, name, len);
+    o->hash = shmstore__hash(name, len);
+    o->ctime_ns = shmstore__os_now_real();
+    /* The generation is taken before the object is reachable: a crash never reuses one.
+     * A crash before the insert leaves an unreachable block, which repair frees. */
+    h->next_gen++;
+    if ((init && (r = init(s, o, arg)) < 0) || (r = shmstore__index_insert(s, o->hash, off)) < 0) {
+        shmstore__free(s, off);
+        return r;
+    }
+    h->n_objects++;
+    *off_out = off;
+    return 0;
+}
+
+int shmstore__obj_open(shmstore_t *s, const char *name, uint32_t kind, bool create, bool excl,
+                       uint64_t body_len, int (*init)(shmstore_t *, struct obj_hdr *, void *),
+                       void *arg, uint64_t *off_out, bool *created)
+{
+    size_t len;
+    uint64_t off;
+    const char *kname = shmstore__kind(kind)->name;
+    bool made = false;
+    int r = shmstore__name_check(name, &len);
+    if (r < 0 || (r = shmstore__lock(s)) < 0)
+        return r;
+    r = shmstore__index_find(s, name, len, &off);
+    if (r == -ENOENT && create) {
+        r = obj_create_locked(s, name, len, kind, body_len, init, arg, &off);
+        made = r == 0;
+    } else if (r == 0 && create && excl) {
+        r = shmstore__seterr(-EEXIST, "object '%s' already exists in store '%s'", name, s->name);
+    } else if (r == -ENOENT) {
+        shmstore__seterr(r, "no %s '%s' in store '%s'", kname, name, s->name);
+    }
+    struct obj_hdr *o = r == 0 ? shmstore__obj(s, off) : NULL;
+    if (r == 0 && o->kind != kind)
+        r = shmstore__seterr(SHMSTORE_EKIND, "object '%s' is a %s, not a %s", name,
+                             shmstore__kind(o->kind)->name, kname);
+    if (r == 0)
+        r = shmstore__pin(s, off, NULL); /* keeps the header alive while the handle exists */
+    shmstore__unlock(s);
+    if (r == 0) {
+        *off_out = off;
+        if (created)
+            *created = made;
+    }
+    return r;
 }
 
 struct list_ctx {
@@ -574,7 +646,7 @@ static int list_one(shmstore_t *s, uint64_t off, void *arg)
     if (c->prefix_len && (o->name_len < c->prefix_len || memcmp(o->name, c->prefix, c->prefix_len)))
         return 0;
     shmstore_obj_info_t info;
-    obj_info(s, o, &info);
+    shmstore__obj_info(s, o, &info);
     return c->fn(&info, c->arg);
 }
 
@@ -599,7 +671,7 @@ SHMSTORE_API int shmstore_info(shmstore_t *s, const char *name, shmstore_obj_inf
         return r;
     r = shmstore__index_find(s, name, len, &off);
     if (r == 0)
-        obj_info(s, shmstore__obj(s, off), out);
+        shmstore__obj_info(s, shmstore__obj(s, off), out);
     else if (r == -ENOENT)
         shmstore__seterr(r, "no object '%s' in store '%s'", name, s->name);
     shmstore__unlock(s);
@@ -610,12 +682,14 @@ SHMSTORE_API int shmstore_delete(shmstore_t *s, const char *name)
 {
     size_t len;
     uint64_t off, gen = 0;
+    uint32_t kind = 0;
     int r = shmstore__check_fork(s);
     if (r < 0 || (r = shmstore__name_check(name, &len)) < 0 || (r = shmstore__lock(s)) < 0)
         return r;
     r = shmstore__index_find(s, name, len, &off);
     if (r == 0) {
         gen = shmstore__obj(s, off)->gen;
+        kind = shmstore__obj(s, off)->kind;
         r = shmstore__pin(s, off, NULL); /* the header outlives the deletion until we unpin */
     } else if (r == -ENOENT) {
         shmstore__seterr(r, "no object '%s' in store '%s'", name, s->name);
@@ -623,8 +697,9 @@ SHMSTORE_API int shmstore_delete(shmstore_t *s, const char *name)
     shmstore__unlock(s);
     if (r < 0)
         return r;
-    /* The kind deletes under its own writer lock (lock order: writer lock, then mutex). */
-    r = shmstore__value_delete(s, off, gen);
+    /* The kind deletes under its own lock if it has one (lock order: kind lock, then
+     * mutex). The kind is the one read under the mutex: a generation names one object. */
+    r = shmstore__kind(kind)->del(s, off, gen);
     shmstore__unpin(s, off);
     return r;
 }

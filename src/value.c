@@ -35,30 +35,15 @@
 
 #include "internal.h"
 
-/* Spin budget of value_wait before sleeping: long enough to catch a writer publishing
- * at kHz rates without a futex round trip (~5-10 us here), short enough not to steal a
- * core for long on a 2-core machine. */
-#define WAIT_SPIN_NS 20000
 /* Writers sleep in slices so that a dead lock owner is noticed and recovered. */
 #define WLOCK_SLICE_NS (10 * 1000 * 1000)
 #define WLOCK_SPINS 200
 /* A reader retrying this often while head does not move has found a corrupt value. */
 #define READ_RETRIES_MAX 100000
-/* A waiter that could not register (SLOT_WAITS_MAX values waited on at once by one
- * process) is not woken by writers: it re-checks at this interval. */
-#define UNREGISTERED_SLICE_NS (1000 * 1000)
 
 #define NO_ROT (-1)
 /* Values whose blocks are at least this large are prefaulted when opened. */
 #define PREFAULT_MIN (256u * 1024u)
-
-static bool has_waiters(struct val_body *vb)
-{
-    for (unsigned i = 0; i < PIN_WORDS; i++)
-        if (atomic_load_explicit(&vb->waiters[i], memory_order_seq_cst))
-            return true;
-    return false;
-}
 
 static uint64_t head_ver(uint64_t h)
 {
@@ -98,42 +83,12 @@ static __attribute__((cold, noinline)) int vcheck_failed(shmstore_value_t *v)
  * version poll from Python is ~15 ns in all, and this was a third of it as a call). */
 static inline __attribute__((always_inline)) int vcheck(shmstore_value_t *v)
 {
-    if (__builtin_expect(shmstore__check_fork(v->s) < 0 || v->obj->gen != v->gen ||
-                         (atomic_load_explicit(&v->obj->flags, memory_order_acquire) &
-                          OBJ_F_DELETED), 0))
+    if (__builtin_expect(shmstore__check_fork(v->s) < 0 || shmstore__obj_stale(v->obj, v->gen), 0))
         return vcheck_failed(v);
     return 0;
 }
 
 /* ---- open / close ------------------------------------------------------------------- */
-
-static int create_locked(shmstore_t *s, const char *name, size_t len, uint64_t *off_out)
-{
-    struct store_hdr *h = s->hdr;
-    uint64_t off, gen = h->next_gen;
-    int r = shmstore__alloc(s, sizeof(struct obj_hdr) + sizeof(struct val_body), BLK_TAG_OBJ, gen,
-                            &off);
-    if (r < 0)
-        return r;
-    struct obj_hdr *o = (struct obj_hdr *)((char *)h + off + BLK_HDR_SIZE);
-    memset(o, 0, sizeof(*o) + sizeof(struct val_body));
-    o->magic = OBJ_MAGIC;
-    o->kind = SHMSTORE_KIND_VALUE;
-    o->gen = gen;
-    o->name_len = (uint32_t)len;
-    memcpy(o->name, name, len);
-    o->hash = shmstore__hash(name, len);
-    o->ctime_ns = shmstore__os_now_real();
-    h->next_gen++; /* before the object is reachable: a crash never reuses a generation */
-    r = shmstore__index_insert(s, o->hash, off);
-    if (r < 0) {
-        shmstore__free(s, off);
-        return r;
-    }
-    h->n_objects++;
-    *off_out = off;
-    return 0;
-}
 
 /* Map the page tables of a large value's blocks now, so that the first read is not
  * hundreds of page faults (each ~15 us on a fresh tmpfs page in a VM). Best effort. */
@@ -150,32 +105,16 @@ static void prefault(shmstore_value_t *v)
 SHMSTORE_API int shmstore_value_open(shmstore_t *s, const char *name, unsigned flags,
                                      shmstore_value_t **out)
 {
-    size_t len;
     uint64_t off;
     shmstore__clearerr();
     int r = shmstore__check_fork(s);
-    if (r < 0 || (r = shmstore__name_check(name, &len)) < 0)
+    if (r < 0)
         return r;
     shmstore_value_t *v = calloc(1, sizeof(*v));
     if (!v)
         return shmstore__seterr(-ENOMEM, "out of process memory");
-    if ((r = shmstore__lock(s)) < 0) {
-        free(v);
-        return r;
-    }
-    r = shmstore__index_find(s, name, len, &off);
-    if (r == -ENOENT && (flags & SHMSTORE_V_CREATE))
-        r = create_locked(s, name, len, &off);
-    else if (r == 0 && (flags & SHMSTORE_V_CREATE) && (flags & SHMSTORE_V_EXCL))
-        r = shmstore__seterr(-EEXIST, "object '%s' already exists in store '%s'", name, s->name);
-    else if (r == -ENOENT)
-        shmstore__seterr(r, "no value '%s' in store '%s'", name, s->name);
-    struct obj_hdr *o = r == 0 ? shmstore__obj(s, off) : NULL;
-    if (r == 0 && o->kind != SHMSTORE_KIND_VALUE)
-        r = shmstore__seterr(SHMSTORE_EKIND, "object '%s' is not a value", name);
-    if (r == 0)
-        r = shmstore__pin(s, off, NULL); /* keeps the header alive while the handle exists */
-    shmstore__unlock(s);
+    r = shmstore__obj_open(s, name, SHMSTORE_KIND_VALUE, flags & SHMSTORE_V_CREATE,
+                           flags & SHMSTORE_V_EXCL, sizeof(struct val_body), NULL, NULL, &off, NULL);
     if (r < 0) {
         free(v);
         return r;
@@ -183,9 +122,9 @@ SHMSTORE_API int shmstore_value_open(shmstore_t *s, const char *name, unsigned f
     shmstore__store_ref(s);
     v->s = s;
     v->obj_off = off;
-    v->obj = o;
-    v->gen = o->gen;
-    v->body = (struct val_body *)(o + 1);
+    v->obj = shmstore__obj(s, off);
+    v->gen = v->obj->gen;
+    v->body = (struct val_body *)(v->obj + 1);
     v->reserved_rot = NO_ROT;
     prefault(v);
     *out = v;
@@ -298,11 +237,11 @@ static void wlock_release(shmstore_value_t *v)
         shmstore__os.futex_wake(&v->body->wlock, INT_MAX);
 }
 
-void shmstore__value_recover_lock(shmstore_t *s, uint64_t obj_off, uint32_t dead_slot)
+/* Kind op `recover`: a dead slot held (or was taking) the writer lock. */
+static void recover_lock(shmstore_t *s, struct obj_hdr *o, uint64_t rec, uint32_t dead_slot)
 {
-    struct obj_hdr *o = shmstore__obj(s, obj_off);
-    if (!o || o->kind != SHMSTORE_KIND_VALUE)
-        return;
+    (void)s;
+    (void)rec;
     struct val_body *vb = (struct val_body *)(o + 1);
     uint32_t c = atomic_load_explicit(&vb->wlock, memory_order_acquire);
     do {
@@ -380,11 +319,9 @@ static void publish(shmstore_value_t *v, int k, uint64_t ver, bool is_new_data)
     atomic_store_explicit(&b->seq, 2 * ver, memory_order_release);
     atomic_store_explicit(&vb->mtime_ns, now, memory_order_relaxed);
     /* seq_cst: readers acquire head; a waiter's bit (set before it re-reads head) pairs
-     * with the loads in has_waiters() */
+     * with the mask loads in shmstore__wake() */
     atomic_store_explicit(&vb->head, ver << HEAD_SLOT_BITS | (uint64_t)k, memory_order_seq_cst);
-    atomic_fetch_add_explicit(&vb->fseq, 1, memory_order_seq_cst);
-    if (has_waiters(vb))
-        shmstore__os.futex_wake(&vb->fseq, INT_MAX);
+    shmstore__wake(&vb->fseq, vb->waiters);
     atomic_store_explicit(&v->published, ver, memory_order_relaxed);
 }
 
@@ -761,92 +698,12 @@ SHMSTORE_API int shmstore_value_view(shmstore_value_t *v, shmstore_view_t *out)
             shmstore__unpin(v->s, off);
             continue;
         }
-        const void *data;
-        if ((r = shmstore__ver_to_datum(v->s, b, ver_of(b), &out->desc, &data)) < 0) {
+        if ((r = shmstore__view_fill(v->s, b, off, head_ver(h), out)) < 0)
             shmstore__unpin(v->s, off);
-            return r;
-        }
-        out->data = data;
-        out->len = ver_of(b)->len;
-        out->version = head_ver(h);
-        out->mtime_ns = ver_of(b)->mtime_ns;
-        shmstore__store_ref(v->s);
-        out->store = v->s;
-        out->block_off = off;
-        return 0;
+        return r;
     }
     return shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': no stable version after %d tries",
                             v->obj->name, READ_RETRIES_MAX);
-}
-
-/* Rebase a pointer into the parent's mapping onto ours (same file, same offsets). */
-static const void *rebase(const shmstore_t *from, const shmstore_t *to, const void *p)
-{
-    return p ? (const char *)to->hdr + ((const char *)p - (const char *)from->hdr) : NULL;
-}
-
-/* After pinning block `off`: does it still hold the version `view` shows? Our pin is
- * set (seq_cst) before we read seq (seq_cst): a writer that starts refilling the block
- * after that sees the pin and leaves it; one that started before has made seq odd, or
- * has finished and left another mtime. A trigger re-publishes the same bytes under a
- * higher version with the same mtime: still ours. */
-static bool holds_version(shmstore_t *s, uint64_t off, const shmstore_view_t *view)
-{
-    struct blk_hdr *b = shmstore__blk(s, off);
-    if (!b || b->tag != BLK_TAG_DATA || shmstore__blk_is_freeing(b) ||
-        shmstore__blk_payload_cap(b) < sizeof(struct ver_hdr))
-        return false;
-    uint64_t seq = atomic_load_explicit(&b->seq, memory_order_seq_cst);
-    const struct ver_hdr *vh = ver_of(b);
-    return !(seq & 1) && seq >= 2 * view->version && vh->mtime_ns == view->mtime_ns &&
-           vh->len == view->len;
-}
-
-SHMSTORE_API int shmstore_view_adopt(shmstore_t *s, const shmstore_view_t *inherited,
-                                     shmstore_view_t *out)
-{
-    shmstore__clearerr();
-    int r = shmstore__check_fork(s);
-    if (r < 0)
-        return r;
-    const shmstore_t *p = inherited ? inherited->store : NULL;
-    if (!p || !inherited->block_off)
-        return shmstore__seterr(-EINVAL, "no view to adopt (released or zeroed)");
-    if (p->fork_gen == s->fork_gen)
-        return shmstore__seterr(-EINVAL, "the view was taken in this process, not inherited "
-                                "across fork(): nothing to adopt");
-    if (strcmp(p->name, s->name) != 0 || strcmp(p->dir, s->dir) != 0 ||
-        p->hdr->ctime_ns != s->hdr->ctime_ns)
-        return shmstore__seterr(-EINVAL, "the view belongs to another store than '%s'", s->name);
-    uint64_t off = inherited->block_off;
-    r = p->is_closed ? 1 : shmstore__pin_inherited(s, p, off); /* close dropped its leases */
-    if (r == 0 && !holds_version(s, off, inherited)) {
-        shmstore__unpin(s, off);
-        r = 1;
-    }
-    if (r > 0)
-        return shmstore__seterr(-ESTALE, "the parent process no longer holds this view of store "
-                                "'%s': its bytes may have been reused; take a new view", s->name);
-    if (r < 0)
-        return r;
-    *out = *inherited;
-    out->data = rebase(p, s, inherited->data);
-    out->desc.attrs = rebase(p, s, inherited->desc.attrs);
-    shmstore__store_ref(s);
-    out->store = s;
-    return 0;
-}
-
-SHMSTORE_API void shmstore_view_release(shmstore_view_t *view)
-{
-    if (!view || !view->store || !view->block_off)
-        return;
-    if (shmstore__check_fork(view->store) == 0)
-        shmstore__unpin(view->store, view->block_off); /* no-op after close */
-    shmstore__store_unref(view->store);
-    view->block_off = 0;
-    view->store = NULL;
-    view->data = NULL;
 }
 
 SHMSTORE_API int shmstore_value_version(shmstore_value_t *v, uint64_t *version)
@@ -867,64 +724,37 @@ SHMSTORE_API int shmstore_value_mtime(shmstore_value_t *v, uint64_t *mtime_ns)
     return 0;
 }
 
+struct wait_arg {
+    shmstore_value_t *v;
+    uint64_t after, ver;
+};
+
+static int wait_poll(void *arg)
+{
+    struct wait_arg *w = arg;
+    /* seq_cst: pairs with publish()'s head store then the waker's mask loads */
+    w->ver = head_ver(atomic_load_explicit(&w->v->body->head, memory_order_seq_cst));
+    if (w->ver > w->after)
+        return 1;
+    return vcheck(w->v);
+}
+
 SHMSTORE_API int shmstore_value_wait(shmstore_value_t *v, uint64_t after, int64_t timeout_ns,
                                      uint64_t *version)
 {
-    struct val_body *vb = v->body;
-    uint64_t ver, start = shmstore__os_now_mono();
+    struct wait_arg w = {v, after, 0};
     int r = vcheck(v);
     if (r < 0)
         return r;
-    /* Spin: a writer publishing within the budget is caught without any system call. */
-    for (unsigned i = 0;; i++) {
-        ver = head_ver(atomic_load_explicit(&vb->head, memory_order_acquire));
-        if (ver > after)
-            goto done;
-        if (timeout_ns == 0)
-            return -ETIMEDOUT;
-        if ((i & 63) == 63) {
-            uint64_t spent = shmstore__os_now_mono() - start;
-            if (spent > WAIT_SPIN_NS || (timeout_ns > 0 && spent >= (uint64_t)timeout_ns))
-                break;
-        }
-        shmstore__os_cpu_relax();
-    }
-    /* Sleep: set our waiter bit (recorded in our slot: recovery clears it after a crash).
-     * Without a registration left, sleep in short slices instead. */
-    int reg = shmstore__proc_wait_reg(v->s, v->obj_off, vb->waiters);
-    r = 0;
-    for (;;) {
-        uint32_t f = atomic_load_explicit(&vb->fseq, memory_order_seq_cst);
-        /* seq_cst: pairs with publish()'s head store then waiter-bit loads */
-        ver = head_ver(atomic_load_explicit(&vb->head, memory_order_seq_cst));
-        if (ver > after)
-            break;
-        if ((r = vcheck(v)) < 0)
-            break;
-        int64_t left = -1;
-        if (timeout_ns > 0) {
-            uint64_t spent = shmstore__os_now_mono() - start;
-            if (spent >= (uint64_t)timeout_ns) {
-                r = -ETIMEDOUT;
-                break;
-            }
-            left = timeout_ns - (int64_t)spent;
-        }
-        if (reg < 0 && (left < 0 || left > UNREGISTERED_SLICE_NS))
-            left = UNREGISTERED_SLICE_NS;
-        r = shmstore__os.futex_wait(&vb->fseq, f, left);
-        if (r == -EINTR)
-            break;
-        r = 0;
-    }
-    shmstore__proc_wait_unreg(v->s, reg, vb->waiters);
+    struct shmstore__waitq q = {&v->body->fseq, v->body->waiters, v->obj_off, 0};
+    r = shmstore__wait(v->s, &q, timeout_ns, wait_poll, 0, NULL, &w);
+    if (r == -ETIMEDOUT)
+        return shmstore__seterr(r, "value '%.255s': no version after %" PRIu64 " within the "
+                                "timeout", v->obj->name, after);
     if (r < 0)
-        return r == -ETIMEDOUT ? shmstore__seterr(r, "value '%.255s': no version after %" PRIu64
-                                                  " within the timeout", v->obj->name, after)
-                               : r;
-done:
+        return r;
     if (version)
-        *version = ver;
+        *version = w.ver;
     return 0;
 }
 
@@ -933,7 +763,9 @@ done:
 /* Delete the value at `off` (generation `gen`), whose header the caller has pinned.
  * Takes the writer lock first, so that no writer is filling a block that deletion frees;
  * waits for a writer mid-put. */
-int shmstore__value_delete(shmstore_t *s, uint64_t off, uint64_t gen)
+static void free_blocks(shmstore_t *s, struct obj_hdr *o);
+
+static int value_delete(shmstore_t *s, uint64_t off, uint64_t gen)
 {
     struct obj_hdr *o = shmstore__obj(s, off);
     if (!o)
@@ -950,7 +782,7 @@ int shmstore__value_delete(shmstore_t *s, uint64_t off, uint64_t gen)
             atomic_fetch_or_explicit(&o->flags, OBJ_F_DELETED, memory_order_seq_cst);
             shmstore__index_remove(s, o->hash, off);
             s->hdr->n_objects--;
-            shmstore__value_free_blocks(s, o);
+            free_blocks(s, o);
             shmstore__blk_release_locked(s, off); /* ORPHAN: our pin keeps it until unpin */
         } else {
             r = shmstore__seterr(-ENOENT, "value '%.255s' was deleted meanwhile", o->name);
@@ -963,7 +795,7 @@ int shmstore__value_delete(shmstore_t *s, uint64_t off, uint64_t gen)
 
 /* ---- store-level helpers (metadata mutex held) --------------------------------------- */
 
-void shmstore__value_free_blocks(shmstore_t *s, struct obj_hdr *o)
+static void free_blocks(shmstore_t *s, struct obj_hdr *o)
 {
     struct val_body *vb = (struct val_body *)(o + 1);
     for (unsigned k = 0; k < VAL_ROT; k++) {
@@ -971,32 +803,18 @@ void shmstore__value_free_blocks(shmstore_t *s, struct obj_hdr *o)
         if (off)
             shmstore__blk_release_locked(s, off);
     }
-    /* Wake sleepers so that they see the deletion (-ESTALE). */
-    atomic_fetch_add_explicit(&vb->fseq, 1, memory_order_seq_cst);
-    if (has_waiters(vb))
-        shmstore__os.futex_wake(&vb->fseq, INT_MAX);
+    shmstore__wake(&vb->fseq, vb->waiters); /* sleepers see the deletion (-ESTALE) */
 }
 
-uint64_t shmstore__value_footprint(shmstore_t *s, struct obj_hdr *o)
-{
-    struct val_body *vb = (struct val_body *)(o + 1);
-    struct blk_hdr *ob = (struct blk_hdr *)((char *)o - BLK_HDR_SIZE);
-    uint64_t n = shmstore__blk_payload_cap(ob) + BLK_HDR_SIZE;
-    for (unsigned k = 0; k < VAL_ROT; k++) {
-        struct blk_hdr *b = shmstore__blk(s, atomic_load_explicit(&vb->rot[k], memory_order_relaxed));
-        if (b)
-            n += shmstore__blk_payload_cap(b) + BLK_HDR_SIZE;
-    }
-    return n;
-}
-
-void shmstore__value_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out)
+static void value_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out)
 {
     struct val_body *vb = (struct val_body *)(o + 1);
     uint64_t h = atomic_load_explicit(&vb->head, memory_order_acquire);
     out->version = head_ver(h);
     out->mtime_ns = atomic_load_explicit(&vb->mtime_ns, memory_order_relaxed);
-    out->footprint = shmstore__value_footprint(s, o);
+    for (unsigned k = 0; k < VAL_ROT; k++)
+        out->footprint += shmstore__blk_footprint(s, atomic_load_explicit(&vb->rot[k],
+                                                                          memory_order_relaxed));
     if (!h || head_rot(h) >= VAL_ROT)
         return;
     struct blk_hdr *b = shmstore__blk(s, atomic_load_explicit(&vb->rot[head_rot(h)], memory_order_acquire));
@@ -1016,17 +834,12 @@ SHMSTORE_API int shmstore_value_info(shmstore_value_t *v, shmstore_obj_info_t *o
     int r = vcheck(v);
     if (r < 0)
         return r;
-    memset(out, 0, sizeof(*out));
-    memcpy(out->name, v->obj->name, v->obj->name_len);
-    out->kind = SHMSTORE_KIND_VALUE;
-    out->is_sealed = !!(atomic_load_explicit(&v->obj->flags, memory_order_relaxed) & OBJ_F_SEALED);
-    shmstore__value_info(v->s, v->obj, out);
+    shmstore__obj_info(v->s, v->obj, out);
     return 0;
 }
 
-int shmstore__value_check(shmstore_t *s, uint64_t obj_off, char *rep, size_t cap, size_t *pos)
+static int value_check(shmstore_t *s, struct obj_hdr *o, char *rep, size_t cap, size_t *pos)
 {
-    struct obj_hdr *o = shmstore__obj(s, obj_off);
     struct val_body *vb = (struct val_body *)(o + 1);
     int bad = 0;
     for (unsigned k = 0; k < VAL_ROT; k++) {
@@ -1053,6 +866,32 @@ int shmstore__value_check(shmstore_t *s, uint64_t obj_off, char *rep, size_t cap
     }
     return bad ? SHMSTORE_ECORRUPT : 0;
 }
+
+static int value_refs(shmstore_t *s, struct obj_hdr *o, int (*add)(void *, uint64_t), void *arg)
+{
+    (void)s;
+    struct val_body *vb = (struct val_body *)(o + 1);
+    int r = 0;
+    for (unsigned k = 0; k < VAL_ROT && r == 0; k++)
+        r = add(arg, atomic_load_explicit(&vb->rot[k], memory_order_relaxed));
+    return r;
+}
+
+static _Atomic uint64_t *value_waiters(struct obj_hdr *o, unsigned which)
+{
+    return which == 0 ? ((struct val_body *)(o + 1))->waiters : NULL;
+}
+
+const struct shmstore__kind_ops shmstore__value_ops = {
+    .name = "value",
+    .body_len = sizeof(struct val_body),
+    .info = value_info,
+    .check = value_check,
+    .refs = value_refs,
+    .recover = recover_lock,
+    .waiters = value_waiters,
+    .del = value_delete,
+};
 
 /* ---- conveniences by name ------------------------------------------------------------ */
 
