@@ -1,8 +1,9 @@
 /* shmstore.h - share data between processes on one machine through shared memory.
  *
  * A *store* is one file in /dev/shm (or $SHMSTORE_DIR) that every process maps once. It
- * holds named objects; this version provides *values*: latest-value registers that a
- * writer updates and readers copy, view without copying, or wait on. There is no server:
+ * holds named objects of several kinds: *values*, latest-value registers that a writer
+ * updates and readers copy, view without copying, or wait on; and *queues*, bounded
+ * FIFO rings of entries that producers push and consumers pop. There is no server:
  * processes coordinate through atomics and futexes inside the mapping, and a process
  * killed at any point is cleaned up by the next process that attaches, by a timed-out
  * wait, or by shmstore_gc().
@@ -245,6 +246,7 @@ SHMSTORE_API int shmstore_attrs_foreach(const void *attrs, uint32_t attrs_len,
 
 typedef enum shmstore_kind {
     SHMSTORE_KIND_VALUE = 1,
+    SHMSTORE_KIND_QUEUE = 2,
 } shmstore_kind_t;
 
 /* The name of a kind ("value", ...), or "unknown". Never NULL. */
@@ -260,6 +262,17 @@ typedef struct shmstore_obj_info {
     uint64_t size;         /* values: payload bytes of the latest version */
     uint64_t footprint;    /* bytes of store memory the object occupies */
     shmstore_datum_t desc; /* values: descriptor of the latest version (attrs = NULL) */
+    /* Queues. */
+    uint64_t count;        /* entries in the queue */
+    uint64_t capacity;     /* entries it holds at most */
+    uint64_t slot_size;    /* largest entry payload in bytes, 0 = any size */
+    uint64_t first_index;  /* index the next pop takes (oldest, unless deleted) */
+    uint64_t next_index;   /* index the next commit gets (= entries ever committed) */
+    uint64_t dropped;      /* entries dropped by a full SHMSTORE_QUEUE_DROP_OLDEST queue */
+    uint32_t full;         /* shmstore_queue_full_t */
+    uint32_t n_pinned;     /* entries in the queue that a reader's view holds */
+    uint32_t producers_waiting; /* processes with a producer asleep for room */
+    uint32_t consumers_waiting; /* processes with a consumer asleep for an entry */
 } shmstore_obj_info_t;
 
 /* Call `fn` for every object whose name starts with `prefix` (NULL or "" = all), in no
@@ -418,6 +431,141 @@ SHMSTORE_API int shmstore_value_seal(shmstore_value_t *v);
 
 /* Describe the value (as shmstore_info()). Returns 0 or -ESTALE. */
 SHMSTORE_API int shmstore_value_info(shmstore_value_t *v, shmstore_obj_info_t *out);
+
+/* ------------------------------------------------------------------------------------
+ * Queues: bounded FIFO rings of entries
+ *
+ * Every entry is a datum in its own block of the store, with an index that only grows
+ * (the first entry is 0). An entry is *writing* while reserved (only its writer sees
+ * it), *ready* once committed, *in use* while a view holds it (a pop or a read), and its
+ * block is freed when it has left the queue and the last view of it is released.
+ * Producers and consumers are lock-free: no metadata lock per push or pop, only atomics
+ * on the queue's cells; entry blocks come from the store's allocator (its lock is taken
+ * to allocate and free them). A process killed at any instruction leaves no entry
+ * half-visible and no block leaked: see shmstore_queue_commit() and shmstore_queue_pop().
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct shmstore_queue shmstore_queue_t;
+
+/* What a full queue does with a push or commit (set at creation). */
+typedef enum shmstore_queue_full {
+    SHMSTORE_QUEUE_BLOCK = 0,       /* the producer waits for room, up to its timeout */
+    SHMSTORE_QUEUE_DROP_OLDEST = 1, /* the oldest entry leaves the queue (views of it stay
+                                       valid) and the new one goes in */
+    SHMSTORE_QUEUE_ERROR = 2,       /* the push fails with -EAGAIN */
+} shmstore_queue_full_t;
+
+/* Options for creating a queue; a zeroed struct (or NULL) means all defaults. */
+typedef struct shmstore_queue_options {
+    uint64_t capacity;  /* entries; 0 = 1024; at most 2^32 */
+    uint64_t slot_size; /* largest entry payload in bytes; 0 = any size */
+    uint32_t full;      /* shmstore_queue_full_t */
+} shmstore_queue_options_t;
+
+/* Flags of shmstore_queue_open(). */
+#define SHMSTORE_Q_CREATE 0x1u /* create the queue if it does not exist */
+#define SHMSTORE_Q_EXCL 0x2u   /* with Q_CREATE: fail with -EEXIST if it exists */
+
+/* Open the queue `name`, optionally creating it empty with `opt` (ignored when it
+ * exists: the creator's options stand). The handle keeps the object leased; close it
+ * with shmstore_queue_close(). May block briefly on the metadata lock. Returns 0,
+ * -ENOENT, -EEXIST, -EINVAL (bad options), SHMSTORE_EKIND, SHMSTORE_ENAME,
+ * SHMSTORE_ELEASES, -ENOSPC. */
+SHMSTORE_API int shmstore_queue_open(shmstore_t *s, const char *name, unsigned flags,
+                                     const shmstore_queue_options_t *opt,
+                                     shmstore_queue_t **out);
+
+/* Close a handle (views and reservations taken through it stay valid; a reservation
+ * still open is aborted only by shmstore_queue_abort() or by this process's exit).
+ * Accepts NULL. */
+SHMSTORE_API void shmstore_queue_close(shmstore_queue_t *q);
+
+/* A reserved entry: `data` is where its `len` payload bytes go. The caller owns the
+ * struct; the block belongs to the store. */
+typedef struct shmstore_queue_res {
+    void *data;
+    size_t len;
+    uint64_t block_off; /* internal: the reserved block, 0 = none */
+} shmstore_queue_res_t;
+
+/* Zero-copy push, step 1: allocate a block for an entry of `len` bytes described by `d`
+ * (NULL = BYTES) and point res->data at its payload. The entry is visible to nobody
+ * until shmstore_queue_commit(); shmstore_queue_abort() frees it. A handle may hold any
+ * number of reservations. If the process dies first, the block is freed by recovery.
+ * Takes the metadata lock briefly (the allocator). Returns 0, -EINVAL (descriptor does
+ * not match len), -EMSGSIZE (larger than the queue's slot size), -ESTALE, -ENOSPC,
+ * SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_queue_reserve(shmstore_queue_t *q, const shmstore_datum_t *d,
+                                        size_t len, shmstore_queue_res_t *res);
+
+/* Zero-copy push, step 2: append the reserved entry and return its index in `*index`
+ * (may be NULL); consumers waiting are woken. On a full queue, as the queue's policy
+ * says: wait up to `timeout_ns` for room (-ETIMEDOUT: the reservation is kept, commit
+ * again or abort), drop the oldest entry, or fail with -EAGAIN (reservation kept).
+ * A process killed mid-commit leaves either no entry or the whole entry. Returns 0,
+ * -ETIMEDOUT, -EAGAIN, -EINTR, -EINVAL (nothing reserved), -ESTALE (queue deleted: the
+ * reservation is freed). */
+SHMSTORE_API int shmstore_queue_commit(shmstore_queue_t *q, shmstore_queue_res_t *res,
+                                       int64_t timeout_ns, uint64_t *index);
+
+/* Free a reservation without publishing it. Accepts one already committed or aborted. */
+SHMSTORE_API void shmstore_queue_abort(shmstore_queue_t *q, shmstore_queue_res_t *res);
+
+/* Copy `len` bytes described by `d` (NULL = BYTES) into a new entry and append it:
+ * reserve + copy + commit (the entry is freed when the commit fails). Returns as those. */
+SHMSTORE_API int shmstore_queue_push(shmstore_queue_t *q, const shmstore_datum_t *d,
+                                     const void *data, size_t len, int64_t timeout_ns,
+                                     uint64_t *index);
+
+/* Take the oldest entry out of the queue (each entry goes to exactly one consumer) and
+ * return it as a leased view (out->version is its index); release it with
+ * shmstore_view_release(), which frees the block unless another view holds it. Waits
+ * up to `timeout_ns` for an entry (spin, then futex; 0 = never waits). A consumer killed
+ * mid-pop leaves the entry in the queue; one killed after the pop, holding the view,
+ * loses it (its block is freed by recovery). Returns 0, -ETIMEDOUT (empty), -EINTR,
+ * -ESTALE, SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_queue_pop(shmstore_queue_t *q, int64_t timeout_ns,
+                                    shmstore_view_t *out);
+
+/* Pop and copy: the payload into `buf` (capacity `cap`), its descriptor into `d` (may be
+ * NULL; attrs = NULL), length and index into `*len` and `*index` (may be NULL). When the
+ * oldest entry does not fit, it stays in the queue and -ENOBUFS is returned with `*len`
+ * set to its size. Returns as shmstore_queue_pop() and -ENOBUFS. */
+SHMSTORE_API int shmstore_queue_pop_copy(shmstore_queue_t *q, int64_t timeout_ns,
+                                         shmstore_datum_t *d, void *buf, size_t cap,
+                                         size_t *len, uint64_t *index);
+
+/* A leased view of entry `index`, left in the queue (readers may read an entry many
+ * times). Never blocks. Returns 0, -ENOENT (not in the queue: popped, deleted, dropped or
+ * not yet committed), -ESTALE, SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_queue_read(shmstore_queue_t *q, uint64_t index, shmstore_view_t *out);
+
+/* A leased view of the newest entry in the queue. O(1) unless deleted entries lie at the
+ * end. Never blocks. Returns 0, -ENOENT (empty), -ESTALE, SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_queue_read_latest(shmstore_queue_t *q, shmstore_view_t *out);
+
+/* Views of entries indices[0..n): all of them (out[0..n)) or none (on failure every view
+ * taken is released). Never blocks. Returns as shmstore_queue_read(). */
+SHMSTORE_API int shmstore_queue_read_batch(shmstore_queue_t *q, const uint64_t *indices,
+                                           size_t n, shmstore_view_t *out);
+
+/* Remove entry `index` from the queue without popping it (it becomes a hole that pops
+ * skip). An entry a view holds is removed only with `force` (the views stay valid).
+ * Never blocks. Returns 0, -ENOENT, -EBUSY (held by a view, no force), -ESTALE. */
+SHMSTORE_API int shmstore_queue_delete(shmstore_queue_t *q, uint64_t index, int force);
+
+/* The number of entries in the queue. One load; never blocks. Returns 0 or -ESTALE. */
+SHMSTORE_API int shmstore_queue_count(shmstore_queue_t *q, uint64_t *count);
+
+/* The indices of the entries in the queue, oldest first, into buf[0..cap); `*n` is how
+ * many there are (more than cap: -ENOBUFS, with the first cap written). A snapshot:
+ * producers and consumers may move meanwhile. Never blocks. Returns 0, -ENOBUFS,
+ * -ESTALE. */
+SHMSTORE_API int shmstore_queue_indices(shmstore_queue_t *q, uint64_t *buf, size_t cap,
+                                        size_t *n);
+
+/* Describe the queue (as shmstore_info()). Returns 0 or -ESTALE. */
+SHMSTORE_API int shmstore_queue_info(shmstore_queue_t *q, shmstore_obj_info_t *out);
 
 /* ------------------------------------------------------------------------------------
  * Conveniences by name (each opens, acts and closes; use handles on hot paths)

@@ -200,6 +200,7 @@ struct shmstore__kind_ops {
 /* The operations of kind `kind`, or NULL for a kind this build does not know. */
 const struct shmstore__kind_ops *shmstore__kind(uint32_t kind);
 extern const struct shmstore__kind_ops shmstore__value_ops;
+extern const struct shmstore__kind_ops shmstore__queue_ops;
 
 /* Low bits of held[] and waits[] records (offsets are 64-aligned): a tag for the kind. */
 #define REC_TAG_MASK 0x3full

@@ -51,7 +51,7 @@
 #define BLK_TAG_MAGIC 0x5b1c0000u
 #define BLK_TAG_FREE (BLK_TAG_MAGIC | 0x0u)
 #define BLK_TAG_OBJ (BLK_TAG_MAGIC | 0x1u)   /* struct obj_hdr + kind body */
-#define BLK_TAG_DATA (BLK_TAG_MAGIC | 0x2u)  /* a version block of a value */
+#define BLK_TAG_DATA (BLK_TAG_MAGIC | 0x2u)  /* a version block of a value, a queue entry */
 #define BLK_TAG_INDEX (BLK_TAG_MAGIC | 0x3u) /* the name index table */
 
 /* blk_hdr.state: life cycle of a leased block after its owner let go of it. */
@@ -223,6 +223,56 @@ struct ver_hdr {
     uint64_t shape[32];
 };
 static_assert(sizeof(struct ver_hdr) % 64 == 0, "ver_hdr is whole cache lines");
+
+/* ---- queues ------------------------------------------------------------------------ */
+
+/* A queue's cells: a ring of `capacity` cells after struct queue_body in the OBJ block.
+ * Cell i % capacity carries entry index i through states, packed with the index in one
+ * word so that one CAS moves a cell from one state to the next:
+ *   seq = (i & CELL_IDX_MASK) << CELL_IDX_SHIFT | state << 8 | owner slot
+ * FREE(i): waiting for entry i; WRITING(i, owner): a producer claimed it; READY(i): holds
+ * entry i in block `blk` (0: a hole, the entry was deleted or its producer died);
+ * TAKING(i, owner): a consumer is moving it out. FREE(i) follows TAKING(i - capacity). */
+#define CELL_IDX_SHIFT 10u
+#define CELL_IDX_MASK ((1ull << 54) - 1)
+#define CELL_FREE 0u
+#define CELL_WRITING 1u
+#define CELL_READY 2u
+#define CELL_TAKING 3u
+
+struct queue_cell {
+    _Atomic uint64_t seq;
+    _Atomic uint64_t blk; /* the entry's block (READY), 0 when none */
+};
+static_assert(sizeof(struct queue_cell) == 16, "queue_cell is 16 bytes");
+
+/* Body of a queue object; the cells follow it. Fields written by producers, consumers
+ * and both sit on separate lines. */
+struct queue_body {
+    /* Set at creation, then only read. */
+    uint64_t capacity;   /* cells (entries the queue holds) */
+    uint64_t slot_size;  /* largest entry payload, 0 = any size */
+    uint32_t full;       /* shmstore_queue_full_t */
+    uint32_t reserved0;
+    uint64_t reserved1[5];
+    /* Producers (and deleters). */
+    alignas(64) _Atomic uint64_t tail;   /* next entry index to commit */
+    _Atomic uint32_t not_full;           /* futex word: bumped when a cell is freed */
+    uint32_t reserved2;
+    _Atomic uint64_t dropped;            /* entries dropped by DROP_OLDEST */
+    _Atomic uint64_t holes_made;         /* entries made holes (deleted, dead producer) */
+    uint64_t reserved3[4];
+    /* Consumers. */
+    alignas(64) _Atomic uint64_t head;   /* next entry index to pop */
+    _Atomic uint32_t not_empty;          /* futex word: bumped on every commit */
+    uint32_t reserved4;
+    _Atomic uint64_t holes_popped;       /* holes pops went past */
+    uint64_t reserved5[5];
+    /* Waiter bits (see wait.c): producers waiting for room, consumers for entries. */
+    alignas(64) _Atomic uint64_t room_waiters[PIN_WORDS];
+    _Atomic uint64_t entry_waiters[PIN_WORDS];
+};
+static_assert(sizeof(struct queue_body) == 256, "queue_body is four cache lines");
 
 /* The offsets docs/FORMAT.md documents. */
 #include <stddef.h>
