@@ -176,5 +176,8 @@ int bench__case_view(struct bench_ctx *c, const char *name);
 int bench__case_writer_readers(struct bench_ctx *c, const char *name);
 int bench__case_steady_faults(struct bench_ctx *c, const char *name);
 int bench__case_notify(struct bench_ctx *c, const char *name);
+int bench__case_queue_small(struct bench_ctx *c, const char *name);
+int bench__case_queue_large(struct bench_ctx *c, const char *name);
+int bench__case_queue_wake(struct bench_ctx *c, const char *name);
 
 #endif

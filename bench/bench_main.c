@@ -39,6 +39,13 @@ static const struct bench_case cases[] = {
      "frame put rate and latency with 0, 1 and 3 busy reader processes"},
     {"steady_faults", bench__case_steady_faults,
      "page faults and library syscalls per put/get/view in steady state"},
+    {"queue_8", bench__case_queue_small, "8 B push -> pop_copy, 1 producer process"},
+    {"queue_64", bench__case_queue_small, "64 B push -> pop_copy, 1 producer process"},
+    {"queue_8_4p", bench__case_queue_small, "8 B push -> pop_copy, 4 producer processes"},
+    {"queue_1m2", bench__case_queue_large, "1.2 MB push + pop view + release"},
+    {"queue_8m", bench__case_queue_large, "8 MiB push + pop view + release"},
+    {"queue_zc_8m", bench__case_queue_large, "8 MiB reserve + commit + pop view + release"},
+    {"queue_wake", bench__case_queue_wake, "push -> return from pop, consumer asleep"},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 

@@ -119,6 +119,10 @@ bool shmstore__blk_pinned(const struct blk_hdr *b);
 /* Drop a block its owner no longer references: free now if unpinned, else mark it
  * ORPHAN so the last unpin frees it. Caller holds the metadata mutex. */
 void shmstore__blk_release_locked(shmstore_t *s, uint64_t blk_off);
+/* An ORPHAN block that this process pins goes back to LIVE: its owner takes it again (a
+ * queue entry committed). Not a plain store: a freer may be looking at the block
+ * (FREEING) and would then put back ORPHAN over it; this waits its look out. */
+void shmstore__blk_unorphan(shmstore_t *s, struct blk_hdr *b);
 /* Mutex held; block already ORPHAN: free it unless pinned (see proc.c). */
 bool shmstore__blk_free_if_unpinned(shmstore_t *s, uint64_t off, struct blk_hdr *b);
 /* After pinning: is the block being freed? Then the pin must be dropped. */

@@ -131,6 +131,10 @@ bool shmstore__blk_free_if_unpinned(shmstore_t *s, uint64_t off, struct blk_hdr 
     }
 }
 
+/* A freer looks at a block for a few hundred ns (under the mutex): spin that long before
+ * taking the mutex to wait for it. */
+#define UNORPHAN_SPINS 1000
+
 /* Free an ORPHAN block if nobody pins it (an unpinner's or a recoverer's call). */
 static void try_free_orphan(shmstore_t *s, uint64_t off, struct blk_hdr *b)
 {
@@ -141,6 +145,32 @@ static void try_free_orphan(shmstore_t *s, uint64_t off, struct blk_hdr *b)
         return; /* stays ORPHAN: the repair pass reclaims it */
     shmstore__blk_free_if_unpinned(s, off, b);
     shmstore__unlock(s);
+}
+
+void shmstore__blk_unorphan(shmstore_t *s, struct blk_hdr *b)
+{
+    for (int i = 0;; i++) {
+        uint32_t want = BLK_ORPHAN;
+        /* seq_cst: as every state change a freer's look pairs with */
+        if (atomic_compare_exchange_strong_explicit(&b->state, &want, BLK_LIVE,
+                                                    memory_order_seq_cst, memory_order_relaxed) ||
+            want != BLK_FREEING)
+            return;
+        if (i < UNORPHAN_SPINS) {
+            shmstore__os_cpu_relax();
+            continue;
+        }
+        /* A freer's look happens under the metadata mutex: holding it, no live freer is
+         * mid-look, and a FREEING left by a dead one is ours to undo. */
+        if (shmstore__lock(s) == 0) {
+            want = BLK_FREEING;
+            atomic_compare_exchange_strong_explicit(&b->state, &want, BLK_LIVE,
+                                                    memory_order_seq_cst, memory_order_relaxed);
+            shmstore__unlock(s);
+            if (want == BLK_FREEING)
+                return;
+        }
+    }
 }
 
 void shmstore__blk_release_locked(shmstore_t *s, uint64_t off)

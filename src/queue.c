@@ -234,7 +234,7 @@ static void fix_cell(shmstore_t *s, struct queue_body *qb, struct queue_cell *c,
         b = NULL, off = 0; /* not an entry of ours: never touch it */
     uint64_t ready = cword(i, CELL_READY, 0);
     if (cstate(w) == CELL_WRITING && b) {
-        atomic_store_explicit(&b->state, BLK_LIVE, memory_order_seq_cst);
+        shmstore__blk_unorphan(s, b); /* still pinned by the dead slot: no one frees it */
     } else if (cstate(w) == CELL_TAKING && b &&
                atomic_load_explicit(&b->state, memory_order_acquire) == BLK_LIVE) {
         /* the pop did not happen: the entry is ready again */
@@ -395,7 +395,7 @@ static int commit_block(shmstore_queue_t *q, uint64_t off, bool may_wait, uint64
             atomic_store_explicit(&b->seq, 2 * t, memory_order_relaxed);
             atomic_store_explicit(&c->blk, off, memory_order_relaxed);
             /* The queue owns the block from here: a crash after this leaves it READY. */
-            atomic_store_explicit(&b->state, BLK_LIVE, memory_order_seq_cst);
+            shmstore__blk_unorphan(q->s, b);
             /* seq_cst: publishes blk and the entry's bytes (readers acquire the word), and
              * pairs with a sleeping consumer's waiter bit (shmstore__wake) */
             atomic_store_explicit(&c->seq, cword(t, CELL_READY, 0), memory_order_seq_cst);
