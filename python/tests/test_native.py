@@ -82,6 +82,43 @@ def test_value_array_object_dtype_is_typeerror(store):
         store.put("a", {"x": np.array([1, "a"], dtype=object)})
 
 
+def test_failed_put_creates_nothing(store):
+    """A put the codec refuses leaves no empty value behind (names() would list it and
+    get() raise NoValueError instead of NotFoundError); one of an existing value leaves
+    it as it was."""
+    def refused():
+        yield lambda: store.put("x", np.array([1, "a"], dtype=object))
+        yield lambda: store.put("x", {"k": np.array([object()])})
+        yield lambda: store.put("x", 1, attrs={"a": object()})
+        yield lambda: store.__setitem__("x", np.array([object()]))
+    for put in refused():
+        with pytest.raises(TypeError):
+            put()
+        assert store.names() == [] and "x" not in store
+        with pytest.raises(shmstore.NotFoundError):
+            store.get("x")
+    store["x"] = 5
+    v = store.version("x")
+    for put in refused():
+        with pytest.raises(TypeError):
+            put()
+    assert store["x"] == 5 and store.version("x") == v
+
+
+def test_put_refused_by_the_store_creates_nothing(store_name):
+    """A new value whose put the store refuses (too large) is removed again, as
+    shmstore_put() does in C; an existing one keeps its data."""
+    with shmstore.Store(store_name, capacity=1 << 22) as s:
+        with pytest.raises(MemoryError):
+            s.put("big", np.zeros(1 << 23, np.uint8))
+        assert s.names() == []
+        s["big"] = b"small"
+        with pytest.raises(MemoryError):
+            s["big"] = np.zeros(1 << 23, np.uint8)
+        assert s["big"] == b"small" and s.names() == ["big"]
+        assert s.check() == ""
+
+
 def test_value_noncontiguous_copied_to_c_order(store):
     a = np.arange(24, dtype=np.int32).reshape(4, 6)
     for x in (a[:, ::2], a.T, np.asfortranarray(a)):
