@@ -454,3 +454,86 @@ def test_big_endian_array_layout_is_the_stored_one(name):
     SharedObject(name).assign({"a": np.arange(4, dtype="<f4")})
     so.assign({"a": np.arange(4, dtype=">f4") * 2})
     assert np.array_equal(SharedObject(name).fetch()["a"], np.arange(4) * 2)
+
+
+# ---- drop-in details the seed's own users rely on (issue 13) --------------------------------
+
+SEED_TYPES = (type(None), bool, int, float, complex, Pose, str, bytes, bytearray, np.ndarray,
+              dict)
+
+
+def test_object_types_and_object_type_idx_as_in_the_seed(name):
+    """Seed code indexes SharedObject._object_types with object_type_idx, and uses the
+    tuple in annotations when its modules are imported."""
+    from typing import Union
+    assert SharedObject._object_types == SEED_TYPES
+    Union[SharedObject._object_types]  # noqa: B018 - what upstream modules do at import
+    samples = [None, True, 7, 1.5, 2j, Pose([1, 2, 3], [1, 0, 0, 0]), "s", b"b",
+               bytearray(b"ba"), np.zeros(3), {"k": 1}]
+    for i, data in enumerate(samples):
+        n = f"{name}_{i}"
+        so = SharedObject(n, data=data)
+        assert so.object_type_idx == i == SharedObject(n).object_type_idx
+        assert SharedObject._object_types[so.object_type_idx] is type(data)
+        so.unlink()
+    other = SharedObject(name + "_list", data=[1, 2])  # beyond the seed: no index
+    assert other.object_type_idx is None and other.object_type is list
+    other.unlink()
+
+
+def test_np_dtypes_are_the_seeds_and_round_trip(name):
+    from shmstore.compat.shared_object import NP_DTYPES
+    assert NP_DTYPES[:12] == (np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32,
+                              np.uint32, np.int64, np.uint64, np.float16, np.float32,
+                              np.float64)
+    assert SharedObject._np_dtypes is NP_DTYPES
+    for i, dt in enumerate(NP_DTYPES):
+        a = (np.arange(6) % 2).astype(dt).reshape(2, 3)
+        so = SharedObject(f"{name}_{i}", data=a)
+        got = SharedObject(so.name).fetch()
+        assert got.dtype == a.dtype and np.array_equal(got, a) and got.flags.owndata
+        so.unlink()
+
+
+def test_fallback_pose_does_what_robot_code_does_with_sapien_poses():
+    from shmstore.compat.shared_object import _FallbackPose as P
+    c = np.sqrt(0.5)
+    a = P(p=[1, 2, 3], q=[c, 0, 0, c])  # 90 degrees about z
+    assert a.p.dtype == np.float32 and a.q.dtype == np.float32
+    assert np.array_equal(a.p, [1, 2, 3]) and np.allclose(a.q, [c, 0, 0, c])
+    a.p[0] = 100  # .p / .q are copies, as sapien's
+    assert a.p[0] == 1
+    ident = P()
+    assert np.array_equal(ident.p, [0, 0, 0]) and np.array_equal(ident.q, [1, 0, 0, 0])
+
+    m = a.to_transformation_matrix()
+    assert m.dtype == np.float32 and m.shape == (4, 4)
+    assert np.allclose(m @ [1, 0, 0, 1], [1, 3, 3, 1], atol=1e-6)  # x -> y, then + p
+    b = P([0.5, 0, 0], [np.cos(0.3), np.sin(0.3), 0, 0])
+    ab = a * b  # b first, then a
+    assert isinstance(ab, P)
+    assert np.allclose(ab.to_transformation_matrix(),
+                       m @ b.to_transformation_matrix(), atol=1e-6)
+    for pose in (a * a.inv(), a.inv() * a):
+        assert np.allclose(pose.p, 0, atol=1e-6) and np.allclose(abs(pose.q[0]), 1)
+    assert np.allclose(a.inv().to_transformation_matrix(), np.linalg.inv(m), atol=1e-6)
+
+    a2 = P(a.p, a.q)
+    a2.set_p([4, 5, 6])
+    a2.set_q([1, 0, 0, 0])
+    assert np.array_equal(a2.p, [4, 5, 6]) and np.array_equal(a2.q, [1, 0, 0, 0])
+    a2.p = [7, 8, 9]
+    assert np.array_equal(a2.p, [7, 8, 9])
+
+    state = a.__getstate__()  # the 7 floats the seed packs into its buffer
+    assert type(state) is tuple and len(state) == 7 and state[:3] == (1.0, 2.0, 3.0)
+    fresh = P.__new__(P)  # how the seed builds a fetched pose
+    fresh.__setstate__(state)
+    assert fresh == a and pickle.loads(pickle.dumps(a)) == a
+
+    same = P([1, 2, 3], [c, 0, 0, c])
+    assert same == a and hash(same) == hash(a) and same != b and not (same != a)
+    assert P([0.0, 0, 0]) == P([-0.0, 0, 0]) and hash(P([0.0, 0, 0])) == hash(P([-0.0, 0, 0]))
+    assert len({a, same, b}) == 2 and {a: 1}[same] == 1
+    assert repr(P([1, 2, 3])) == "Pose([1, 2, 3], [1, 0, 0, 0])"
+    assert (a == "pose") is False

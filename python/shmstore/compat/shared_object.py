@@ -40,7 +40,7 @@ import numpy as np
 from .. import Buffer, LayoutError, NoValueError, NotFoundError, Store, Value
 
 __all__ = [
-    "SharedObject", "SharedDynamicObject", "SharedObjectDefaultDict", "Pose",
+    "SharedObject", "SharedDynamicObject", "SharedObjectDefaultDict", "Pose", "NP_DTYPES",
     "start_and_wait_for_process", "signal_process_ready",
 ]
 
@@ -48,34 +48,101 @@ _CAP = "shared_object.capacity"
 _TYPE = "shared_object.type"
 _CREATE_WAIT = 5.0  # s a mounter waits for a creator that has not published yet
 
-try:  # sapien.Pose if available, as in the original
-    from sapien import Pose as _SapienPose  # type: ignore
-except Exception:  # pragma: no cover - sapien is optional
-    _SapienPose = None
 
+class Pose:
+    """A rigid-body pose, used when sapien is not installed: position ``p`` (xyz) and
+    rotation quaternion ``q`` (wxyz), float32, with what robot code does with a
+    sapien.Pose: ``Pose(p=, q=)``, ``p`` / ``q`` (copies) and ``set_p`` / ``set_q``,
+    ``inv()``, ``a * b`` (apply b, then a), ``to_transformation_matrix()`` (4x4 float32),
+    ``__getstate__`` / ``__setstate__`` (the 7 floats ``p + q``, pickling), ``==`` and
+    ``hash`` on those 7 values (so a pose used as a dict key must not be changed
+    afterwards). When sapien is installed, the module's ``Pose`` is sapien.Pose."""
 
-class _Pose:
-    """A rigid-body pose: position p (xyz) and quaternion q (wxyz), both float32."""
-
-    __slots__ = ("p", "q")
+    __slots__ = ("_p", "_q")
 
     def __init__(self, p=(0.0, 0.0, 0.0), q=(1.0, 0.0, 0.0, 0.0)):
-        self.p = np.asarray(p, dtype=np.float32).reshape(3).copy()
-        self.q = np.asarray(q, dtype=np.float32).reshape(4).copy()
+        self.set_p(p)
+        self.set_q(q)
+
+    p = property(lambda self: self._p.copy(), lambda self, p: self.set_p(p),
+                 doc="Position xyz, float32 (a copy; assign or set_p() to change it).")
+    q = property(lambda self: self._q.copy(), lambda self, q: self.set_q(q),
+                 doc="Rotation quaternion wxyz, float32 (a copy; assign or set_q()).")
+
+    def set_p(self, p) -> None:
+        self._p = np.array(p, dtype=np.float32).reshape(3)
+
+    def set_q(self, q) -> None:
+        self._q = np.array(q, dtype=np.float32).reshape(4)
+
+    def inv(self) -> "Pose":
+        q_inv = self._q * np.float32([1, -1, -1, -1])
+        return _FallbackPose(-_rotate(q_inv, self._p), q_inv)
+
+    def __mul__(self, other):
+        if not isinstance(other, _FallbackPose):
+            return NotImplemented
+        return _FallbackPose(_rotate(self._q, other._p) + self._p, _qmul(self._q, other._q))
+
+    def to_transformation_matrix(self) -> np.ndarray:
+        w, x, y, z = self._q.astype(np.float64)
+        m = np.eye(4)
+        m[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+        m[:3, 3] = self._p
+        return m.astype(np.float32)
+
+    def __getstate__(self) -> tuple:
+        return tuple(float(v) for v in np.concatenate([self._p, self._q]))
+
+    def __setstate__(self, state) -> None:
+        self.set_p(state[:3])
+        self.set_q(state[3:])
 
     def __eq__(self, other):
-        return (isinstance(other, _Pose) and np.array_equal(self.p, other.p)
-                and np.array_equal(self.q, other.q))
+        if not isinstance(other, _FallbackPose):
+            return NotImplemented
+        return self.__getstate__() == other.__getstate__()
+
+    def __hash__(self):
+        return hash(self.__getstate__())  # equal poses have equal states: equal hashes
 
     def __repr__(self):
-        return f"Pose([{', '.join(f'{x:g}' for x in self.p)}], [{', '.join(f'{x:g}' for x in self.q)}])"
-
-    def __reduce__(self):
-        return (self.__class__, (self.p, self.q))
+        return (f"Pose([{', '.join(f'{x:g}' for x in self._p)}], "
+                f"[{', '.join(f'{x:g}' for x in self._q)}])")
 
 
-Pose = _SapienPose if _SapienPose is not None else _Pose
-_POSE_TYPES = tuple(t for t in (_SapienPose, _Pose) if t is not None)
+def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of wxyz quaternions, in float64, rounded to float32."""
+    aw, ax, ay, az = a.astype(np.float64)
+    bw, bx, by, bz = b.astype(np.float64)
+    return np.float32([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                       aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw])
+
+
+def _rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """v rotated by the unit quaternion q (wxyz), in float64, rounded to float32."""
+    u, w = q[1:].astype(np.float64), float(q[0])
+    v = v.astype(np.float64)
+    t = 2.0 * np.cross(u, v)
+    return (v + w * t + np.cross(u, t)).astype(np.float32)
+
+
+_FallbackPose = Pose
+try:  # sapien.Pose if available, as in the original
+    from sapien import Pose  # type: ignore  # noqa: F811
+except Exception:  # pragma: no cover - sapien is optional
+    pass
+_POSE_TYPES = tuple({Pose, _FallbackPose})
+
+# The seed's numpy dtypes (shared_object_metas.NP_DTYPES), float128 / complex256 where
+# numpy has them. Arrays of other dtypes are accepted too (shmstore stores them).
+NP_DTYPES = tuple(t for t in (np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32,
+                              np.uint32, np.int64, np.uint64, np.float16, np.float32,
+                              np.float64, getattr(np, "float128", None), np.complex64,
+                              np.complex128, getattr(np, "complex256", None))
+                  if t is not None)
 
 _SCALARS = (type(None), bool, int, float, complex)
 _BUFFERS = (str, bytes, bytearray)
@@ -154,6 +221,11 @@ class SharedObject(Value):
     """
 
     _fetch_fn_type = Optional[Callable[[Any], Any]]
+    # The seed's supported types, in its order: object_type_idx indexes this tuple
+    # (upstream code uses it in annotations, Union[SharedObject._object_types]).
+    _object_types = (type(None), bool, int, float, complex, Pose, str, bytes, bytearray,
+                     np.ndarray, dict)
+    _np_dtypes = NP_DTYPES  # the name an older seed line used
 
     def __new__(cls, name: str, *args, data: Any = None, **kwargs):
         # Mount or create, race-free: of several processes creating `name` at once,
@@ -321,6 +393,15 @@ class SharedObject(Value):
         if self._kind is None:
             self._load_meta()
         return self._kind
+
+    @property
+    def object_type_idx(self) -> Optional[int]:
+        """The index of object_type in _object_types, as in the seed (None for the types
+        shmstore adds: list, tuple, set)."""
+        try:
+            return self._object_types.index(self.object_type)
+        except ValueError:
+            return None
 
     @property
     def nbytes(self) -> int:
