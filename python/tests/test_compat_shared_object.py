@@ -537,3 +537,37 @@ def test_fallback_pose_does_what_robot_code_does_with_sapien_poses():
     assert len({a, same, b}) == 2 and {a: 1}[same] == 1
     assert repr(P([1, 2, 3])) == "Pose([1, 2, 3], [1, 0, 0, 0])"
     assert (a == "pose") is False
+
+
+def test_dict_with_renamed_keys_is_accepted_like_the_seed(name):
+    """The seed's fixed buffer fits a dict whose keys are renamed (same key types and
+    value layouts): assign accepts it, for every instance; other layouts still raise."""
+    img = np.zeros((4, 5, 3), np.uint8)
+    so = SharedObject(name, data={"timestamp": 1, "image": img, 3: "x", b"k": 2.0})
+    mounted = SharedObject(name)
+    renamed = {"timestamp": 2, "rgb": img + 1, 4: "longer text", b"other": 3.0}
+    so.assign(renamed)
+    assert not so.modified and mounted.modified
+    got = mounted.fetch()
+    assert list(got) == ["timestamp", "rgb", 4, b"other"] and np.array_equal(got["rgb"], img + 1)
+    mounted.assign({"t": 3, "depth": img, 5: "", b"": 0.5})  # a mounted instance too
+    assert list(so.fetch()) == ["t", "depth", 5, b""]
+    for bad in ({"t": 3, "depth": img, "5": "", b"": 0.5},  # a key of another type
+                {"t": 3, "depth": img, 5: ""},  # a key less
+                {"t": 3, "depth": img.astype(np.int8), 5: "", b"": 0.5},  # value dtype
+                {"t": 3.0, "depth": img, 5: "", b"": 0.5}):  # value type
+        for inst in (so, mounted):
+            with pytest.raises(BufferError):
+                inst.assign(bad)
+    assert list(SharedObject(name).fetch()) == ["t", "depth", 5, b""], "refused: no change"
+
+
+def test_poses_inside_a_dict_round_trip(name):
+    """Upstream data puts poses in dicts, as keys too (they must hash)."""
+    key, val = Pose([1, 2, 3], [1, 0, 0, 0]), Pose([0, 0, 1], [0, 1, 0, 0])
+    so = SharedObject(name, data={key: val, "n": 1})
+    got = SharedObject(name).fetch()
+    (k, v), = [(k, v) for k, v in got.items() if k != "n"]
+    assert isinstance(k, Pose) and np.array_equal(k.__getstate__(), key.__getstate__())
+    assert np.array_equal(v.__getstate__(), val.__getstate__())
+    so.assign({Pose(): Pose([9, 9, 9]), "m": 2})  # renamed keys, same layout

@@ -180,9 +180,10 @@ def _pose_array(pose) -> np.ndarray:
 
 def _layout(data, depth=0):
     """What a SharedObject fixes when it is created, for a container: its type, length
-    (a dict: its keys, in order) and its items' layouts; an array's dtype and shape; the
-    type of anything else. Assigning a container of another layout raises BufferError,
-    as the seed's fixed-size buffer did."""
+    and its items' layouts (a dict: the layouts of its keys and values, in order); an
+    array's dtype and shape; the type of anything else. Assigning a container of another
+    layout raises BufferError, as the seed's fixed-size buffer did. A dict's key values
+    are not fixed: the seed accepts renamed keys of the same types (they fit its buffer)."""
     t = type(data)
     if t is np.ndarray:  # in native byte order, as stored
         return (t, data.dtype.newbyteorder("=").str, data.shape)
@@ -191,7 +192,8 @@ def _layout(data, depth=0):
     if t is list or t is tuple:
         return (t, tuple(_layout(x, depth + 1) for x in data))
     if t is dict:
-        return (t, tuple((k, _layout(v, depth + 1)) for k, v in data.items()))
+        return (t, tuple((_layout(k, depth + 1), _layout(v, depth + 1))
+                         for k, v in data.items()))
     if t is set:
         return (t, len(data))
     return Pose if isinstance(data, _POSE_TYPES) else t
