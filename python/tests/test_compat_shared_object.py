@@ -368,10 +368,9 @@ def test_fetch_fn_gets_bytes_not_a_memoryview(name):
 
 def test_fetch_fn_detaches_views_inside_containers(name):
     so = SharedObject(name, data={"a": np.arange(5), "b": np.ones(3)})
-    from shmstore.compat.shared_object import _shares_view
     out = so.fetch(lambda t: (t["a"][1:], [t["b"]], {"k": t["a"]}))
     arrays = [out[0], out[1][0], out[2]["k"]]
-    assert not any(_shares_view(a) for a in arrays), "results hold no lease"
+    assert all(a.flags.owndata for a in arrays), "results hold no lease"
     assert list(out[0]) == [1, 2, 3, 4] and list(out[2]["k"]) == [0, 1, 2, 3, 4]
     same = so.fetch(lambda t: t["a"].sum())
     assert same == 10
@@ -571,3 +570,38 @@ def test_poses_inside_a_dict_round_trip(name):
     assert isinstance(k, Pose) and np.array_equal(k.__getstate__(), key.__getstate__())
     assert np.array_equal(v.__getstate__(), val.__getstate__())
     so.assign({Pose(): Pose([9, 9, 9]), "m": 2})  # renamed keys, same layout
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize != 16, reason="no float128 in numpy here")
+def test_fetch_long_double_arrays_own_their_data(name):
+    """float128 / complex256 arrays are stored natively: fetch() returns an owning,
+    writable copy like any other array (they used to come back as a view of a pickle)."""
+    for dt in (np.float128, np.complex256):
+        a = np.arange(12, dtype=dt).reshape(3, 4) / 7
+        so = SharedObject(name, data=a)
+        assert so.info()["type"] == "array"
+        for got in (so.fetch(), SharedObject(name).fetch(), so.fetch(lambda x: x)):
+            assert got.dtype == a.dtype and np.array_equal(got, a)
+            assert got.flags.owndata and got.flags.writeable
+        so.unlink()
+
+
+def test_fetch_fn_results_always_own_their_data(name):
+    """As in the seed: any array a fetch fn returns that does not own its data is copied,
+    not only one pointing into shared memory (a boolean-mask index of a slice is a view of
+    a temporary; so is a slice of x + 1)."""
+    data = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4)
+    so = SharedObject(name, data=data)
+    mask = data % 3 == 0
+    fns = [lambda x: x[..., 0], lambda x: x[..., [True, False, True, False]],
+           lambda x: x[mask], lambda x: x.T, lambda x: (x + 1)[..., 0],
+           lambda x: np.sort(x)[:, 1:], lambda x: x.reshape(-1)[::2]]
+    for fn in fns:
+        got = so.fetch(fn)
+        assert isinstance(got, np.ndarray) and got.flags.owndata and got.flags.writeable
+        assert np.array_equal(got, fn(data))
+        got[...] = -1
+    assert np.array_equal(so.fetch(), data), "writing a fetched result changes nothing"
+    pair = so.fetch(lambda x: ((x + 1)[0], [x[1]]))
+    assert pair[0].flags.owndata and pair[1][0].flags.owndata
+    assert so.fetch(lambda x: x.sum()) == data.sum()

@@ -366,17 +366,20 @@ class SharedObject(Value):
     def fetch(self, fn: "SharedObject._fetch_fn_type" = None) -> Any:
         """A copy of the data. With `fn`, returns fn(data) where numpy data is a read-only
         zero-copy view: fn that makes a new array (x + 1, x.sum()) costs one pass and no
-        extra copy; a result that still shares the shared memory (slicing) is copied."""
+        extra copy. As in the seed, every array returned owns its data: one that does
+        not (a slice of the view, a boolean-mask index of a slice) is copied."""
         if fn is None:
             data = self.get()
-            return self._decode(data) if type(data) is np.ndarray and data.shape == (7,) else data
+            if type(data) is np.ndarray and data.shape == (7,):
+                data = self._decode(data)
+            return _owned(data)
         data = self.view()
         if isinstance(data, memoryview):  # a bytes object is viewed as a memoryview
             mv, data = data, data.tobytes()
             mv.release()
         elif type(data) is np.ndarray and data.shape == (7,):
             data = self._decode(data)
-        return _detach(fn(data))
+        return _owned(fn(data))
 
     def trigger(self) -> "SharedObject":
         """Publish a new version with the same data (a start/stop signal). As in the seed,
@@ -436,32 +439,23 @@ class SharedObject(Value):
         return f"<{self.__class__.__name__}: name={self.name}, data_type={kind}, nbytes={size}>"
 
 
-def _shares_view(arr: np.ndarray) -> bool:
-    """Whether `arr` still points into a leased shmstore block."""
-    base = arr
-    while isinstance(base, np.ndarray):
-        base = base.base
-    return isinstance(base, memoryview) and isinstance(base.obj, Buffer)
-
-
-def _detach(out, depth=0):
-    """`out` with every array that still views shared memory replaced by a copy, also
-    inside the dict / list / tuple / set a fetch fn may return (`lambda t: t["rgb"]`,
-    `lambda t: (t["a"], t["b"])`), so no fetched result holds a lease."""
+def _owned(out, depth=0):
+    """`out` with every numpy array that does not own its data replaced by a copy, also
+    inside the dict / list / tuple a fetch fn may return (`lambda t: t["rgb"]`,
+    `lambda t: (t["a"], t["b"])`): no fetched result holds a lease or aliases anything.
+    A bytes view of the store becomes bytes."""
     t = type(out)
     if isinstance(out, np.ndarray):
-        return out.copy() if _shares_view(out) else out
-    if isinstance(out, memoryview):
+        return out if out.flags.owndata else out.copy()
+    if t is memoryview:
         return out.tobytes() if isinstance(out.obj, Buffer) else out
-    if depth > 64:
+    if depth > 64 or (t is not list and t is not tuple and t is not dict):
         return out
-    if t is list or t is tuple:
-        items = [_detach(x, depth + 1) for x in out]
-        return out if all(a is b for a, b in zip(items, out)) else t(items)
     if t is dict:
-        items = {k: _detach(v, depth + 1) for k, v in out.items()}
+        items = {k: _owned(v, depth + 1) for k, v in out.items()}
         return out if all(items[k] is out[k] for k in out) else items
-    return out
+    items = [_owned(x, depth + 1) for x in out]
+    return out if all(a is b for a, b in zip(items, out)) else t(items)
 
 
 class SharedDynamicObject(SharedObject):
