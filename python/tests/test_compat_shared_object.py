@@ -605,3 +605,25 @@ def test_fetch_fn_results_always_own_their_data(name):
     pair = so.fetch(lambda x: ((x + 1)[0], [x[1]]))
     assert pair[0].flags.owndata and pair[1][0].flags.owndata
     assert so.fetch(lambda x: x.sum()) == data.sum()
+
+
+def test_failed_creation_leaves_no_object(monkeypatch):
+    """SharedObject(...) whose first publish fails (here: the store is too small) must
+    not leave an empty object for other processes to mount and wait on."""
+    from shmstore.compat import shared_object as mod
+    small = unique("t_so_small")
+    store = shmstore.Store(small, capacity=1 << 22)
+    monkeypatch.setenv("SHMSTORE_COMPAT_STORE", small)
+    try:
+        n = unique("so")
+        with pytest.raises(MemoryError):
+            SharedObject(n, data=np.zeros(1 << 23, np.uint8))
+        assert n not in store and store.names() == []
+        assert SharedObject(n, data=3).fetch() == 3  # the name is free again
+        assert store.check() == ""
+    finally:
+        opened = mod._stores.pop(small, None)
+        if opened is not None:
+            opened.close()
+        store.close()
+        shmstore.unlink(small)

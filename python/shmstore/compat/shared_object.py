@@ -19,12 +19,30 @@ Every SharedObject is a value in one store (env SHMSTORE_COMPAT_STORE, default
   the same clock tick are two changes. A SharedObject *is* a ``shmstore.Value`` (a
   subclass): ``modified`` and ``triggered`` are that type's C getters (one atomic load),
   and ``put``/``get``/``view``/``version``/``seen`` are there too.
-- Arrays are 64-byte aligned; a str/bytes may use its whole capacity (no terminator).
+- Arrays are 64-byte aligned, float128 / complex256 ones included (stored natively).
 - Works after fork (the store is re-attached in the child), with spawn/forkserver
   (pickles by name), and nothing is unlinked when a process exits: only ``unlink()``
   removes an object.
 - Creation is race-free: of several processes creating the same name, one creates it and
-  the others mount it.
+  the others mount it. A creation that fails (unsupported data) leaves no object behind.
+
+As in the seed: ``SharedObject._object_types`` (None, bool, int, float, complex, Pose,
+str, bytes, bytearray, ndarray, dict) and ``object_type_idx``; ``NP_DTYPES``; a
+SharedObject fixes its type, an array's dtype and shape and a container's layout (a
+dict's key types and value layouts; renamed keys are fine); every array ``fetch()``
+returns owns its data; ``Pose`` is sapien.Pose, or a float32 stand-in with the same API
+(``p``, ``q``, ``set_p``, ``set_q``, ``inv``, ``*``, ``to_transformation_matrix``,
+pickling, ``==`` / ``hash``) when sapien is not installed. Beyond the seed: list, tuple
+and set data (``object_type_idx`` None), and arrays of dtypes beyond NP_DTYPES (not object).
+
+The one known difference: a str / bytes / bytearray object may hold up to its whole
+capacity, ``init_size`` bytes (or its first data's size, if larger), where the seed
+refuses more than half of it (``init_size=100`` holds at most 50 bytes; the seed sizes
+its buffer for twice the data, plus a terminator byte). shmstore keeps the length in the
+version header, not a terminator, and sizes each version's block for its data: the
+capacity is a limit kept for the seed's sake, not a buffer with slack to reserve, and
+refusing its second half would only fail assigns that fit. So a test expecting
+BufferError just past half of init_size sees the assign succeed.
 """
 from __future__ import annotations
 
@@ -260,7 +278,11 @@ class SharedObject(Value):
         self._cap = 0
         self._layout = None  # a container's _layout(); None = not a container / not known
         if self._created:
-            self._publish(data, initial=True)
+            try:
+                self._publish(data, initial=True)
+            except BaseException:  # a failed creation leaves nothing behind
+                self._discard_unpublished()
+                raise
         else:
             if self.version == 0:  # the creator has not published yet: wait for it
                 try:
@@ -272,6 +294,15 @@ class SharedObject(Value):
             if data is not None:
                 self.assign(data)
         self.seen = self.version
+
+    def _discard_unpublished(self):
+        """Delete the object this instance created if nothing was ever published in it:
+        a mounter must not find (and wait on) an empty object nobody will fill."""
+        try:
+            if self.version == 0:
+                _store().delete(self.name)
+        except LookupError:  # NotFoundError / StaleError: already gone
+            pass
 
     # -- metadata ------------------------------------------------------------------------
     def _load_meta(self):
