@@ -205,7 +205,7 @@ static double item_double(int kind, size_t size, const unsigned char *p, int64_t
                           uint64_t *uv)
 {
     union { int8_t i8; int16_t i16; int32_t i32; int64_t i64; uint8_t u8; uint16_t u16;
-            uint32_t u32; uint64_t u64; float f32; double f64; } u;
+            uint32_t u32; uint64_t u64; float f32; double f64; long double f16; } u;
 
     memcpy(&u, p, size < sizeof u ? size : sizeof u);
     *iv = 0;
@@ -218,9 +218,15 @@ static double item_double(int kind, size_t size, const unsigned char *p, int64_t
         *uv = size == 1 ? u.u8 : size == 2 ? u.u16 : size == 4 ? u.u32 : u.u64;
         return (double)*uv;
     }
-    if (kind == 'f')
-        return size == 2 || size == 4 ? (size == 2 ? half_to_double(u.u16) : u.f32)
-               : size == 8 || size == 16 ? u.f64 : NAN;
+    if (kind == 'f' && size == 2)
+        return half_to_double(u.u16);
+    if (kind == 'f' && size == 4)
+        return u.f32;
+    if (kind == 'f' && size == 8)
+        return u.f64;
+    /* "<f16" is the long double: shown at double precision, as the summary it is */
+    if (kind == 'f' && size == 16 && sizeof(long double) == 16)
+        return (double)u.f16;
     return NAN;
 }
 

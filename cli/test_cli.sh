@@ -152,6 +152,13 @@ tail -c 24 "$DIR/a.npy" | cmp -s - "$DIR/arr.out" && pass || fail "cat --raw of 
   printf '\000\000\000\000\000\000\370\177'; } >"$DIR/f.npy"
 t 0 put --file "$DIR/f.npy" "$S/farr"
 t 0 cat "$S/farr";             out_has "1.5, -2.0, nan"; out_has "min -2.0, max 1.5"
+if [ "$(uname -m)" = x86_64 ]; then # '<f16' (numpy float128): 80-bit extended, 16 bytes
+    { npy_hdr '<f16' False '(2,)'
+      printf '\000\000\000\000\000\000\000\300\377\077\000\000\000\000\000\000'
+      printf '\000\000\000\000\000\000\000\200\000\300\000\000\000\000\000\000'; } >"$DIR/ld.npy"
+    t 0 put --file "$DIR/ld.npy" "$S/ldarr"
+    t 0 cat "$S/ldarr";        out_has "<f16"; out_has "1.5, -2.0"; out_has "min -2.0, max 1.5"
+fi
 { npy_hdr '<i4' True '(2, 3)'; printf '%024d' 0; } >"$DIR/fortran.npy"
 t 65 put --file "$DIR/fortran.npy" "$S/bad";  err_has "Fortran"
 { npy_hdr '<i4' False '(2, 4)'; printf '%024d' 0; } >"$DIR/short.npy"

@@ -190,8 +190,10 @@ typedef enum shmstore_type {
 #define SHMSTORE_ATTRS_MAX 65536
 
 /* A datum descriptor: what the payload bytes mean. Arrays use numpy's dtype strings:
- * "|b1", "<i1".."<i8", "<u1".."<u8", "<f2", "<f4", "<f8", "<c8", "<c16", and fixed-size
- * strings "|S<n>" / "<U<n>". `attrs` points at an encoded attribute map (see
+ * "|b1", "<i1".."<i8", "<u1".."<u8", "<f2", "<f4", "<f8", "<f16", "<c8", "<c16", "<c32",
+ * and fixed-size strings "|S<n>" / "<U<n>". "<f16" / "<c32" are numpy's float128 /
+ * complex256: the platform's long double in 16 bytes (x86-64: 80-bit extended, padded),
+ * so their bits mean the same only between processes of one machine, as everything here. `attrs` points at an encoded attribute map (see
  * shmstore_attrs_*) or is NULL; descriptors returned by the library point into the
  * store and live as long as the view or buffer they came with. */
 typedef struct shmstore_datum {

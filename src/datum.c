@@ -70,11 +70,13 @@ SHMSTORE_API int64_t shmstore_dtype_itemsize(const char *dtype)
             return 1;
         return (size == 2 || size == 4 || size == 8) && order == '<' ? (int64_t)size
                                                                      : SHMSTORE_EDTYPE;
-    case 'f':
-        return (size == 2 || size == 4 || size == 8) && order == '<' ? (int64_t)size
-                                                                     : SHMSTORE_EDTYPE;
-    case 'c':
-        return (size == 8 || size == 16) && order == '<' ? (int64_t)size : SHMSTORE_EDTYPE;
+    case 'f': /* "<f16": numpy's float128, the C long double in 16 bytes (x86-64: 80-bit) */
+        return (size == 2 || size == 4 || size == 8 || size == 16) && order == '<'
+                   ? (int64_t)size
+                   : SHMSTORE_EDTYPE;
+    case 'c': /* "<c32": numpy's complex256, two long doubles */
+        return (size == 8 || size == 16 || size == 32) && order == '<' ? (int64_t)size
+                                                                       : SHMSTORE_EDTYPE;
     case 'S':
         return order == '|' && size <= (1u << 30) ? (int64_t)size : SHMSTORE_EDTYPE;
     case 'U':

@@ -26,10 +26,14 @@ int format_of_dtype(const char *dtype, char *fmt, size_t cap)
         {"|b1", "?"},  {"|i1", "b"},  {"<i1", "b"},  {"|u1", "B"}, {"<u1", "B"},
         {"<i2", "h"},  {"<u2", "H"},  {"<i4", "i"},  {"<u4", "I"}, {"<i8", "q"},
         {"<u8", "Q"},  {"<f2", "e"},  {"<f4", "f"},  {"<f8", "d"}, {"<c8", "Zf"},
-        {"<c16", "Zd"},
+        {"<c16", "Zd"}, {"<f16", "g"}, {"<c32", "Zg"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(dtype, map[i].dt) == 0) {
+            /* "g" is the C long double: it spells "<f16" only where that has 16 bytes
+             * (where numpy has float128); elsewhere such an array has no format. */
+            if (map[i].fmt[strlen(map[i].fmt) - 1] == 'g' && sizeof(long double) != 16)
+                return -1;
             snprintf(fmt, cap, "%s", map[i].fmt);
             return 0;
         }

@@ -192,6 +192,13 @@ typedef struct enc {
 } enc_t;
 int enc_value(modstate *st, PyObject *obj, enc_t *e);
 void enc_free(enc_t *e);
+/* A put in two steps, so that a caller can refuse bad data before it creates anything:
+ * value_encode() encodes `obj` and `attrs` (0, or -1 with TypeError/ValueError set: an
+ * array of dtype object, bad attrs), value_put_encoded() publishes the encoding through
+ * `h` (0, or -1 with the store's error set), value_encoded_free() frees it. */
+int value_encode(modstate *st, PyObject *obj, PyObject *attrs, enc_t *e);
+int value_put_encoded(ValueObject *h, enc_t *e, unsigned flags);
+void value_encoded_free(enc_t *e);
 /* Write a RECORD's bytes into `dst` (len e->len); may release the GIL for big arrays. */
 void enc_record_fill(enc_t *e, char *dst);
 /* Decode a payload. mode 0 = copy; 1 = zero-copy arrays over `root`. */

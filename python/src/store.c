@@ -216,6 +216,13 @@ static PyObject *store_exit(PyObject *self, PyObject *args)
 
 /* ---- by-name handles --------------------------------------------------------------------- */
 
+static int cache_add(StoreObject *self, PyObject *name, ValueObject *v)
+{
+    if (PyDict_GET_SIZE(self->cache) >= HANDLE_CACHE_MAX)
+        PyDict_Clear(self->cache);
+    return PyDict_SetItem(self->cache, name, (PyObject *)v);
+}
+
 /* A cached internal handle for `name` (new reference). */
 static ValueObject *store_handle(StoreObject *self, PyObject *name, int create)
 {
@@ -227,14 +234,8 @@ static ValueObject *store_handle(StoreObject *self, PyObject *name, int create)
     if (PyErr_Occurred())
         return NULL;
     ValueObject *v = value_open(NULL, self, name, create, 0);
-    if (!v)
-        return NULL;
-    if (PyDict_GET_SIZE(self->cache) >= HANDLE_CACHE_MAX)
-        PyDict_Clear(self->cache);
-    if (PyDict_SetItem(self->cache, name, (PyObject *)v) < 0) {
-        Py_DECREF(v);
-        return NULL;
-    }
+    if (v && cache_add(self, name, v) < 0)
+        Py_CLEAR(v);
     return v;
 }
 
@@ -271,14 +272,62 @@ static PyObject *by_name(StoreObject *self, PyObject *name, int create, hop_t op
 /* ---- Store: values -------------------------------------------------------------------------- */
 
 struct put_args {
-    PyObject *value, *attrs;
+    enc_t *e;
     unsigned flags;
 };
 
 static PyObject *op_put(ValueObject *h, void *arg)
 {
     struct put_args *a = arg;
-    return value_put_obj(h, a->value, a->attrs, a->flags);
+    if (value_put_encoded(h, a->e, a->flags) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Create `name` and put: exclusively, so that this call knows the value is its own and
+ * removes it again if the store refuses the put (full, too large) before anybody wrote a
+ * version, as shmstore_put() does in C. */
+static PyObject *put_new(StoreObject *self, PyObject *name, struct put_args *a)
+{
+    ValueObject *h = value_open(NULL, self, name, 2, 0);
+    if (!h) {
+        if (!PyErr_ExceptionMatches(PyExc_FileExistsError))
+            return NULL;
+        PyErr_Clear(); /* another process created it meanwhile: an ordinary put */
+        return by_name(self, name, 0, op_put, a);
+    }
+    PyObject *r = op_put(h, a);
+    uint64_t ver = 1;
+    if (r) {
+        if (cache_add(self, name, h) < 0)
+            PyErr_Clear(); /* only a cache miss later */
+    } else if (shmstore_value_version(h->v, &ver) == 0 && ver == 0) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb); /* keep the put's error */
+        shmstore_delete(h->core->s, PyUnicode_AsUTF8(name));
+        PyErr_Restore(et, ev, tb);
+    }
+    Py_DECREF(h);
+    return r;
+}
+
+/* store.put(name, value) and store[name] = value. The value is encoded before anything
+ * is created, so a value the codec refuses (an array of dtype object, bad attrs) leaves
+ * no empty object behind for names() to list and get() to find without a version. */
+static PyObject *put_by_name(StoreObject *self, PyObject *name, PyObject *value,
+                             PyObject *attrs, unsigned flags)
+{
+    enc_t e;
+    if (!name_utf8(name) || value_encode(self->st, value, attrs, &e) < 0)
+        return NULL;
+    struct put_args a = {&e, flags};
+    PyObject *r = by_name(self, name, 0, op_put, &a);
+    if (!r && PyErr_ExceptionMatches(self->st->NotFoundError)) {
+        PyErr_Clear();
+        r = put_new(self, name, &a);
+    }
+    value_encoded_free(&e);
+    return r;
 }
 
 PyDoc_STRVAR(store_put_doc,
@@ -288,18 +337,17 @@ PyDoc_STRVAR(store_put_doc,
 "and numpy arrays of fixed-size dtypes are stored natively (non-contiguous arrays are\n"
 "copied to C order); dict/list/tuple/set/frozenset/bytearray trees are stored as one\n"
 "record whose arrays view() returns without copying; anything else is pickled. Arrays\n"
-"of dtype object raise TypeError. Copies of 16 KiB or more release the GIL.");
+"of dtype object raise TypeError. A put that fails creates nothing. Copies of 16 KiB or\n"
+"more release the GIL.");
 
 static PyObject *store_put(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"name", "value", "attrs", "same_layout", NULL};
-    PyObject *name;
-    struct put_args a = {NULL, Py_None, 0};
+    PyObject *name, *value, *attrs = Py_None;
     int same = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "UO|$Op:put", kwlist, &name, &a.value, &a.attrs, &same))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "UO|$Op:put", kwlist, &name, &value, &attrs, &same))
         return NULL;
-    a.flags = same ? SHMSTORE_PUT_SAME_LAYOUT : 0;
-    return by_name(SSELF, name, 1, op_put, &a);
+    return put_by_name(SSELF, name, value, attrs, same ? SHMSTORE_PUT_SAME_LAYOUT : 0);
 }
 
 static PyObject *op_get(ValueObject *h, void *arg)
@@ -658,8 +706,7 @@ static int store_setitem(PyObject *self, PyObject *name, PyObject *value)
     if (!value) {
         r = store_delete(self, name);
     } else {
-        struct put_args a = {value, Py_None, 0};
-        r = by_name(SSELF, name, 1, op_put, &a);
+        r = put_by_name(SSELF, name, value, Py_None, 0);
     }
     if (!r)
         return -1;

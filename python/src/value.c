@@ -189,47 +189,66 @@ static int put_record(ValueObject *h, enc_t *e, unsigned flags)
     return r;
 }
 
-PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned flags)
+int value_encode(modstate *st, PyObject *obj, PyObject *attrs, enc_t *e)
 {
-    modstate *st = h->st;
-    enc_t e;
     char *abuf = NULL;
     uint32_t alen = 0;
-    if (value_ready(h) < 0)
-        return NULL;
     if (attrs && attrs != Py_None && attrs_encode(attrs, &abuf, &alen) < 0)
-        return NULL;
-    if (enc_value(st, obj, &e) < 0) {
+        return -1;
+    if (enc_value(st, obj, e) < 0) {
         PyMem_Free(abuf);
-        return NULL;
+        return -1;
     }
-    e.d.attrs = abuf;
-    e.d.attrs_len = alen;
+    e->d.attrs = abuf;
+    e->d.attrs_len = alen;
+    return 0;
+}
+
+void value_encoded_free(enc_t *e)
+{
+    PyMem_Free((void *)e->d.attrs);
+    e->d.attrs = NULL;
+    enc_free(e);
+}
+
+int value_put_encoded(ValueObject *h, enc_t *e, unsigned flags)
+{
+    modstate *st = h->st;
     int r;
     Py_INCREF(h);
     /* Encoding (pickle) and a GIL switch run Python code: another thread may have closed
-     * h since the check above. */
+     * h since the caller checked it. */
     if (value_ready(h) < 0) {
         r = PYERR_SET;
-    } else if (e.rec) {
-        r = put_record(h, &e, flags);
-    } else if (e.len >= GIL_COPY_MIN || st->n_wlocks > 0) {
+    } else if (e->rec) {
+        r = put_record(h, e, flags);
+    } else if (e->len >= GIL_COPY_MIN || st->n_wlocks > 0) {
         shmstore_value_t *v = h->v;
         h->busy++;
         Py_BEGIN_ALLOW_THREADS
-        r = shmstore_value_put(v, &e.d, e.data, e.len, flags);
+        r = shmstore_value_put(v, &e->d, e->data, e->len, flags);
         Py_END_ALLOW_THREADS
         h->busy--;
     } else {
-        r = shmstore_value_put(h->v, &e.d, e.data, e.len, flags);
+        r = shmstore_value_put(h->v, &e->d, e->data, e->len, flags);
     }
-    if (r == 0 && !e.rec)
+    if (r == 0 && !e->rec)
         h->seen = shmstore_value_published(h->v);
-    enc_free(&e);
-    PyMem_Free(abuf);
     Py_DECREF(h);
+    if (r < 0 && r != PYERR_SET && !PyErr_Occurred())
+        shm_raise(st, r);
+    return r < 0 ? -1 : 0;
+}
+
+PyObject *value_put_obj(ValueObject *h, PyObject *obj, PyObject *attrs, unsigned flags)
+{
+    enc_t e;
+    if (value_ready(h) < 0 || value_encode(h->st, obj, attrs, &e) < 0)
+        return NULL;
+    int r = value_put_encoded(h, &e, flags);
+    value_encoded_free(&e);
     if (r < 0)
-        return r == PYERR_SET || PyErr_Occurred() ? NULL : (shm_raise(st, r), NULL);
+        return NULL;
     Py_RETURN_NONE;
 }
 

@@ -368,10 +368,9 @@ def test_fetch_fn_gets_bytes_not_a_memoryview(name):
 
 def test_fetch_fn_detaches_views_inside_containers(name):
     so = SharedObject(name, data={"a": np.arange(5), "b": np.ones(3)})
-    from shmstore.compat.shared_object import _shares_view
     out = so.fetch(lambda t: (t["a"][1:], [t["b"]], {"k": t["a"]}))
     arrays = [out[0], out[1][0], out[2]["k"]]
-    assert not any(_shares_view(a) for a in arrays), "results hold no lease"
+    assert all(a.flags.owndata for a in arrays), "results hold no lease"
     assert list(out[0]) == [1, 2, 3, 4] and list(out[2]["k"]) == [0, 1, 2, 3, 4]
     same = so.fetch(lambda t: t["a"].sum())
     assert same == 10
@@ -454,3 +453,177 @@ def test_big_endian_array_layout_is_the_stored_one(name):
     SharedObject(name).assign({"a": np.arange(4, dtype="<f4")})
     so.assign({"a": np.arange(4, dtype=">f4") * 2})
     assert np.array_equal(SharedObject(name).fetch()["a"], np.arange(4) * 2)
+
+
+# ---- drop-in details the seed's own users rely on (issue 13) --------------------------------
+
+SEED_TYPES = (type(None), bool, int, float, complex, Pose, str, bytes, bytearray, np.ndarray,
+              dict)
+
+
+def test_object_types_and_object_type_idx_as_in_the_seed(name):
+    """Seed code indexes SharedObject._object_types with object_type_idx, and uses the
+    tuple in annotations when its modules are imported."""
+    from typing import Union
+    assert SharedObject._object_types == SEED_TYPES
+    Union[SharedObject._object_types]  # noqa: B018 - what upstream modules do at import
+    samples = [None, True, 7, 1.5, 2j, Pose([1, 2, 3], [1, 0, 0, 0]), "s", b"b",
+               bytearray(b"ba"), np.zeros(3), {"k": 1}]
+    for i, data in enumerate(samples):
+        n = f"{name}_{i}"
+        so = SharedObject(n, data=data)
+        assert so.object_type_idx == i == SharedObject(n).object_type_idx
+        assert SharedObject._object_types[so.object_type_idx] is type(data)
+        so.unlink()
+    other = SharedObject(name + "_list", data=[1, 2])  # beyond the seed: no index
+    assert other.object_type_idx is None and other.object_type is list
+    other.unlink()
+
+
+def test_np_dtypes_are_the_seeds_and_round_trip(name):
+    from shmstore.compat.shared_object import NP_DTYPES
+    assert NP_DTYPES[:12] == (np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32,
+                              np.uint32, np.int64, np.uint64, np.float16, np.float32,
+                              np.float64)
+    assert SharedObject._np_dtypes is NP_DTYPES
+    for i, dt in enumerate(NP_DTYPES):
+        a = (np.arange(6) % 2).astype(dt).reshape(2, 3)
+        so = SharedObject(f"{name}_{i}", data=a)
+        got = SharedObject(so.name).fetch()
+        assert got.dtype == a.dtype and np.array_equal(got, a) and got.flags.owndata
+        so.unlink()
+
+
+def test_fallback_pose_does_what_robot_code_does_with_sapien_poses():
+    from shmstore.compat.shared_object import _FallbackPose as P
+    c = np.sqrt(0.5)
+    a = P(p=[1, 2, 3], q=[c, 0, 0, c])  # 90 degrees about z
+    assert a.p.dtype == np.float32 and a.q.dtype == np.float32
+    assert np.array_equal(a.p, [1, 2, 3]) and np.allclose(a.q, [c, 0, 0, c])
+    a.p[0] = 100  # .p / .q are copies, as sapien's
+    assert a.p[0] == 1
+    ident = P()
+    assert np.array_equal(ident.p, [0, 0, 0]) and np.array_equal(ident.q, [1, 0, 0, 0])
+
+    m = a.to_transformation_matrix()
+    assert m.dtype == np.float32 and m.shape == (4, 4)
+    assert np.allclose(m @ [1, 0, 0, 1], [1, 3, 3, 1], atol=1e-6)  # x -> y, then + p
+    b = P([0.5, 0, 0], [np.cos(0.3), np.sin(0.3), 0, 0])
+    ab = a * b  # b first, then a
+    assert isinstance(ab, P)
+    assert np.allclose(ab.to_transformation_matrix(),
+                       m @ b.to_transformation_matrix(), atol=1e-6)
+    for pose in (a * a.inv(), a.inv() * a):
+        assert np.allclose(pose.p, 0, atol=1e-6) and np.allclose(abs(pose.q[0]), 1)
+    assert np.allclose(a.inv().to_transformation_matrix(), np.linalg.inv(m), atol=1e-6)
+
+    a2 = P(a.p, a.q)
+    a2.set_p([4, 5, 6])
+    a2.set_q([1, 0, 0, 0])
+    assert np.array_equal(a2.p, [4, 5, 6]) and np.array_equal(a2.q, [1, 0, 0, 0])
+    a2.p = [7, 8, 9]
+    assert np.array_equal(a2.p, [7, 8, 9])
+
+    state = a.__getstate__()  # the 7 floats the seed packs into its buffer
+    assert type(state) is tuple and len(state) == 7 and state[:3] == (1.0, 2.0, 3.0)
+    fresh = P.__new__(P)  # how the seed builds a fetched pose
+    fresh.__setstate__(state)
+    assert fresh == a and pickle.loads(pickle.dumps(a)) == a
+
+    same = P([1, 2, 3], [c, 0, 0, c])
+    assert same == a and hash(same) == hash(a) and same != b and not (same != a)
+    assert P([0.0, 0, 0]) == P([-0.0, 0, 0]) and hash(P([0.0, 0, 0])) == hash(P([-0.0, 0, 0]))
+    assert len({a, same, b}) == 2 and {a: 1}[same] == 1
+    assert repr(P([1, 2, 3])) == "Pose([1, 2, 3], [1, 0, 0, 0])"
+    assert (a == "pose") is False
+
+
+def test_dict_with_renamed_keys_is_accepted_like_the_seed(name):
+    """The seed's fixed buffer fits a dict whose keys are renamed (same key types and
+    value layouts): assign accepts it, for every instance; other layouts still raise."""
+    img = np.zeros((4, 5, 3), np.uint8)
+    so = SharedObject(name, data={"timestamp": 1, "image": img, 3: "x", b"k": 2.0})
+    mounted = SharedObject(name)
+    renamed = {"timestamp": 2, "rgb": img + 1, 4: "longer text", b"other": 3.0}
+    so.assign(renamed)
+    assert not so.modified and mounted.modified
+    got = mounted.fetch()
+    assert list(got) == ["timestamp", "rgb", 4, b"other"] and np.array_equal(got["rgb"], img + 1)
+    mounted.assign({"t": 3, "depth": img, 5: "", b"": 0.5})  # a mounted instance too
+    assert list(so.fetch()) == ["t", "depth", 5, b""]
+    for bad in ({"t": 3, "depth": img, "5": "", b"": 0.5},  # a key of another type
+                {"t": 3, "depth": img, 5: ""},  # a key less
+                {"t": 3, "depth": img.astype(np.int8), 5: "", b"": 0.5},  # value dtype
+                {"t": 3.0, "depth": img, 5: "", b"": 0.5}):  # value type
+        for inst in (so, mounted):
+            with pytest.raises(BufferError):
+                inst.assign(bad)
+    assert list(SharedObject(name).fetch()) == ["t", "depth", 5, b""], "refused: no change"
+
+
+def test_poses_inside_a_dict_round_trip(name):
+    """Upstream data puts poses in dicts, as keys too (they must hash)."""
+    key, val = Pose([1, 2, 3], [1, 0, 0, 0]), Pose([0, 0, 1], [0, 1, 0, 0])
+    so = SharedObject(name, data={key: val, "n": 1})
+    got = SharedObject(name).fetch()
+    (k, v), = [(k, v) for k, v in got.items() if k != "n"]
+    assert isinstance(k, Pose) and np.array_equal(k.__getstate__(), key.__getstate__())
+    assert np.array_equal(v.__getstate__(), val.__getstate__())
+    so.assign({Pose(): Pose([9, 9, 9]), "m": 2})  # renamed keys, same layout
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize != 16, reason="no float128 in numpy here")
+def test_fetch_long_double_arrays_own_their_data(name):
+    """float128 / complex256 arrays are stored natively: fetch() returns an owning,
+    writable copy like any other array (they used to come back as a view of a pickle)."""
+    for dt in (np.float128, np.complex256):
+        a = np.arange(12, dtype=dt).reshape(3, 4) / 7
+        so = SharedObject(name, data=a)
+        assert so.info()["type"] == "array"
+        for got in (so.fetch(), SharedObject(name).fetch(), so.fetch(lambda x: x)):
+            assert got.dtype == a.dtype and np.array_equal(got, a)
+            assert got.flags.owndata and got.flags.writeable
+        so.unlink()
+
+
+def test_fetch_fn_results_always_own_their_data(name):
+    """As in the seed: any array a fetch fn returns that does not own its data is copied,
+    not only one pointing into shared memory (a boolean-mask index of a slice is a view of
+    a temporary; so is a slice of x + 1)."""
+    data = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4)
+    so = SharedObject(name, data=data)
+    mask = data % 3 == 0
+    fns = [lambda x: x[..., 0], lambda x: x[..., [True, False, True, False]],
+           lambda x: x[mask], lambda x: x.T, lambda x: (x + 1)[..., 0],
+           lambda x: np.sort(x)[:, 1:], lambda x: x.reshape(-1)[::2]]
+    for fn in fns:
+        got = so.fetch(fn)
+        assert isinstance(got, np.ndarray) and got.flags.owndata and got.flags.writeable
+        assert np.array_equal(got, fn(data))
+        got[...] = -1
+    assert np.array_equal(so.fetch(), data), "writing a fetched result changes nothing"
+    pair = so.fetch(lambda x: ((x + 1)[0], [x[1]]))
+    assert pair[0].flags.owndata and pair[1][0].flags.owndata
+    assert so.fetch(lambda x: x.sum()) == data.sum()
+
+
+def test_failed_creation_leaves_no_object(monkeypatch):
+    """SharedObject(...) whose first publish fails (here: the store is too small) must
+    not leave an empty object for other processes to mount and wait on."""
+    from shmstore.compat import shared_object as mod
+    small = unique("t_so_small")
+    store = shmstore.Store(small, capacity=1 << 22)
+    monkeypatch.setenv("SHMSTORE_COMPAT_STORE", small)
+    try:
+        n = unique("so")
+        with pytest.raises(MemoryError):
+            SharedObject(n, data=np.zeros(1 << 23, np.uint8))
+        assert n not in store and store.names() == []
+        assert SharedObject(n, data=3).fetch() == 3  # the name is free again
+        assert store.check() == ""
+    finally:
+        opened = mod._stores.pop(small, None)
+        if opened is not None:
+            opened.close()
+        store.close()
+        shmstore.unlink(small)

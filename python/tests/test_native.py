@@ -32,6 +32,8 @@ def test_value_float_nan(store):
 
 DTYPES = ["?", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8", "c8", "c16",
           "S7", "U5"]
+LONG_DOUBLE_16 = np.dtype(np.longdouble).itemsize == 16  # numpy has float128 / complex256
+DTYPES += ["f16", "c32"] if LONG_DOUBLE_16 else []
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -47,9 +49,26 @@ def test_value_array_roundtrip(store, dtype, shape):
     assert not v.flags.writeable
 
 
+@pytest.mark.skipif(not LONG_DOUBLE_16, reason="numpy has no float128 here")
+def test_value_long_double_arrays_are_native(store):
+    """float128 / complex256 are array datums ('<f16' / '<c32'), not pickles: get() owns
+    its copy and view() is zero-copy, also inside a dict."""
+    for dt, s in ((np.longdouble, "<f16"), (np.clongdouble, "<c32")):
+        a = np.arange(6, dtype=dt).reshape(2, 3) / 3
+        store["a"] = a
+        info = store.info("a")
+        assert info["type"] == "array" and info["dtype"] == s
+        got = store.get("a")
+        assert got.dtype == a.dtype and got.flags.owndata and np.array_equal(got, a)
+        v = store.view("a")
+        assert v.dtype == a.dtype and not v.flags.owndata and np.array_equal(v, a)
+        store["d"] = {"x": a}
+        assert np.array_equal(store.view("d")["x"], a) and store.get("d")["x"].flags.owndata
+
+
 def test_value_array_other_dtypes_are_pickled(store):
     for a in [np.array(["2020-01-01"], dtype="M8[ns]"), np.zeros(3, dtype=[("a", "i4"), ("b", "f8")]),
-              np.zeros(2, dtype=np.longdouble), np.arange(3, dtype=">i4")]:
+              np.arange(3, dtype=">i4")]:
         store["a"] = a
         got = store["a"]
         assert got.dtype.newbyteorder("=") == a.dtype.newbyteorder("=") or got.dtype == a.dtype
@@ -61,6 +80,43 @@ def test_value_array_object_dtype_is_typeerror(store):
         store.put("a", np.array([object()]))
     with pytest.raises(TypeError, match="dtype object"):
         store.put("a", {"x": np.array([1, "a"], dtype=object)})
+
+
+def test_failed_put_creates_nothing(store):
+    """A put the codec refuses leaves no empty value behind (names() would list it and
+    get() raise NoValueError instead of NotFoundError); one of an existing value leaves
+    it as it was."""
+    def refused():
+        yield lambda: store.put("x", np.array([1, "a"], dtype=object))
+        yield lambda: store.put("x", {"k": np.array([object()])})
+        yield lambda: store.put("x", 1, attrs={"a": object()})
+        yield lambda: store.__setitem__("x", np.array([object()]))
+    for put in refused():
+        with pytest.raises(TypeError):
+            put()
+        assert store.names() == [] and "x" not in store
+        with pytest.raises(shmstore.NotFoundError):
+            store.get("x")
+    store["x"] = 5
+    v = store.version("x")
+    for put in refused():
+        with pytest.raises(TypeError):
+            put()
+    assert store["x"] == 5 and store.version("x") == v
+
+
+def test_put_refused_by_the_store_creates_nothing(store_name):
+    """A new value whose put the store refuses (too large) is removed again, as
+    shmstore_put() does in C; an existing one keeps its data."""
+    with shmstore.Store(store_name, capacity=1 << 22) as s:
+        with pytest.raises(MemoryError):
+            s.put("big", np.zeros(1 << 23, np.uint8))
+        assert s.names() == []
+        s["big"] = b"small"
+        with pytest.raises(MemoryError):
+            s["big"] = np.zeros(1 << 23, np.uint8)
+        assert s["big"] == b"small" and s.names() == ["big"]
+        assert s.check() == ""
 
 
 def test_value_noncontiguous_copied_to_c_order(store):

@@ -19,12 +19,30 @@ Every SharedObject is a value in one store (env SHMSTORE_COMPAT_STORE, default
   the same clock tick are two changes. A SharedObject *is* a ``shmstore.Value`` (a
   subclass): ``modified`` and ``triggered`` are that type's C getters (one atomic load),
   and ``put``/``get``/``view``/``version``/``seen`` are there too.
-- Arrays are 64-byte aligned; a str/bytes may use its whole capacity (no terminator).
+- Arrays are 64-byte aligned, float128 / complex256 ones included (stored natively).
 - Works after fork (the store is re-attached in the child), with spawn/forkserver
   (pickles by name), and nothing is unlinked when a process exits: only ``unlink()``
   removes an object.
 - Creation is race-free: of several processes creating the same name, one creates it and
-  the others mount it.
+  the others mount it. A creation that fails (unsupported data) leaves no object behind.
+
+As in the seed: ``SharedObject._object_types`` (None, bool, int, float, complex, Pose,
+str, bytes, bytearray, ndarray, dict) and ``object_type_idx``; ``NP_DTYPES``; a
+SharedObject fixes its type, an array's dtype and shape and a container's layout (a
+dict's key types and value layouts; renamed keys are fine); every array ``fetch()``
+returns owns its data; ``Pose`` is sapien.Pose, or a float32 stand-in with the same API
+(``p``, ``q``, ``set_p``, ``set_q``, ``inv``, ``*``, ``to_transformation_matrix``,
+pickling, ``==`` / ``hash``) when sapien is not installed. Beyond the seed: list, tuple
+and set data (``object_type_idx`` None), and arrays of dtypes beyond NP_DTYPES (not object).
+
+The one known difference: a str / bytes / bytearray object may hold up to its whole
+capacity, ``init_size`` bytes (or its first data's size, if larger), where the seed
+refuses more than half of it (``init_size=100`` holds at most 50 bytes; the seed sizes
+its buffer for twice the data, plus a terminator byte). shmstore keeps the length in the
+version header, not a terminator, and sizes each version's block for its data: the
+capacity is a limit kept for the seed's sake, not a buffer with slack to reserve, and
+refusing its second half would only fail assigns that fit. So a test expecting
+BufferError just past half of init_size sees the assign succeed.
 """
 from __future__ import annotations
 
@@ -40,7 +58,7 @@ import numpy as np
 from .. import Buffer, LayoutError, NoValueError, NotFoundError, Store, Value
 
 __all__ = [
-    "SharedObject", "SharedDynamicObject", "SharedObjectDefaultDict", "Pose",
+    "SharedObject", "SharedDynamicObject", "SharedObjectDefaultDict", "Pose", "NP_DTYPES",
     "start_and_wait_for_process", "signal_process_ready",
 ]
 
@@ -48,34 +66,101 @@ _CAP = "shared_object.capacity"
 _TYPE = "shared_object.type"
 _CREATE_WAIT = 5.0  # s a mounter waits for a creator that has not published yet
 
-try:  # sapien.Pose if available, as in the original
-    from sapien import Pose as _SapienPose  # type: ignore
-except Exception:  # pragma: no cover - sapien is optional
-    _SapienPose = None
 
+class Pose:
+    """A rigid-body pose, used when sapien is not installed: position ``p`` (xyz) and
+    rotation quaternion ``q`` (wxyz), float32, with what robot code does with a
+    sapien.Pose: ``Pose(p=, q=)``, ``p`` / ``q`` (copies) and ``set_p`` / ``set_q``,
+    ``inv()``, ``a * b`` (apply b, then a), ``to_transformation_matrix()`` (4x4 float32),
+    ``__getstate__`` / ``__setstate__`` (the 7 floats ``p + q``, pickling), ``==`` and
+    ``hash`` on those 7 values (so a pose used as a dict key must not be changed
+    afterwards). When sapien is installed, the module's ``Pose`` is sapien.Pose."""
 
-class _Pose:
-    """A rigid-body pose: position p (xyz) and quaternion q (wxyz), both float32."""
-
-    __slots__ = ("p", "q")
+    __slots__ = ("_p", "_q")
 
     def __init__(self, p=(0.0, 0.0, 0.0), q=(1.0, 0.0, 0.0, 0.0)):
-        self.p = np.asarray(p, dtype=np.float32).reshape(3).copy()
-        self.q = np.asarray(q, dtype=np.float32).reshape(4).copy()
+        self.set_p(p)
+        self.set_q(q)
+
+    p = property(lambda self: self._p.copy(), lambda self, p: self.set_p(p),
+                 doc="Position xyz, float32 (a copy; assign or set_p() to change it).")
+    q = property(lambda self: self._q.copy(), lambda self, q: self.set_q(q),
+                 doc="Rotation quaternion wxyz, float32 (a copy; assign or set_q()).")
+
+    def set_p(self, p) -> None:
+        self._p = np.array(p, dtype=np.float32).reshape(3)
+
+    def set_q(self, q) -> None:
+        self._q = np.array(q, dtype=np.float32).reshape(4)
+
+    def inv(self) -> "Pose":
+        q_inv = self._q * np.float32([1, -1, -1, -1])
+        return _FallbackPose(-_rotate(q_inv, self._p), q_inv)
+
+    def __mul__(self, other):
+        if not isinstance(other, _FallbackPose):
+            return NotImplemented
+        return _FallbackPose(_rotate(self._q, other._p) + self._p, _qmul(self._q, other._q))
+
+    def to_transformation_matrix(self) -> np.ndarray:
+        w, x, y, z = self._q.astype(np.float64)
+        m = np.eye(4)
+        m[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+        m[:3, 3] = self._p
+        return m.astype(np.float32)
+
+    def __getstate__(self) -> tuple:
+        return tuple(float(v) for v in np.concatenate([self._p, self._q]))
+
+    def __setstate__(self, state) -> None:
+        self.set_p(state[:3])
+        self.set_q(state[3:])
 
     def __eq__(self, other):
-        return (isinstance(other, _Pose) and np.array_equal(self.p, other.p)
-                and np.array_equal(self.q, other.q))
+        if not isinstance(other, _FallbackPose):
+            return NotImplemented
+        return self.__getstate__() == other.__getstate__()
+
+    def __hash__(self):
+        return hash(self.__getstate__())  # equal poses have equal states: equal hashes
 
     def __repr__(self):
-        return f"Pose([{', '.join(f'{x:g}' for x in self.p)}], [{', '.join(f'{x:g}' for x in self.q)}])"
-
-    def __reduce__(self):
-        return (self.__class__, (self.p, self.q))
+        return (f"Pose([{', '.join(f'{x:g}' for x in self._p)}], "
+                f"[{', '.join(f'{x:g}' for x in self._q)}])")
 
 
-Pose = _SapienPose if _SapienPose is not None else _Pose
-_POSE_TYPES = tuple(t for t in (_SapienPose, _Pose) if t is not None)
+def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of wxyz quaternions, in float64, rounded to float32."""
+    aw, ax, ay, az = a.astype(np.float64)
+    bw, bx, by, bz = b.astype(np.float64)
+    return np.float32([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                       aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw])
+
+
+def _rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """v rotated by the unit quaternion q (wxyz), in float64, rounded to float32."""
+    u, w = q[1:].astype(np.float64), float(q[0])
+    v = v.astype(np.float64)
+    t = 2.0 * np.cross(u, v)
+    return (v + w * t + np.cross(u, t)).astype(np.float32)
+
+
+_FallbackPose = Pose
+try:  # sapien.Pose if available, as in the original
+    from sapien import Pose  # type: ignore  # noqa: F811
+except Exception:  # pragma: no cover - sapien is optional
+    pass
+_POSE_TYPES = tuple({Pose, _FallbackPose})
+
+# The seed's numpy dtypes (shared_object_metas.NP_DTYPES), float128 / complex256 where
+# numpy has them. Arrays of other dtypes are accepted too (shmstore stores them).
+NP_DTYPES = tuple(t for t in (np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32,
+                              np.uint32, np.int64, np.uint64, np.float16, np.float32,
+                              np.float64, getattr(np, "float128", None), np.complex64,
+                              np.complex128, getattr(np, "complex256", None))
+                  if t is not None)
 
 _SCALARS = (type(None), bool, int, float, complex)
 _BUFFERS = (str, bytes, bytearray)
@@ -113,9 +198,10 @@ def _pose_array(pose) -> np.ndarray:
 
 def _layout(data, depth=0):
     """What a SharedObject fixes when it is created, for a container: its type, length
-    (a dict: its keys, in order) and its items' layouts; an array's dtype and shape; the
-    type of anything else. Assigning a container of another layout raises BufferError,
-    as the seed's fixed-size buffer did."""
+    and its items' layouts (a dict: the layouts of its keys and values, in order); an
+    array's dtype and shape; the type of anything else. Assigning a container of another
+    layout raises BufferError, as the seed's fixed-size buffer did. A dict's key values
+    are not fixed: the seed accepts renamed keys of the same types (they fit its buffer)."""
     t = type(data)
     if t is np.ndarray:  # in native byte order, as stored
         return (t, data.dtype.newbyteorder("=").str, data.shape)
@@ -124,7 +210,8 @@ def _layout(data, depth=0):
     if t is list or t is tuple:
         return (t, tuple(_layout(x, depth + 1) for x in data))
     if t is dict:
-        return (t, tuple((k, _layout(v, depth + 1)) for k, v in data.items()))
+        return (t, tuple((_layout(k, depth + 1), _layout(v, depth + 1))
+                         for k, v in data.items()))
     if t is set:
         return (t, len(data))
     return Pose if isinstance(data, _POSE_TYPES) else t
@@ -154,6 +241,11 @@ class SharedObject(Value):
     """
 
     _fetch_fn_type = Optional[Callable[[Any], Any]]
+    # The seed's supported types, in its order: object_type_idx indexes this tuple
+    # (upstream code uses it in annotations, Union[SharedObject._object_types]).
+    _object_types = (type(None), bool, int, float, complex, Pose, str, bytes, bytearray,
+                     np.ndarray, dict)
+    _np_dtypes = NP_DTYPES  # the name an older seed line used
 
     def __new__(cls, name: str, *args, data: Any = None, **kwargs):
         # Mount or create, race-free: of several processes creating `name` at once,
@@ -186,7 +278,11 @@ class SharedObject(Value):
         self._cap = 0
         self._layout = None  # a container's _layout(); None = not a container / not known
         if self._created:
-            self._publish(data, initial=True)
+            try:
+                self._publish(data, initial=True)
+            except BaseException:  # a failed creation leaves nothing behind
+                self._discard_unpublished()
+                raise
         else:
             if self.version == 0:  # the creator has not published yet: wait for it
                 try:
@@ -198,6 +294,15 @@ class SharedObject(Value):
             if data is not None:
                 self.assign(data)
         self.seen = self.version
+
+    def _discard_unpublished(self):
+        """Delete the object this instance created if nothing was ever published in it:
+        a mounter must not find (and wait on) an empty object nobody will fill."""
+        try:
+            if self.version == 0:
+                _store().delete(self.name)
+        except LookupError:  # NotFoundError / StaleError: already gone
+            pass
 
     # -- metadata ------------------------------------------------------------------------
     def _load_meta(self):
@@ -292,17 +397,20 @@ class SharedObject(Value):
     def fetch(self, fn: "SharedObject._fetch_fn_type" = None) -> Any:
         """A copy of the data. With `fn`, returns fn(data) where numpy data is a read-only
         zero-copy view: fn that makes a new array (x + 1, x.sum()) costs one pass and no
-        extra copy; a result that still shares the shared memory (slicing) is copied."""
+        extra copy. As in the seed, every array returned owns its data: one that does
+        not (a slice of the view, a boolean-mask index of a slice) is copied."""
         if fn is None:
             data = self.get()
-            return self._decode(data) if type(data) is np.ndarray and data.shape == (7,) else data
+            if type(data) is np.ndarray and data.shape == (7,):
+                data = self._decode(data)
+            return _owned(data)
         data = self.view()
         if isinstance(data, memoryview):  # a bytes object is viewed as a memoryview
             mv, data = data, data.tobytes()
             mv.release()
         elif type(data) is np.ndarray and data.shape == (7,):
             data = self._decode(data)
-        return _detach(fn(data))
+        return _owned(fn(data))
 
     def trigger(self) -> "SharedObject":
         """Publish a new version with the same data (a start/stop signal). As in the seed,
@@ -321,6 +429,15 @@ class SharedObject(Value):
         if self._kind is None:
             self._load_meta()
         return self._kind
+
+    @property
+    def object_type_idx(self) -> Optional[int]:
+        """The index of object_type in _object_types, as in the seed (None for the types
+        shmstore adds: list, tuple, set)."""
+        try:
+            return self._object_types.index(self.object_type)
+        except ValueError:
+            return None
 
     @property
     def nbytes(self) -> int:
@@ -353,32 +470,23 @@ class SharedObject(Value):
         return f"<{self.__class__.__name__}: name={self.name}, data_type={kind}, nbytes={size}>"
 
 
-def _shares_view(arr: np.ndarray) -> bool:
-    """Whether `arr` still points into a leased shmstore block."""
-    base = arr
-    while isinstance(base, np.ndarray):
-        base = base.base
-    return isinstance(base, memoryview) and isinstance(base.obj, Buffer)
-
-
-def _detach(out, depth=0):
-    """`out` with every array that still views shared memory replaced by a copy, also
-    inside the dict / list / tuple / set a fetch fn may return (`lambda t: t["rgb"]`,
-    `lambda t: (t["a"], t["b"])`), so no fetched result holds a lease."""
+def _owned(out, depth=0):
+    """`out` with every numpy array that does not own its data replaced by a copy, also
+    inside the dict / list / tuple a fetch fn may return (`lambda t: t["rgb"]`,
+    `lambda t: (t["a"], t["b"])`): no fetched result holds a lease or aliases anything.
+    A bytes view of the store becomes bytes."""
     t = type(out)
     if isinstance(out, np.ndarray):
-        return out.copy() if _shares_view(out) else out
-    if isinstance(out, memoryview):
+        return out if out.flags.owndata else out.copy()
+    if t is memoryview:
         return out.tobytes() if isinstance(out.obj, Buffer) else out
-    if depth > 64:
+    if depth > 64 or (t is not list and t is not tuple and t is not dict):
         return out
-    if t is list or t is tuple:
-        items = [_detach(x, depth + 1) for x in out]
-        return out if all(a is b for a, b in zip(items, out)) else t(items)
     if t is dict:
-        items = {k: _detach(v, depth + 1) for k, v in out.items()}
+        items = {k: _owned(v, depth + 1) for k, v in out.items()}
         return out if all(items[k] is out[k] for k in out) else items
-    return out
+    items = [_owned(x, depth + 1) for x in out]
+    return out if all(a is b for a, b in zip(items, out)) else t(items)
 
 
 class SharedDynamicObject(SharedObject):
