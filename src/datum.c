@@ -38,6 +38,8 @@ static int64_t fixed_size(uint32_t type)
     }
 }
 
+const shmstore_datum_t shmstore__bytes_datum = {.type = SHMSTORE_T_BYTES};
+
 SHMSTORE_API void shmstore_datum_init(shmstore_datum_t *d, shmstore_type_t type)
 {
     memset(d, 0, sizeof(*d));
@@ -288,7 +290,8 @@ int shmstore__datum_to_ver(const shmstore_datum_t *d, size_t len, struct ver_hdr
     int r = shmstore_datum_validate(d, len);
     if (r < 0)
         return r;
-    memset(vh, 0, sizeof(*vh));
+    /* The fixed part only: shape entries past ndim are never read (ver_used()). */
+    memset(vh, 0, offsetof(struct ver_hdr, shape));
     vh->type = d->type;
     vh->ndim = d->type == SHMSTORE_T_ARRAY ? d->ndim : 0;
     if (d->type == SHMSTORE_T_ARRAY)

@@ -168,6 +168,8 @@ void shmstore__copy_in(void *dst, const void *src, size_t n);
 void shmstore__seqlock_copy(void *dst, const void *src, size_t n);
 
 /* datum.c */
+/* What a NULL descriptor means: BYTES, no attrs (a constant: no 300-byte init per put). */
+extern const shmstore_datum_t shmstore__bytes_datum;
 int shmstore__datum_to_ver(const shmstore_datum_t *d, size_t len, struct ver_hdr *vh);
 int shmstore__ver_to_datum(const shmstore_t *s, const struct blk_hdr *b,
                            const struct ver_hdr *vh, shmstore_datum_t *d, const void **data);
@@ -252,8 +254,8 @@ struct shmstore__waitq {
 int shmstore__wait(shmstore_t *s, const struct shmstore__waitq *q, int64_t timeout_ns,
                    int (*poll)(void *arg), int64_t slice_ns, int (*on_slice)(void *arg),
                    void *arg);
-/* After a seq_cst store of the state waiters test: bump the word and wake every sleeper
- * if any bit of the mask is set. */
+/* After a seq_cst store of the state waiters test: if any bit of the mask is set, bump
+ * the word and wake every sleeper (nobody asleep: no write, no system call). */
 void shmstore__wake(_Atomic uint32_t *word, _Atomic uint64_t *mask);
 bool shmstore__has_waiters(_Atomic uint64_t *mask);
 

@@ -242,9 +242,11 @@ static_assert(sizeof(struct ver_hdr) % 64 == 0, "ver_hdr is whole cache lines");
 
 struct queue_cell {
     _Atomic uint64_t seq;
-    _Atomic uint64_t blk; /* the entry's block (READY), 0 when none */
+    _Atomic uint64_t blk;   /* the entry's block (READY), 0 when none */
+    _Atomic uint64_t spare; /* a block a copying pop left for the next push to fill */
+    uint64_t reserved0;
 };
-static_assert(sizeof(struct queue_cell) == 16, "queue_cell is 16 bytes");
+static_assert(sizeof(struct queue_cell) == 32, "queue_cell is 32 bytes");
 
 /* Body of a queue object; the cells follow it. Fields written by producers, consumers
  * and both sit on separate lines. */

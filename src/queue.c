@@ -11,16 +11,25 @@
  *   commit and `head` the next to pop; both are advanced by CAS, by the thread that made
  *   the step or by any thread that finds the cell past it (helping), so a thread that
  *   stops between its cell step and its counter step stops nobody.
+ * - Blocks. Each cell may keep a *spare*: the block of the entry a copying pop took out,
+ *   left for the producer of the next lap. push() (a copy) claims the cell, checks that
+ *   no reader still pins the spare (its seq made odd, seq_cst, then the pins read, as a
+ *   value's writer does), fills it and publishes it: in steady state a push and a pop
+ *   allocate nothing, free nothing and take no lock. When the tail's cell has no spare
+ *   that fits, push() reserves and commits a block of its own instead.
  * - A reserved entry is a block allocated ORPHAN and pinned by its writer's lease: if the
  *   writer dies, recovery drops the lease and the block is freed (proc.c). Commit claims
- *   cell FREE(t) -> WRITING(t, me), stores the block, makes the block LIVE (the queue
- *   owns it now), and stores READY(t) (seq_cst: it publishes the block and its bytes, and
- *   pairs with a sleeping consumer's waiter bit; wait.c). Then the lease is dropped.
+ *   cell FREE(t) -> WRITING(t, me), stores the block, takes it back from ORPHAN to LIVE
+ *   (the queue owns it now; shmstore__blk_unorphan), and stores READY(t) (seq_cst: it
+ *   publishes the block and its bytes, and pairs with a sleeping consumer's waiter bit;
+ *   wait.c). Then the lease is dropped. A block is stored in a cell only once its entry
+ *   is whole.
  * - Pop claims READY(h) -> TAKING(h, me) (only the taker moves the head past a TAKING
  *   cell: a taker that cannot complete, its buffer too small, gives the cell back
- *   READY), pins the block (the view's lease; through the
- *   cell as hazard, against a concurrent deletion of the queue), makes it ORPHAN (the
- *   queue lets go: the last view frees it), clears the cell and stores FREE(h + cap).
+ *   READY). A copying pop copies, makes the block the cell's spare and stores FREE(h +
+ *   cap): no pin, since nobody but the cell's owner moves its blocks. A pop that returns
+ *   a view pins the block (through the cell, as hazard, against a deletion of the
+ *   queue), makes it ORPHAN (the last view frees it) and clears the cell.
  * - read(i) pins the block named by READY(i) through the cell (the hazard protocol of
  *   shmstore__pin) and then checks that the block holds entry i (seq = 2i, this queue's
  *   generation): an entry popped meanwhile is still a valid view; a block freed and
@@ -34,6 +43,9 @@
  *   a hole; TAKING with the block still LIVE -> READY again (the pop did not happen),
  *   otherwise -> a hole (the block was taken: the dead consumer's lease frees it).
  *   Waiters that sleep a whole slice on a cell owned by a dead process recover it.
+ * - Deletion flags the queue, then claims every idle cell for good and releases its
+ *   blocks; a cell busy meanwhile is released by its mover, who checks the flag after its
+ *   last store (after_step).
  * - Lock order: no queue lock exists; the metadata mutex is taken only to allocate and
  *   free blocks, and by deletion.
  */
@@ -231,23 +243,28 @@ static void fix_cell(shmstore_t *s, struct queue_body *qb, struct queue_cell *c,
     uint64_t off = atomic_load_explicit(&c->blk, memory_order_acquire);
     struct blk_hdr *b = off ? shmstore__blk(s, off) : NULL;
     if (b && (b->tag != BLK_TAG_DATA || b->owner != gen))
-        b = NULL, off = 0; /* not an entry of ours: never touch it */
-    uint64_t ready = cword(i, CELL_READY, 0);
+        b = NULL; /* not an entry of ours: never touch it */
+    bool keep = false;
     if (cstate(w) == CELL_WRITING && b) {
-        shmstore__blk_unorphan(s, b); /* still pinned by the dead slot: no one frees it */
+        /* The block is stored only once its entry is whole: publish it. A reserved block
+         * is still pinned by the dead slot, so nobody frees it meanwhile. */
+        shmstore__blk_unorphan(s, b);
+        keep = true;
     } else if (cstate(w) == CELL_TAKING && b &&
                atomic_load_explicit(&b->state, memory_order_acquire) == BLK_LIVE) {
-        /* the pop did not happen: the entry is ready again */
-    } else {
-        /* A hole: the producer died before storing the block, or the consumer had taken
-         * it (its block is ORPHAN: freed below or by the dead consumer's lease). */
+        keep = true; /* the pop did not happen (or did not finish): ready again */
+    }
+    if (keep && atomic_load_explicit(&c->spare, memory_order_relaxed) == off)
+        atomic_store_explicit(&c->spare, 0, memory_order_relaxed); /* died moving it */
+    if (!keep) {
+        /* A hole: the producer died before storing a block, or the consumer had taken it
+         * (its block is ORPHAN: freed below, or by the dead consumer's lease). */
         atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
         atomic_fetch_add_explicit(&qb->holes_made, 1, memory_order_relaxed);
     }
-    atomic_compare_exchange_strong_explicit(&c->seq, &w, ready, memory_order_seq_cst,
-                                            memory_order_relaxed);
-    if (b && atomic_load_explicit(&c->blk, memory_order_relaxed) != off &&
-        shmstore__lock(s) == 0) {
+    atomic_compare_exchange_strong_explicit(&c->seq, &w, cword(i, CELL_READY, 0),
+                                            memory_order_seq_cst, memory_order_relaxed);
+    if (b && !keep && shmstore__lock(s) == 0) {
         shmstore__blk_free_if_unpinned(s, off, b);
         shmstore__unlock(s);
     }
@@ -288,30 +305,64 @@ static struct ver_hdr *ver_of(struct blk_hdr *b)
     return (struct ver_hdr *)((char *)b + BLK_HDR_SIZE);
 }
 
-SHMSTORE_API int shmstore_queue_reserve(shmstore_queue_t *q, const shmstore_datum_t *d,
-                                        size_t len, shmstore_queue_res_t *res)
+/* Block `off` as an entry block of ours: DATA, our generation, a descriptor that fits. */
+static struct blk_hdr *entry_blk(shmstore_queue_t *q, uint64_t off)
 {
-    shmstore_datum_t bytes;
-    struct ver_hdr vh;
-    uint64_t off;
-    shmstore__clearerr();
-    int r = qcheck(q);
+    struct blk_hdr *b = off ? shmstore__blk(q->s, off) : NULL;
+    if (!b || b->tag != BLK_TAG_DATA || b->owner != q->gen ||
+        shmstore__blk_payload_cap(b) < sizeof(struct ver_hdr))
+        return NULL;
+    return b;
+}
+
+/* The entry `d`/`len` as a descriptor, checked against the queue (nothing allocated). */
+static int describe(shmstore_queue_t *q, const shmstore_datum_t *d, size_t len,
+                    struct ver_hdr *vh)
+{
+    int r = shmstore__datum_to_ver(d ? d : &shmstore__bytes_datum, len, vh);
     if (r < 0)
-        return r;
-    if (!d) {
-        shmstore_datum_init(&bytes, SHMSTORE_T_BYTES);
-        d = &bytes;
-    }
-    if ((r = shmstore__datum_to_ver(d, len, &vh)) < 0)
         return r;
     if (q->qb->slot_size && len > q->qb->slot_size)
         return shmstore__seterr(-EMSGSIZE, "queue '%.255s': an entry of %zu bytes is larger than "
                                 "its slot size (%" PRIu64 " bytes)", q->obj->name, len,
                                 q->qb->slot_size);
-    if ((r = shmstore__lock(q->s)) < 0)
+    return 0;
+}
+
+/* Payload bytes to allocate for an entry block: a slot-size queue allocates whole slots,
+ * so that any later entry fits the block when it is reused as a spare. */
+static uint64_t block_len(shmstore_queue_t *q, const struct ver_hdr *vh)
+{
+    uint64_t n = shmstore__ver_block_len(vh->attrs_len, vh->len);
+    uint64_t slot = q->qb->slot_size ? shmstore__ver_block_len(0, q->qb->slot_size) : 0;
+    return n > slot ? n : slot;
+}
+
+/* Write descriptor, attrs and `len` bytes of `data` (may be NULL) into block `b`. */
+static void *fill_block(struct blk_hdr *b, const struct ver_hdr *vh, const void *attrs,
+                        const void *data, size_t len)
+{
+    /* Only the fixed part and the shape entries in use: each line written here moves to
+     * the consumer's core. */
+    memcpy(ver_of(b), vh, offsetof(struct ver_hdr, shape) + vh->ndim * sizeof(vh->shape[0]));
+    if (vh->attrs_len)
+        memcpy(ver_of(b) + 1, attrs, vh->attrs_len);
+    void *dst = (char *)b + vh->data_off;
+    if (len)
+        shmstore__copy_in(dst, data, len);
+    return dst;
+}
+
+SHMSTORE_API int shmstore_queue_reserve(shmstore_queue_t *q, const shmstore_datum_t *d,
+                                        size_t len, shmstore_queue_res_t *res)
+{
+    struct ver_hdr vh;
+    uint64_t off;
+    shmstore__clearerr();
+    int r = qcheck(q);
+    if (r < 0 || (r = describe(q, d, len, &vh)) < 0 || (r = shmstore__lock(q->s)) < 0)
         return r;
-    r = shmstore__alloc(q->s, shmstore__ver_block_len(vh.attrs_len, vh.len), BLK_TAG_DATA, q->gen,
-                        &off);
+    r = shmstore__alloc(q->s, block_len(q, &vh), BLK_TAG_DATA, q->gen, &off);
     struct blk_hdr *b = r == 0 ? shmstore__blk(q->s, off) : NULL;
     if (b) {
         /* ORPHAN and pinned by us, before the mutex goes: if we die, dropping our lease
@@ -324,10 +375,7 @@ SHMSTORE_API int shmstore_queue_reserve(shmstore_queue_t *q, const shmstore_datu
     shmstore__unlock(q->s);
     if (r < 0)
         return r;
-    memcpy(ver_of(b), &vh, sizeof(vh));
-    if (vh.attrs_len)
-        memcpy(ver_of(b) + 1, d->attrs, vh.attrs_len);
-    res->data = (char *)b + vh.data_off;
+    res->data = fill_block(b, &vh, d ? d->attrs : NULL, NULL, 0);
     res->len = len;
     res->block_off = off;
     return 0;
@@ -343,10 +391,36 @@ SHMSTORE_API void shmstore_queue_abort(shmstore_queue_t *q, shmstore_queue_res_t
     res->data = NULL;
 }
 
+/* With the metadata mutex held: take the cell's blocks out of a deleted queue. */
+static void sweep_locked(shmstore_t *s, struct queue_cell *c)
+{
+    /* seq_cst: a block leaves the cell before its hazards are read (proc.c) */
+    uint64_t b = atomic_exchange_explicit(&c->blk, 0, memory_order_seq_cst);
+    uint64_t sp = atomic_exchange_explicit(&c->spare, 0, memory_order_seq_cst);
+    if (b)
+        shmstore__blk_release_locked(s, b);
+    if (sp)
+        shmstore__blk_release_locked(s, sp);
+}
+
+/* After a thread's last store to a cell it moved: a deletion that swept the cells
+ * skipped this one while it was busy, so its mover takes the blocks out. The mover's
+ * seq_cst cell store, then this seq_cst load, pair with the deleter's flag store then
+ * cell CAS: one of the two sweeps (both may: the exchanges make it once). */
+static void after_step(shmstore_queue_t *q, struct queue_cell *c)
+{
+    if (__builtin_expect(atomic_load_explicit(&q->obj->flags, memory_order_seq_cst) &
+                             OBJ_F_DELETED, 0) &&
+        shmstore__lock(q->s) == 0) {
+        sweep_locked(q->s, c);
+        shmstore__unlock(q->s);
+    }
+}
+
 /* Pop the oldest entry into a view, or (discard) drop it. Returns 0, 1 (empty; `*wait_w`
- * is the word of the cell at head) or an error. `cap` limits the entry size. */
-static int take(shmstore_queue_t *q, size_t cap, size_t *need, shmstore_view_t *out,
-                uint64_t *wait_w);
+ * is the word of the cell at head) or an error. */
+struct take_req;
+static int take(shmstore_queue_t *q, struct take_req *rq);
 
 /* Poll for room at the tail (wait.c: seq_cst loads). */
 struct room_arg {
@@ -373,36 +447,111 @@ static int room_slice(void *arg)
     return 0;
 }
 
-/* With our held[] record set: put block `off` (pinned by us, ORPHAN) into the ring.
- * Returns 0, 1 (full, and the policy is to wait: `*wait_w` is the oldest cell's word) or
- * an error. `may_wait` false turns waiting into -EAGAIN. */
-static int commit_block(shmstore_queue_t *q, uint64_t off, bool may_wait, uint64_t *index,
-                        uint64_t *wait_w)
+/* How a producer fills the cell it claimed. */
+struct put_req {
+    /* commit: the reserved block (ORPHAN, pinned by us); 0 / NULL for a push */
+    uint64_t res_off;
+    struct blk_hdr *res_blk;
+    /* push: what to write, into the cell's spare block (or a new block) */
+    const struct ver_hdr *vh;
+    const void *attrs, *data;
+    size_t len;
+    uint64_t blk_len; /* payload bytes the entry needs */
+};
+
+/* A spare `sp` that a push of `need` bytes could use, judged before claiming a cell. */
+static bool spare_fits(shmstore_queue_t *q, uint64_t sp, uint64_t need)
+{
+    struct blk_hdr *b = entry_blk(q, sp);
+    return b && shmstore__blk_payload_cap(b) >= need;
+}
+
+/* With cell `c` WRITING(t, me): make the cell's spare the entry's block and fill it.
+ * Returns the block's offset (and the block in *bout), or 0 with an error in *err (the
+ * store is full). */
+static uint64_t fill_spare(shmstore_queue_t *q, struct queue_cell *c, const struct put_req *p,
+                           struct blk_hdr **bout, int *err)
+{
+    uint64_t off = atomic_load_explicit(&c->spare, memory_order_relaxed);
+    struct blk_hdr *b = entry_blk(q, off);
+    uint64_t old = 0;
+    if (b && shmstore__blk_payload_cap(b) >= p->blk_len) {
+        old = atomic_load_explicit(&b->seq, memory_order_relaxed);
+        /* seq_cst store then seq_cst pin loads: pairs with a reader's pin then seq load
+         * (read_one): a reader still holding the block's old entry keeps it. */
+        atomic_store_explicit(&b->seq, old | 1, memory_order_seq_cst);
+        if (shmstore__blk_pinned(b)) {
+            atomic_store_explicit(&b->seq, old, memory_order_release);
+            b = NULL;
+        }
+    } else {
+        b = NULL;
+    }
+    if (!b) { /* a new spare, and the old one goes (ORPHAN while a reader holds it) */
+        if ((*err = shmstore__lock(q->s)) < 0)
+            return 0;
+        uint64_t nb;
+        *err = shmstore__alloc(q->s, p->blk_len, BLK_TAG_DATA, q->gen, &nb);
+        if (*err == 0) {
+            b = shmstore__blk(q->s, nb);
+            atomic_store_explicit(&b->seq, 1, memory_order_relaxed);
+            if ((old = atomic_exchange_explicit(&c->spare, nb, memory_order_seq_cst)))
+                shmstore__blk_release_locked(q->s, old);
+            off = nb;
+        }
+        shmstore__unlock(q->s);
+        if (*err < 0)
+            return 0;
+    }
+    fill_block(b, p->vh, p->attrs, p->data, p->len);
+    *bout = b;
+    return off;
+}
+
+/* With our held[] record set: claim the tail's cell and put the entry in it. Returns 0,
+ * 1 (full, and the policy is to wait: `*wait_w` is the oldest cell's word), 2 (a push
+ * found no usable spare at the tail: reserve and commit instead) or an error. */
+static int put(shmstore_queue_t *q, const struct put_req *p, bool may_wait, uint64_t *index,
+               uint64_t *wait_w)
 {
     struct queue_body *qb = q->qb;
-    struct blk_hdr *b = shmstore__blk(q->s, off);
     uint32_t me = q->s->slot;
     for (long spins = 0; spins < SPINS_MAX; spins++) {
         uint64_t t = atomic_load_explicit(&qb->tail, memory_order_acquire);
         struct queue_cell *c = cell(q, t);
         uint64_t w = atomic_load_explicit(&c->seq, memory_order_acquire);
         if (w == cword(t, CELL_FREE, 0)) {
+            if (!p->res_off &&
+                !spare_fits(q, atomic_load_explicit(&c->spare, memory_order_relaxed), p->blk_len))
+                return 2;
             if (!atomic_compare_exchange_strong_explicit(&c->seq, &w, cword(t, CELL_WRITING, me),
                                                          memory_order_acq_rel,
                                                          memory_order_relaxed))
                 continue;
-            ver_of(b)->mtime_ns = shmstore__os_now_real();
-            atomic_store_explicit(&b->seq, 2 * t, memory_order_relaxed);
-            atomic_store_explicit(&c->blk, off, memory_order_relaxed);
-            /* The queue owns the block from here: a crash after this leaves it READY. */
-            shmstore__blk_unorphan(q->s, b);
+            int r = 0;
+            struct blk_hdr *b = p->res_blk;
+            uint64_t off = p->res_off ? p->res_off : fill_spare(q, c, p, &b, &r);
+            if (off) {
+                ver_of(b)->mtime_ns = shmstore__os_now_real();
+                /* release: the bytes before the entry's seq (readers check it) */
+                atomic_store_explicit(&b->seq, 2 * t, memory_order_release);
+                atomic_store_explicit(&c->blk, off, memory_order_relaxed);
+                if (p->res_off) /* the queue owns the block from here */
+                    shmstore__blk_unorphan(q->s, b);
+                else
+                    atomic_store_explicit(&c->spare, 0, memory_order_relaxed);
+            } else { /* the store is full: the index becomes a hole */
+                atomic_fetch_add_explicit(&qb->holes_made, 1, memory_order_relaxed);
+            }
             /* seq_cst: publishes blk and the entry's bytes (readers acquire the word), and
              * pairs with a sleeping consumer's waiter bit (shmstore__wake) */
             atomic_store_explicit(&c->seq, cword(t, CELL_READY, 0), memory_order_seq_cst);
             help_advance(&qb->tail, t);
             shmstore__wake(&qb->not_empty, qb->entry_waiters);
-            if (index)
-                *index = t;
+            after_step(q, c);
+            if (r < 0)
+                return r;
+            *index = t;
             return 0;
         }
         if (cidx_is(w, t) || cidx_is(w, t + q->cap)) {
@@ -413,41 +562,53 @@ static int commit_block(shmstore_queue_t *q, uint64_t off, bool may_wait, uint64
         if (!cidx_is(w, t - q->cap))
             continue; /* the tail moved since we read it */
         /* Full: the cell still holds the entry capacity places back. */
+        int r = qcheck(q);
+        if (r < 0)
+            return r;
         if (qb->full == SHMSTORE_QUEUE_ERROR || (qb->full == SHMSTORE_QUEUE_BLOCK && !may_wait))
             return shmstore__seterr(-EAGAIN, "queue '%.255s' is full (%" PRIu64 " entries)",
                                     q->obj->name, q->cap);
-        if (qb->full == SHMSTORE_QUEUE_DROP_OLDEST) {
-            shmstore_view_t v;
-            uint64_t ww;
-            size_t need;
-            int r = take(q, SIZE_MAX, &need, &v, &ww);
-            if (r < 0)
-                return r;
-            if (r == 0) {
-                shmstore_view_release(&v);
-                atomic_fetch_add_explicit(&qb->dropped, 1, memory_order_relaxed);
-            }
-            continue;
+        if (qb->full == SHMSTORE_QUEUE_BLOCK) {
+            *wait_w = w;
+            return 1;
         }
-        *wait_w = w;
-        return 1; /* BLOCK: the caller waits for room */
+        if ((r = take(q, NULL)) < 0) /* DROP_OLDEST */
+            return r;
+        if (r == 0)
+            atomic_fetch_add_explicit(&qb->dropped, 1, memory_order_relaxed);
     }
-    return shmstore__seterr(SHMSTORE_ECORRUPT, "queue '%.255s': its cells never settle",
-                            q->obj->name);
+    int r = qcheck(q);
+    return r < 0 ? r : shmstore__seterr(SHMSTORE_ECORRUPT, "queue '%.255s': its cells never "
+                                        "settle", q->obj->name);
 }
 
-/* After publishing into a queue that was deleted meanwhile: its deletion may have swept
- * the cells before our block arrived; take it back so that it is not left behind. */
-static void reclaim_if_deleted(shmstore_queue_t *q, uint64_t t, uint64_t off)
+/* put() with the record held around each attempt, and the waits for room between them
+ * (sleeping holds nothing). */
+static int put_waiting(shmstore_queue_t *q, const struct put_req *p, int64_t timeout_ns,
+                       uint64_t *index)
 {
-    if (!(atomic_load_explicit(&q->obj->flags, memory_order_seq_cst) & OBJ_F_DELETED))
-        return;
-    uint64_t want = off;
-    if (atomic_compare_exchange_strong_explicit(&cell(q, t)->blk, &want, 0, memory_order_seq_cst,
-                                                memory_order_relaxed) &&
-        shmstore__lock(q->s) == 0) {
-        shmstore__blk_release_locked(q->s, off);
-        shmstore__unlock(q->s);
+    uint64_t rec = q->obj_off | REC_CELL, start = shmstore__os_now_mono();
+    for (;;) {
+        struct room_arg a = {q, 0};
+        int r = shmstore__proc_hold(q->s, rec);
+        if (r < 0)
+            return r;
+        r = put(q, p, timeout_ns != 0, index, &a.w);
+        shmstore__proc_unhold(q->s, rec);
+        if (r != 1)
+            return r;
+        int64_t left = -1;
+        if (timeout_ns > 0) {
+            uint64_t spent = shmstore__os_now_mono() - start;
+            if (spent >= (uint64_t)timeout_ns)
+                return shmstore__seterr(-ETIMEDOUT, "queue '%.255s' stayed full (%" PRIu64
+                                        " entries) for the whole timeout", q->obj->name, q->cap);
+            left = timeout_ns - (int64_t)spent;
+        }
+        struct shmstore__waitq wq = waitq(q, WAIT_ROOM);
+        r = shmstore__wait(q->s, &wq, left, room_poll, SLICE_NS, room_slice, &a);
+        if (r < 0 && r != -ETIMEDOUT)
+            return r;
     }
 }
 
@@ -463,34 +624,13 @@ SHMSTORE_API int shmstore_queue_commit(shmstore_queue_t *q, shmstore_queue_res_t
             shmstore_queue_abort(q, res);
         return r;
     }
-    uint64_t rec = q->obj_off | REC_CELL, t = 0, start = shmstore__os_now_mono();
-    for (;;) {
-        struct room_arg a = {q, 0};
-        if ((r = shmstore__proc_hold(q->s, rec)) < 0)
-            return r;
-        r = commit_block(q, res->block_off, timeout_ns != 0, &t, &a.w);
-        shmstore__proc_unhold(q->s, rec);
-        if (r <= 0)
-            break;
-        /* Full: sleep until a cell is freed (not holding the record: sleeping holds
-         * nothing), up to what is left of the timeout. */
-        int64_t left = -1;
-        if (timeout_ns > 0) {
-            uint64_t spent = shmstore__os_now_mono() - start;
-            if (spent >= (uint64_t)timeout_ns)
-                return shmstore__seterr(-ETIMEDOUT, "queue '%.255s' stayed full (%" PRIu64
-                                        " entries) for the whole timeout", q->obj->name, q->cap);
-            left = timeout_ns - (int64_t)spent;
-        }
-        struct shmstore__waitq wq = waitq(q, WAIT_ROOM);
-        r = shmstore__wait(q->s, &wq, left, room_poll, SLICE_NS, room_slice, &a);
-        if (r < 0 && r != -ETIMEDOUT)
-            return r;
-    }
-    if (r < 0)
+    struct put_req p = {.res_off = res->block_off, .res_blk = shmstore__blk(q->s, res->block_off)};
+    if (!p.res_blk)
+        return shmstore__seterr(-EINVAL, "not a reservation of this store");
+    uint64_t t = 0;
+    if ((r = put_waiting(q, &p, timeout_ns, &t)) < 0)
         return r;
     shmstore__unpin(q->s, res->block_off); /* LIVE now: the queue holds it */
-    reclaim_if_deleted(q, t, res->block_off);
     res->block_off = 0;
     res->data = NULL;
     if (index)
@@ -502,36 +642,49 @@ SHMSTORE_API int shmstore_queue_push(shmstore_queue_t *q, const shmstore_datum_t
                                      const void *data, size_t len, int64_t timeout_ns,
                                      uint64_t *index)
 {
-    shmstore_queue_res_t res;
+    struct ver_hdr vh;
+    uint64_t t = 0;
+    shmstore__clearerr();
     if (len && !data)
         return shmstore__seterr(-EINVAL, "data is NULL");
     if (d && d->type == SHMSTORE_T_STR && !shmstore__utf8_valid(data, len))
         return shmstore__seterr(-EINVAL, "a str entry must be valid UTF-8; push it as bytes");
-    int r = shmstore_queue_reserve(q, d, len, &res);
-    if (r < 0)
+    int r = qcheck(q);
+    if (r < 0 || (r = describe(q, d, len, &vh)) < 0)
         return r;
-    if (len)
-        shmstore__copy_in(res.data, data, len);
-    if ((r = shmstore_queue_commit(q, &res, timeout_ns, index)) < 0) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
-        shmstore_queue_abort(q, &res);
-        shmstore__errmsg_restore(msg);
+    /* Into the spare block a copying pop left in the tail's cell: no allocation, no lock. */
+    struct put_req p = {0, NULL, &vh, d ? d->attrs : NULL, data, len, block_len(q, &vh)};
+    r = put_waiting(q, &p, timeout_ns, &t);
+    if (r == 2) { /* no spare that fits: a block of its own */
+        shmstore_queue_res_t res;
+        if ((r = shmstore_queue_reserve(q, d, len, &res)) < 0)
+            return r;
+        if (len)
+            shmstore__copy_in(res.data, data, len);
+        if ((r = shmstore_queue_commit(q, &res, timeout_ns, &t)) < 0) {
+            char msg[512];
+            snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
+            shmstore_queue_abort(q, &res);
+            shmstore__errmsg_restore(msg);
+        }
     }
+    if (r == 0 && index)
+        *index = t;
     return r;
 }
 
-/* ---- reading -------------------------------------------------------------------------- */
+/* ---- taking --------------------------------------------------------------------------- */
 
-/* Block `off` as an entry of ours: DATA, our generation, a descriptor that fits. */
-static struct blk_hdr *entry_blk(shmstore_queue_t *q, uint64_t off)
-{
-    struct blk_hdr *b = shmstore__blk(q->s, off);
-    if (!b || b->tag != BLK_TAG_DATA || b->owner != q->gen ||
-        shmstore__blk_payload_cap(b) < sizeof(struct ver_hdr))
-        return NULL;
-    return b;
-}
+/* What a pop wants: a view (out), a copy (buf), or (NULL request) nothing: a drop. */
+struct take_req {
+    shmstore_view_t *out;
+    void *buf;
+    size_t cap;
+    shmstore_datum_t *d;
+    size_t len;     /* the entry's size (also when it did not fit) */
+    uint64_t index;
+    uint64_t wait_w; /* with 1: the word of the cell at head */
+};
 
 /* With cell `c` TAKING(h, me): finish the pop (store FREE(h + cap)), advance head. */
 static void finish_take(shmstore_queue_t *q, struct queue_cell *c, uint64_t h)
@@ -542,24 +695,81 @@ static void finish_take(shmstore_queue_t *q, struct queue_cell *c, uint64_t h)
     shmstore__wake(&q->qb->not_full, q->qb->room_waiters);
     /* Consumers that found the cell TAKING wait for the head to move. */
     shmstore__wake(&q->qb->not_empty, q->qb->entry_waiters);
+    after_step(q, c);
 }
 
-static int take(shmstore_queue_t *q, size_t cap, size_t *need, shmstore_view_t *out,
-                uint64_t *wait_w)
+/* With cell `c` TAKING(h, me) holding block `b` at `off`: move the entry out as `rq`
+ * asks. Returns 0, or an error with the cell untouched (the caller gives it back). */
+static int move_out(shmstore_queue_t *q, struct queue_cell *c, uint64_t h, uint64_t off,
+                    struct blk_hdr *b, struct take_req *rq)
+{
+    const struct ver_hdr *vh = ver_of(b);
+    if (rq && rq->buf) { /* a copy: the block stays in the cell as its spare */
+        if (vh->len > rq->cap) {
+            rq->len = vh->len;
+            return shmstore__seterr(-ENOBUFS, "queue '%.255s': entry %" PRIu64 " has %" PRIu64
+                                    " bytes; the buffer holds %zu", q->obj->name, h, vh->len,
+                                    rq->cap);
+        }
+        shmstore_datum_t dd;
+        const void *src;
+        int r = shmstore__ver_to_datum(q->s, b, vh, &dd, &src);
+        if (r < 0)
+            return r;
+        if (vh->len)
+            memcpy(rq->buf, src, vh->len);
+        if (rq->d) {
+            dd.attrs = NULL;
+            dd.attrs_len = 0;
+            shmstore__datum_copy(rq->d, &dd);
+        }
+        rq->len = vh->len;
+        rq->index = h;
+        /* Spare first, then the entry goes: a crash between leaves both naming the block,
+         * which recovery reads as "not popped" (and clears the spare). */
+        uint64_t sp = atomic_load_explicit(&c->spare, memory_order_relaxed);
+        if (!sp)
+            atomic_store_explicit(&c->spare, off, memory_order_relaxed);
+        atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
+        if (sp && shmstore__lock(q->s) == 0) { /* the cell has a spare already */
+            shmstore__blk_release_locked(q->s, off);
+            shmstore__unlock(q->s);
+        }
+        return 0;
+    }
+    shmstore_view_t v, *out = rq ? rq->out : &v;
+    /* A view: pinned through the cell, as a deletion of the queue may sweep it. */
+    int r = shmstore__pin(q->s, off, &c->blk);
+    if (r == 1)
+        r = qcheck(q) < 0 ? -ESTALE : SHMSTORE_ECORRUPT;
+    if (r == 0 && (r = shmstore__view_fill(q->s, b, off, h, out)) < 0)
+        shmstore__unpin(q->s, off);
+    if (r < 0)
+        return r;
+    /* The queue lets go: ORPHAN before the cell forgets it, so that recovery can tell a
+     * finished take from one that did not happen. The last view frees the block. */
+    atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
+    atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
+    if (!rq)
+        shmstore_view_release(&v); /* a drop */
+    return 0;
+}
+
+static int take(shmstore_queue_t *q, struct take_req *rq)
 {
     struct queue_body *qb = q->qb;
     uint32_t me = q->s->slot;
     for (long spins = 0; spins < SPINS_MAX; spins++) {
         uint64_t h = atomic_load_explicit(&qb->head, memory_order_acquire);
         struct queue_cell *c = cell(q, h);
-        /* seq_cst: pairs with commit's READY store against our waiter bit (wait.c) */
+        /* seq_cst: pairs with put()'s READY store against our waiter bit (wait.c) */
         uint64_t w = atomic_load_explicit(&c->seq, memory_order_seq_cst);
         if (w == cword(h, CELL_READY, 0)) {
             if (!atomic_compare_exchange_strong_explicit(&c->seq, &w, cword(h, CELL_TAKING, me),
                                                          memory_order_acq_rel,
                                                          memory_order_relaxed))
                 continue;
-            /* The block is fixed while the cell is ours: it can leave only through us. */
+            /* The block is fixed while the cell is ours: it leaves only through us. */
             uint64_t off = atomic_load_explicit(&c->blk, memory_order_acquire);
             if (off == 0) { /* a hole */
                 atomic_fetch_add_explicit(&qb->holes_popped, 1, memory_order_relaxed);
@@ -567,28 +777,14 @@ static int take(shmstore_queue_t *q, size_t cap, size_t *need, shmstore_view_t *
                 continue;
             }
             struct blk_hdr *b = entry_blk(q, off);
-            int r = b ? 0 : shmstore__seterr(SHMSTORE_ECORRUPT, "queue '%.255s': entry %" PRIu64
-                                             " names an invalid block", q->obj->name, h);
-            if (r == 0 && ver_of(b)->len > cap) {
-                *need = ver_of(b)->len;
-                r = shmstore__seterr(-ENOBUFS, "queue '%.255s': entry %" PRIu64 " has %" PRIu64
-                                     " bytes; the buffer holds %zu", q->obj->name, h,
-                                     ver_of(b)->len, cap);
-            }
-            /* Pinned through the cell: a deletion of the queue may sweep it meanwhile. */
-            if (r == 0 && (r = shmstore__pin(q->s, off, &c->blk)) == 1)
-                r = qcheck(q) < 0 ? -ESTALE : SHMSTORE_ECORRUPT;
-            if (r == 0 && (r = shmstore__view_fill(q->s, b, off, h, out)) < 0)
-                shmstore__unpin(q->s, off);
+            int r = b ? move_out(q, c, h, off, b, rq)
+                      : shmstore__seterr(SHMSTORE_ECORRUPT, "queue '%.255s': entry %" PRIu64
+                                         " names an invalid block", q->obj->name, h);
             if (r < 0) { /* the entry stays: back to READY (the head never left it) */
                 atomic_store_explicit(&c->seq, cword(h, CELL_READY, 0), memory_order_seq_cst);
                 shmstore__wake(&qb->not_empty, qb->entry_waiters);
                 return r;
             }
-            /* The queue lets go: ORPHAN before the cell forgets it, so that recovery can
-             * tell a finished take from one that did not happen. */
-            atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
-            atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
             finish_take(q, c, h);
             return 0;
         }
@@ -599,55 +795,50 @@ static int take(shmstore_queue_t *q, size_t cap, size_t *need, shmstore_view_t *
         /* Empty, or the entry at head is being committed or taken (a taker may give it
          * back, so nobody moves the head past a TAKING cell but its taker). */
         if (cidx_is(w, h) && cstate(w) != CELL_READY) {
-            *wait_w = w;
+            if (rq)
+                rq->wait_w = w;
             return 1;
         }
     }
-    return shmstore__seterr(SHMSTORE_ECORRUPT, "queue '%.255s': its cells never settle",
-                            q->obj->name);
+    int r = qcheck(q);
+    return r < 0 ? r : shmstore__seterr(SHMSTORE_ECORRUPT, "queue '%.255s': its cells never "
+                                        "settle", q->obj->name);
 }
 
 struct take_arg {
     shmstore_queue_t *q;
-    size_t cap, need;
-    shmstore_view_t *out;
-    uint64_t w;
+    struct take_req *rq;
 };
 
 static int take_poll(void *arg)
 {
     struct take_arg *a = arg;
-    int r = qcheck(a->q);
-    if (r < 0)
-        return r;
+    int r;
     /* The record only around the attempt: a sleeping consumer holds nothing. */
     uint64_t rec = a->q->obj_off | REC_CELL;
     if ((r = shmstore__proc_hold(a->q->s, rec)) < 0)
         return r;
-    r = take(a->q, a->cap, &a->need, a->out, &a->w);
+    r = take(a->q, a->rq);
     shmstore__proc_unhold(a->q->s, rec);
-    return r == 0 ? 1 : r == 1 ? 0 : r;
+    return r == 0 ? 1 : r == 1 ? qcheck(a->q) : r; /* empty: deleted meanwhile? */
 }
 
 static int take_slice(void *arg)
 {
     struct take_arg *a = arg;
-    check_owner(a->q, a->w);
+    check_owner(a->q, a->rq->wait_w);
     return 0;
 }
 
-static int pop(shmstore_queue_t *q, int64_t timeout_ns, size_t cap, size_t *need,
-               shmstore_view_t *out)
+static int pop(shmstore_queue_t *q, int64_t timeout_ns, struct take_req *rq)
 {
-    struct take_arg a = {q, cap, 0, out, 0};
+    struct take_arg a = {q, rq};
     shmstore__clearerr();
     int r = qcheck(q);
     if (r < 0)
         return r;
     struct shmstore__waitq wq = waitq(q, WAIT_ENTRY);
     r = shmstore__wait(q->s, &wq, timeout_ns, take_poll, SLICE_NS, take_slice, &a);
-    if (r == -ENOBUFS)
-        *need = a.need;
     if (r == -ETIMEDOUT)
         return shmstore__seterr(r, "queue '%.255s' is empty", q->obj->name);
     return r < 0 ? r : 0;
@@ -655,34 +846,22 @@ static int pop(shmstore_queue_t *q, int64_t timeout_ns, size_t cap, size_t *need
 
 SHMSTORE_API int shmstore_queue_pop(shmstore_queue_t *q, int64_t timeout_ns, shmstore_view_t *out)
 {
-    size_t need;
-    return pop(q, timeout_ns, SIZE_MAX, &need, out);
+    struct take_req rq = {.out = out};
+    return pop(q, timeout_ns, &rq);
 }
 
 SHMSTORE_API int shmstore_queue_pop_copy(shmstore_queue_t *q, int64_t timeout_ns,
                                          shmstore_datum_t *d, void *buf, size_t cap,
                                          size_t *len, uint64_t *index)
 {
-    shmstore_view_t v;
-    size_t need = 0;
-    int r = pop(q, timeout_ns, cap, &need, &v);
-    if (r == -ENOBUFS && len)
-        *len = need;
-    if (r < 0)
-        return r;
-    if (v.len)
-        memcpy(buf, v.data, v.len);
-    if (d) {
-        shmstore__datum_copy(d, &v.desc);
-        d->attrs = NULL;
-        d->attrs_len = 0;
-    }
-    if (len)
-        *len = v.len;
-    if (index)
-        *index = v.version;
-    shmstore_view_release(&v);
-    return 0;
+    char none;
+    struct take_req rq = {.buf = buf ? buf : &none, .cap = buf ? cap : 0, .d = d};
+    int r = pop(q, timeout_ns, &rq);
+    if ((r == 0 || r == -ENOBUFS) && len)
+        *len = rq.len;
+    if (r == 0 && index)
+        *index = rq.index;
+    return r;
 }
 
 /* A view of entry i if the queue holds it: 0, 1 (not there) or an error. */
@@ -885,6 +1064,9 @@ static void queue_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *ou
     out->next_index = t;
     out->version = t;
     out->dropped = atomic_load_explicit(&qb->dropped, memory_order_relaxed);
+    for (uint64_t k = 0; k < q.cap; k++)
+        out->footprint += shmstore__blk_footprint(s, atomic_load_explicit(&q.cells[k].spare,
+                                                                          memory_order_relaxed));
     for (uint64_t i = h; i != t; i++) {
         struct queue_cell *c = cell(&q, i);
         uint64_t off = atomic_load_explicit(&c->blk, memory_order_relaxed);
@@ -909,6 +1091,13 @@ SHMSTORE_API int shmstore_queue_info(shmstore_queue_t *q, shmstore_obj_info_t *o
         return r;
     shmstore__obj_info(q->s, q->obj, out);
     return 0;
+}
+
+static bool spare_bad(shmstore_t *s, struct obj_hdr *o, struct queue_cell *c, uint64_t blk)
+{
+    uint64_t sp = atomic_load_explicit(&c->spare, memory_order_relaxed);
+    struct blk_hdr *b = sp ? shmstore__blk(s, sp) : NULL;
+    return sp && (sp == blk || !b || b->tag != BLK_TAG_DATA || b->owner != o->gen);
 }
 
 static int queue_check(shmstore_t *s, struct obj_hdr *o, char *rep, size_t cap, size_t *pos)
@@ -945,6 +1134,10 @@ static int queue_check(shmstore_t *s, struct obj_hdr *o, char *rep, size_t cap, 
             shmstore__report(rep, cap, pos, "queue '%.*s': entry %" PRIu64 " is held by slot %u, "
                              "which is free\n", (int)o->name_len, o->name, i, cowner(w));
             bad = 1;
+        } else if (spare_bad(s, o, &cells[k], off)) {
+            shmstore__report(rep, cap, pos, "queue '%.*s': cell %" PRIu64 " has a spare that is "
+                             "not its block\n", (int)o->name_len, o->name, k);
+            bad = 1;
         } else if (st == CELL_FREE && off) {
             shmstore__report(rep, cap, pos, "queue '%.*s': free cell %" PRIu64 " names a block\n",
                              (int)o->name_len, o->name, k);
@@ -960,7 +1153,8 @@ static int queue_refs(shmstore_t *s, struct obj_hdr *o, int (*add)(void *, uint6
     struct queue_cell *cells = cells_of(o);
     int r = 0;
     for (uint64_t k = 0; k < n && r == 0; k++)
-        r = add(arg, atomic_load_explicit(&cells[k].blk, memory_order_relaxed));
+        if ((r = add(arg, atomic_load_explicit(&cells[k].blk, memory_order_relaxed))) == 0)
+            r = add(arg, atomic_load_explicit(&cells[k].spare, memory_order_relaxed));
     return r;
 }
 
@@ -970,9 +1164,10 @@ static _Atomic uint64_t *queue_waiters(struct obj_hdr *o, unsigned which)
     return which == WAIT_ROOM ? qb->room_waiters : which == WAIT_ENTRY ? qb->entry_waiters : NULL;
 }
 
-/* Kind op `del`: no lock to take first (producers and consumers never block deletion);
- * the cells are swept under the mutex, and whoever publishes or pins after the sweep
- * sees the DELETED flag (commit takes its block back; a pop's hazard fails). */
+/* Kind op `del`: no lock to take first (producers and consumers never block deletion).
+ * Under the mutex, the queue is flagged deleted, then every idle cell (FREE or READY) is
+ * claimed for good (TAKING by us) and its blocks released; a busy cell's mover releases
+ * them itself once it sees the flag (after_step). */
 static int queue_delete(shmstore_t *s, uint64_t off, uint64_t gen)
 {
     int r = shmstore__lock(s);
@@ -987,10 +1182,14 @@ static int queue_delete(shmstore_t *s, uint64_t off, uint64_t gen)
         shmstore__index_remove(s, o->hash, off);
         s->hdr->n_objects--;
         for (uint64_t k = 0; k < n; k++) {
-            /* seq_cst: the block leaves the cell before its hazards are read (proc.c) */
-            uint64_t b = atomic_exchange_explicit(&cells[k].blk, 0, memory_order_seq_cst);
-            if (b)
-                shmstore__blk_release_locked(s, b);
+            uint64_t w = atomic_load_explicit(&cells[k].seq, memory_order_seq_cst);
+            while ((cstate(w) == CELL_FREE || cstate(w) == CELL_READY) &&
+                   !atomic_compare_exchange_weak_explicit(
+                       &cells[k].seq, &w, cword(w >> CELL_IDX_SHIFT, CELL_TAKING, s->slot),
+                       memory_order_seq_cst, memory_order_seq_cst))
+                ;
+            if (cstate(w) == CELL_FREE || cstate(w) == CELL_READY)
+                sweep_locked(s, &cells[k]);
         }
         shmstore__blk_release_locked(s, off); /* ORPHAN: handles keep it until they close */
         shmstore__wake(&qb->not_empty, qb->entry_waiters);

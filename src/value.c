@@ -415,12 +415,9 @@ static int begin_write(shmstore_value_t *v, const struct ver_hdr *vh, const void
 }
 
 /* A NULL descriptor means BYTES (put and reserve). */
-static const shmstore_datum_t *or_bytes(const shmstore_datum_t *d, shmstore_datum_t *tmp)
+static const shmstore_datum_t *or_bytes(const shmstore_datum_t *d)
 {
-    if (d)
-        return d;
-    shmstore_datum_init(tmp, SHMSTORE_T_BYTES);
-    return tmp;
+    return d ? d : &shmstore__bytes_datum;
 }
 
 static void *block_data(shmstore_value_t *v, int k)
@@ -439,11 +436,10 @@ static void end_write(shmstore_value_t *v, int k)
 SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t *d,
                                     const void *data, size_t len, unsigned flags)
 {
-    shmstore_datum_t bytes;
     struct ver_hdr vh;
     int k;
     shmstore__clearerr();
-    d = or_bytes(d, &bytes);
+    d = or_bytes(d);
     if (len && !data)
         return shmstore__seterr(-EINVAL, "data is NULL");
     if (d->type == SHMSTORE_T_STR && !shmstore__utf8_valid(data, len))
@@ -460,14 +456,13 @@ SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t 
 SHMSTORE_API int shmstore_value_reserve(shmstore_value_t *v, const shmstore_datum_t *d,
                                         size_t len, unsigned flags, void **data)
 {
-    shmstore_datum_t bytes;
     struct ver_hdr vh;
     int k;
     shmstore__clearerr();
     if (v->reserved_rot != NO_ROT)
         return shmstore__seterr(-EINVAL, "value '%.255s': a version is already reserved on this "
                                 "handle; commit or abort it first", v->obj->name);
-    d = or_bytes(d, &bytes);
+    d = or_bytes(d);
     int r = shmstore__datum_to_ver(d, len, &vh);
     if (r < 0 || (r = begin_write(v, &vh, d->attrs, flags, &k)) < 0)
         return r;

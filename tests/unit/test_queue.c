@@ -203,6 +203,43 @@ static void test_queue_pop_view_outlives(void **state)
     assert_true(used_bytes(f->s) == base);
 }
 
+/* A copying pop leaves the entry's block in its cell for the next lap's push; a reader
+ * still holding that block keeps its bytes (the push takes another block). */
+static void test_queue_spare_blocks(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t idx, base = 0;
+    for (uint64_t i = 0; i < 8; i++) /* one lap: every cell gets a spare */
+        push_u64(f->q, i);
+    for (uint64_t i = 0; i < 8; i++)
+        pop_u64(f->q, &idx);
+    base = used_bytes(f->s);
+    for (uint64_t lap = 1; lap < 50; lap++) { /* steady state: no allocation at all */
+        for (uint64_t i = 0; i < 8; i++)
+            push_u64(f->q, 100 * lap + i);
+        for (uint64_t i = 0; i < 8; i++)
+            assert_int_equal(pop_u64(f->q, &idx), 100 * lap + i);
+        assert_int_equal(used_bytes(f->s), base);
+    }
+    shmstore_view_t r;
+    uint64_t first = push_u64(f->q, 77);
+    T_OK(shmstore_queue_read(f->q, first, &r));
+    assert_int_equal(pop_u64(f->q, &idx), 77); /* its block is now the cell's spare */
+    for (uint64_t i = 0; i < 8; i++)           /* the next lap reaches that cell */
+        push_u64(f->q, 500 + i);
+    assert_int_equal(*(const uint64_t *)r.data, 77); /* untouched: the push took another */
+    for (uint64_t i = 0; i < 8; i++)
+        assert_int_equal(pop_u64(f->q, &idx), 500 + i);
+    shmstore_view_release(&r);
+    t_assert_clean(f->s);
+    /* A bigger entry than the spare holds gets a block of its own. */
+    char big[4000] = "big";
+    T_OK(shmstore_queue_push(f->q, NULL, big, sizeof(big), 0, NULL));
+    size_t len;
+    T_OK(shmstore_queue_pop_copy(f->q, 0, NULL, big, sizeof(big), &len, &idx));
+    assert_string_equal(big, "big");
+}
+
 static void test_queue_pop_copy_small_buffer(void **state)
 {
     struct fixture *f = *state;
@@ -640,6 +677,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_reserve_commit_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_read_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_pop_view_outlives, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_spare_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_pop_copy_small_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_errors, setup, teardown),
