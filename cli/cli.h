@@ -127,6 +127,11 @@ const char *cli_type_name(uint32_t type);
 
 /* "int64", "str", "array <f8 (3, 4)" into buf. Returns buf. */
 const char *cli_fmt_desc(const shmstore_datum_t *d, char *buf, size_t cap);
+/* What an object holds, for the TYPE column: a value's descriptor ("-" when never
+ * written), a queue's fill ("12/1024 entries"). */
+const char *cli_fmt_type(const shmstore_obj_info_t *o, char *buf, size_t cap);
+/* The name of a queue's full policy: "block", "drop_oldest", "error". */
+const char *cli_queue_full_name(uint32_t full);
 
 /* Print a payload for humans, newline-terminated: scalars and strings in full, bytes
  * escaped and cut, arrays summarized (dtype, shape, first/last values, min/max). */

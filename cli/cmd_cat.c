@@ -12,8 +12,9 @@ const struct cli_cmd cli_cmd_cat = {
     "cat", run, "print the current value of an object",
     "Usage: shmstore cat [--raw] STORE/NAME\n"
     "\n"
-    "Print the current version of the value STORE/NAME. Numbers and strings are printed\n"
-    "in full; bytes are escaped and cut after 256; arrays are summarized: dtype, shape,\n"
+    "Print the current version of the value STORE/NAME, or the newest entry of the\n"
+    "queue STORE/NAME (which stays in the queue). Numbers and strings are printed in\n"
+    "full; bytes are escaped and cut after 256; arrays are summarized: dtype, shape,\n"
     "the first and last items and, for numbers, the minimum and maximum. The value is\n"
     "read through a zero-copy view: writers are never blocked.\n"
     "\n"
@@ -58,8 +59,30 @@ static int run(int argc, char **argv, struct cli_ctx *ctx)
     arg = argv[optind];
     if ((rc = cli_parse_target(&cli_cmd_cat, arg, 1, &t)) != 0)
         return rc;
-    if ((rc = cli_open_value(ctx, &t, arg, &s, &v)) != 0)
+    if ((rc = cli_open_store(ctx, t.store, &s)) != 0)
         return rc;
+    shmstore_queue_t *q = NULL;
+    rc = shmstore_value_open(s, t.name, 0, &v);
+    if (rc == SHMSTORE_EKIND && (rc = shmstore_queue_open(s, t.name, 0, NULL, &q)) == 0) {
+        /* A queue: its newest entry, left in the queue. */
+        rc = shmstore_queue_read_latest(q, &view);
+        if (rc == 0) {
+            rc = show(&view, is_raw);
+            shmstore_view_release(&view);
+        }
+        rc = rc == -ENOENT ? cli_fail(CLI_EX_NOINPUT, "%s: the queue is empty", arg)
+             : rc < 0      ? cli_error(rc, t.store, "%s: cannot read", arg)
+                           : rc;
+        shmstore_queue_close(q);
+        shmstore_close(s);
+        return rc;
+    }
+    if (rc != 0) {
+        rc = rc == -ENOENT ? cli_fail(CLI_EX_NOINPUT, "%s: no such object", arg)
+                           : cli_error(rc, t.store, "%s: cannot open", arg);
+        shmstore_close(s);
+        return rc;
+    }
     rc = shmstore_value_view(v, &view);
     if (rc == SHMSTORE_ENOVALUE) {
         rc = cli_fail(CLI_EX_NOINPUT, "%s: the value has never been written", arg);

@@ -93,6 +93,28 @@ static int info_object(shmstore_t *s, const struct cli_target *t, const char *ar
     }
     printf("object       %s/%s\n", t->store, o.name);
     printf("kind         %s%s\n", shmstore_kind_name(o.kind), o.is_sealed ? " (sealed)" : "");
+    if (o.kind == SHMSTORE_KIND_QUEUE) {
+        printf("entries      %" PRIu64 " of %" PRIu64 " (when full: %s)\n", o.count, o.capacity,
+               cli_queue_full_name(o.full));
+        if (o.slot_size)
+            printf("slot size    %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o.slot_size, b[0], 32),
+                   o.slot_size);
+        else
+            printf("slot size    any\n");
+        printf("indices      %" PRIu64 " .. %" PRIu64 " (next pop .. next commit)\n",
+               o.first_index, o.next_index);
+        printf("dropped      %" PRIu64 "\n", o.dropped);
+        printf("pinned       %" PRIu32 " entries held by views\n", o.n_pinned);
+        printf("waiting      %" PRIu32 " producer / %" PRIu32 " consumer processes\n",
+               o.producers_waiting, o.consumers_waiting);
+        printf("size         %s (%" PRIu64 " bytes in entries)\n", cli_fmt_bytes(o.size, b[0], 32),
+               o.size);
+        printf("footprint    %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o.footprint, b[1], 32),
+               o.footprint);
+        printf("modified     %s (%" PRIu64 " ns, newest entry)\n",
+               cli_fmt_time(o.mtime_ns, when, sizeof when), o.mtime_ns);
+        return CLI_EX_OK;
+    }
     printf("type         %s\n", o.version ? cli_fmt_desc(&o.desc, type, sizeof type)
                                           : "- (never written)");
     printf("size         %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o.size, b[0], 32), o.size);

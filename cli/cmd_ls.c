@@ -17,7 +17,8 @@ const struct cli_cmd cli_cmd_ls = {
     "\n"
     "Without STORE, list the stores of the store directory: memory used, committed and\n"
     "capacity, number of objects and of attached processes (other than this one).\n"
-    "With STORE, list its objects (name, kind, type with dtype and shape, size, version,\n"
+    "With STORE, list its objects (name, kind, type with dtype and shape - for a queue,\n"
+    "its entries and capacity -, size, version - for a queue, the next entry's index -,\n"
     "time of the last change), then the processes attached to it and whether each is\n"
     "alive. With STORE/PREFIX, only the objects whose names start with PREFIX.\n"
     "\n"
@@ -199,7 +200,7 @@ static void print_objects(const shmstore_obj_info_t *o, size_t n)
     for (i = 0; i < n; i++) {
         printf("%-*s  %-5s  %-24s %10s %8" PRIu64 "  %s%s\n", w, o[i].name,
                shmstore_kind_name(o[i].kind),
-               o[i].version ? cli_fmt_desc(&o[i].desc, type, sizeof type) : "-",
+               cli_fmt_type(&o[i], type, sizeof type),
                cli_fmt_bytes(o[i].size, size, sizeof size), o[i].version,
                cli_fmt_time(o[i].mtime_ns, when, sizeof when), o[i].is_sealed ? " sealed" : "");
     }

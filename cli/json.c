@@ -93,7 +93,15 @@ void cli_json_obj(FILE *f, const shmstore_obj_info_t *o)
             ", \"mtime_ns\": %" PRIu64 ", \"size\": %" PRIu64 ", \"footprint\": %" PRIu64 ", ",
             shmstore_kind_name(o->kind), o->is_sealed ? "true" : "false", o->version, o->mtime_ns,
             o->size, o->footprint);
-    if (o->version == 0)
+    if (o->kind == SHMSTORE_KIND_QUEUE)
+        fprintf(f, "\"type\": null, \"count\": %" PRIu64 ", \"capacity\": %" PRIu64
+                   ", \"slot_size\": %" PRIu64 ", \"full\": \"%s\", \"first_index\": %" PRIu64
+                   ", \"next_index\": %" PRIu64 ", \"dropped\": %" PRIu64 ", \"pinned\": %" PRIu32
+                   ", \"producers_waiting\": %" PRIu32 ", \"consumers_waiting\": %" PRIu32,
+                o->count, o->capacity, o->slot_size, cli_queue_full_name(o->full), o->first_index,
+                o->next_index, o->dropped, o->n_pinned, o->producers_waiting,
+                o->consumers_waiting);
+    else if (o->version == 0)
         fputs("\"type\": null", f); /* never written: there is no descriptor yet */
     else
         cli_json_desc(f, &o->desc);

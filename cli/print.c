@@ -58,6 +58,26 @@ const char *cli_type_name(uint32_t type)
     return type < SHMSTORE_T__COUNT ? names[type] : "?";
 }
 
+const char *cli_fmt_type(const shmstore_obj_info_t *o, char *buf, size_t cap)
+{
+    if (o->kind == SHMSTORE_KIND_QUEUE) {
+        snprintf(buf, cap, "%" PRIu64 "/%" PRIu64 " entries", o->count, o->capacity);
+        return buf;
+    }
+    if (!o->version) {
+        snprintf(buf, cap, "-");
+        return buf;
+    }
+    return cli_fmt_desc(&o->desc, buf, cap);
+}
+
+const char *cli_queue_full_name(uint32_t full)
+{
+    return full == SHMSTORE_QUEUE_DROP_OLDEST ? "drop_oldest"
+           : full == SHMSTORE_QUEUE_ERROR     ? "error"
+                                              : "block";
+}
+
 const char *cli_fmt_desc(const shmstore_datum_t *d, char *buf, size_t cap)
 {
     size_t pos;

@@ -43,6 +43,9 @@
  *   a hole; TAKING with the block still LIVE -> READY again (the pop did not happen),
  *   otherwise -> a hole (the block was taken: the dead consumer's lease frees it).
  *   Waiters that sleep a whole slice on a cell owned by a dead process recover it.
+ * - A block loses its last reference (a cell's blk or spare, a pin) only under the
+ *   metadata mutex, or ORPHAN and pinned: after a process dies holding the mutex, the
+ *   repair pass frees every block nothing references, and must not free one in flight.
  * - Deletion flags the queue, then claims every idle cell for good and releases its
  *   blocks; a cell busy meanwhile is released by its mover, who checks the flag after its
  *   last store (after_step).
@@ -258,16 +261,18 @@ static void fix_cell(shmstore_t *s, struct queue_body *qb, struct queue_cell *c,
         atomic_store_explicit(&c->spare, 0, memory_order_relaxed); /* died moving it */
     if (!keep) {
         /* A hole: the producer died before storing a block, or the consumer had taken it
-         * (its block is ORPHAN: freed below, or by the dead consumer's lease). */
+         * (its block is ORPHAN: freed here, or by the dead consumer's lease). The cell
+         * lets go of it under the mutex (see move_out). */
+        bool locked = b && shmstore__lock(s) == 0;
         atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
+        if (locked) {
+            shmstore__blk_free_if_unpinned(s, off, b);
+            shmstore__unlock(s);
+        }
         atomic_fetch_add_explicit(&qb->holes_made, 1, memory_order_relaxed);
     }
     atomic_compare_exchange_strong_explicit(&c->seq, &w, cword(i, CELL_READY, 0),
                                             memory_order_seq_cst, memory_order_relaxed);
-    if (b && !keep && shmstore__lock(s) == 0) {
-        shmstore__blk_free_if_unpinned(s, off, b);
-        shmstore__unlock(s);
-    }
 }
 
 /* Kind op `recover`: slot `dead` was moving cells of this queue. */
@@ -727,14 +732,17 @@ static int move_out(shmstore_queue_t *q, struct queue_cell *c, uint64_t h, uint6
         rq->index = h;
         /* Spare first, then the entry goes: a crash between leaves both naming the block,
          * which recovery reads as "not popped" (and clears the spare). */
-        uint64_t sp = atomic_load_explicit(&c->spare, memory_order_relaxed);
-        if (!sp)
+        if (!atomic_load_explicit(&c->spare, memory_order_relaxed)) {
             atomic_store_explicit(&c->spare, off, memory_order_relaxed);
-        atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
-        if (sp && shmstore__lock(q->s) == 0) { /* the cell has a spare already */
+            atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
+        } else if (shmstore__lock(q->s) == 0) {
+            /* The cell has a spare already: the block goes. Under the mutex, as every
+             * block that loses its last reference: repair (after a process died holding
+             * the mutex) frees what nothing references. */
+            atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
             shmstore__blk_release_locked(q->s, off);
             shmstore__unlock(q->s);
-        }
+        } /* else: the mutex is broken; the block stays the entry's, and the copy is ours */
         return 0;
     }
     shmstore_view_t v, *out = rq ? rq->out : &v;
@@ -967,18 +975,16 @@ SHMSTORE_API int shmstore_queue_delete(shmstore_queue_t *q, uint64_t index, int 
     } else if (!force && shmstore__blk_pinned(b)) {
         r = shmstore__seterr(-EBUSY, "queue '%.255s': entry %" PRIu64 " is held by a reader's "
                              "view; release it first, or delete with force", q->obj->name, index);
-    } else {
-        atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
+    } else if ((r = shmstore__lock(q->s)) == 0) {
+        /* The cell lets go of the block under the mutex (see move_out); views keep it. */
         atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
+        shmstore__blk_release_locked(q->s, off);
+        shmstore__unlock(q->s);
         atomic_fetch_add_explicit(&q->qb->holes_made, 1, memory_order_relaxed);
     }
     if (took) /* give the cell back READY: the entry, or now a hole */
         atomic_store_explicit(&c->seq, cword(index, CELL_READY, 0), memory_order_seq_cst);
     shmstore__proc_unhold(q->s, rec);
-    if (r == 0 && (r = shmstore__lock(q->s)) == 0) {
-        shmstore__blk_free_if_unpinned(q->s, off, b); /* views keep it (ORPHAN) */
-        shmstore__unlock(q->s);
-    }
     return r > 0 ? not_there(q, index) : r;
 }
 

@@ -1,5 +1,6 @@
 /* fuzz_store.c - hostile store bytes: the fuzzer's input overwrites parts of a small,
- * valid store file (header, process table, index, object headers, version blocks, any
+ * valid store file (header, process table, index, object headers - values and a queue
+ * with entries, spare blocks and a hole -, version and entry blocks, any
  * block header or any offset), then every public call runs against it. Requirements:
  * no crash, no sanitizer report, no hang, and every call returns 0 or a negative code
  * (callbacks' own values excepted).
@@ -141,6 +142,22 @@ static void build_pristine(void)
     if ((rc = shmstore_value_open(s, "empty", SHMSTORE_V_CREATE, &v)))
         die("empty", rc);
     shmstore_value_close(v);
+    /* A queue that has wrapped: entries, spare blocks left by pops, a hole, a view. */
+    shmstore_queue_t *q = NULL;
+    shmstore_queue_options_t qo = {.capacity = 4, .full = SHMSTORE_QUEUE_DROP_OLDEST};
+    if ((rc = shmstore_queue_open(s, "jobs", SHMSTORE_Q_CREATE, &qo, &q)))
+        die("queue", rc);
+    for (uint64_t i = 0; i < 7; i++) {
+        uint64_t x = i;
+        size_t len;
+        if ((rc = shmstore_queue_push(q, NULL, &x, sizeof(x), 0, NULL)))
+            die("push", rc);
+        if (i < 3 && (rc = shmstore_queue_pop_copy(q, 0, NULL, &x, sizeof(x), &len, NULL)))
+            die("pop", rc);
+    }
+    if ((rc = shmstore_queue_delete(q, 5, 0)))
+        die("queue delete", rc);
+    shmstore_queue_close(q);
     char report[1024];
     if ((rc = shmstore_check(s, report, sizeof(report))))
         die(report, rc);
@@ -330,6 +347,47 @@ static void exercise_value(shmstore_t *s, const char *name, uint8_t *buf, size_t
     shmstore_value_close(v);
 }
 
+static void exercise_queue(shmstore_t *s, const char *name, uint8_t *buf, size_t cap)
+{
+    shmstore_queue_t *q = NULL;
+    shmstore_obj_info_t info;
+    shmstore_view_t view, batch[2];
+    shmstore_queue_res_t res;
+    shmstore_datum_t d;
+    uint64_t n, idx[4], x = 42;
+    size_t len;
+    if (shmstore_queue_open(s, name, 0, NULL, &q) != 0)
+        return;
+    EXPECT_RC(shmstore_queue_info(q, &info));
+    EXPECT_RC(shmstore_queue_count(q, &n));
+    EXPECT_RC(shmstore_queue_indices(q, idx, 4, &len));
+    if (shmstore_queue_read_latest(q, &view) == 0) {
+        memcpy(buf, view.data, view.len < cap ? view.len : cap);
+        shmstore_view_release(&view);
+    }
+    for (uint64_t i = 0; i < 8; i++)
+        if (shmstore_queue_read(q, i, &view) == 0)
+            shmstore_view_release(&view);
+    idx[0] = 3;
+    idx[1] = 4;
+    if (shmstore_queue_read_batch(q, idx, 2, batch) == 0) {
+        shmstore_view_release(&batch[0]);
+        shmstore_view_release(&batch[1]);
+    }
+    EXPECT_RC(shmstore_queue_pop_copy(q, 0, &d, buf, cap, &len, &n));
+    if (shmstore_queue_pop(q, 0, &view) == 0)
+        shmstore_view_release(&view);
+    EXPECT_RC(shmstore_queue_push(q, NULL, &x, sizeof(x), 0, &n));
+    EXPECT_RC(shmstore_queue_push(q, NULL, buf, 5000, 0, &n));
+    if (shmstore_queue_reserve(q, NULL, 100, &res) == 0) {
+        memset(res.data, 1, 100);
+        if (shmstore_queue_commit(q, &res, 0, &n) != 0)
+            shmstore_queue_abort(q, &res);
+    }
+    EXPECT_RC(shmstore_queue_delete(q, 6, 1));
+    shmstore_queue_close(q);
+}
+
 static void run_store_calls(void)
 {
     shmstore_t *s = NULL;
@@ -353,12 +411,16 @@ static void run_store_calls(void)
         exercise_value(s, fixed[i], buf, sizeof(buf));
     for (int i = 0; i < ns.n && i < 8; i++)
         exercise_value(s, ns.name[i], buf, sizeof(buf));
+    exercise_queue(s, "jobs", buf, sizeof(buf));
+    for (int i = 0; i < ns.n && i < 8; i++)
+        exercise_queue(s, ns.name[i], buf, sizeof(buf));
 
     /* New objects in a damaged heap. */
     EXPECT_RC(shmstore_put(s, "new/one", NULL, buf, 1000, 0));
     EXPECT_RC(shmstore_put(s, "new/two", NULL, buf, 20000, 0));
     EXPECT_RC(shmstore_delete(s, "counter"));
     EXPECT_RC(shmstore_delete(s, "new/one"));
+    EXPECT_RC(shmstore_delete(s, "jobs"));
     EXPECT_RC(shmstore_gc(s, &gs));
     EXPECT_RC(shmstore_check(s, report, sizeof(report)));
     EXPECT_RC(shmstore_stat(s, &st));

@@ -347,6 +347,36 @@ static void test_queue_listed(void **state)
     assert_int_equal(count_of(f->q), 1);
 }
 
+/* A million entries: one fd and one mapping still, whatever the number of entries. */
+static void test_queue_million_entries(void **state)
+{
+    (void)state;
+    char name[128];
+    t_store_name(name, sizeof(name));
+    shmstore_t *s = t_open_new(name, 1ull << 30);
+    long fds = t_count_fds(), maps = t_count_shared_maps();
+    uint64_t n = 1000000, idx;
+    shmstore_queue_t *q = open_queue(s, "big", n, SHMSTORE_QUEUE_ERROR);
+    for (uint64_t i = 0; i < n; i++)
+        assert_int_equal(push_u64(q, i), i);
+    assert_int_equal(count_of(q), n);
+    uint64_t x = 0;
+    T_ASSERT_RC(shmstore_queue_push(q, NULL, &x, sizeof(x), 0, NULL), -EAGAIN);
+    assert_int_equal(t_count_fds(), fds);
+    assert_int_equal(t_count_shared_maps(), maps);
+    shmstore_view_t v;
+    T_OK(shmstore_queue_read_latest(q, &v)); /* O(1): the newest, at the tail */
+    assert_int_equal(v.version, n - 1);
+    shmstore_view_release(&v);
+    for (uint64_t i = 0; i < n; i++)
+        assert_int_equal(pop_u64(q, &idx), i);
+    assert_int_equal(count_of(q), 0);
+    assert_int_equal(t_count_fds(), fds);
+    assert_int_equal(t_count_shared_maps(), maps);
+    shmstore_queue_close(q);
+    t_cleanup(s, name);
+}
+
 /* ---- threads -------------------------------------------------------------------------- */
 
 #define T_PRODUCERS 4
@@ -682,6 +712,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_full_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_listed, setup, teardown),
+        cmocka_unit_test(test_queue_million_entries),
         cmocka_unit_test_setup_teardown(test_queue_threads_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_blocked_pop_woken, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_processes_exactly_once, setup, teardown),
