@@ -510,6 +510,15 @@ SHMSTORE_API int shmstore_queue_reserve(shmstore_queue_t *q, const shmstore_datu
 SHMSTORE_API int shmstore_queue_commit(shmstore_queue_t *q, shmstore_queue_res_t *res,
                                        int64_t timeout_ns, uint64_t *index);
 
+/* As shmstore_queue_commit(), and the reservation's lease goes on as `*out`: a view of
+ * the committed entry (out->version is its index; release it with
+ * shmstore_view_release()). The block stays valid while the view is held, even once the
+ * entry is popped: what a writer needs that still has pointers into it (a zero-copy
+ * array that may outlive the commit). Writing through them after the commit changes a
+ * published entry: don't. Returns as shmstore_queue_commit(). */
+SHMSTORE_API int shmstore_queue_commit_keep(shmstore_queue_t *q, shmstore_queue_res_t *res,
+                                            int64_t timeout_ns, shmstore_view_t *out);
+
 /* Free a reservation without publishing it. Accepts one already committed or aborted. */
 SHMSTORE_API void shmstore_queue_abort(shmstore_queue_t *q, shmstore_queue_res_t *res);
 

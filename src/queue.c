@@ -617,8 +617,8 @@ static int put_waiting(shmstore_queue_t *q, const struct put_req *p, int64_t tim
     }
 }
 
-SHMSTORE_API int shmstore_queue_commit(shmstore_queue_t *q, shmstore_queue_res_t *res,
-                                       int64_t timeout_ns, uint64_t *index)
+static int commit(shmstore_queue_t *q, shmstore_queue_res_t *res, int64_t timeout_ns,
+                  uint64_t *index, shmstore_view_t *keep)
 {
     shmstore__clearerr();
     if (!res || !res->block_off)
@@ -635,12 +635,27 @@ SHMSTORE_API int shmstore_queue_commit(shmstore_queue_t *q, shmstore_queue_res_t
     uint64_t t = 0;
     if ((r = put_waiting(q, &p, timeout_ns, &t)) < 0)
         return r;
-    shmstore__unpin(q->s, res->block_off); /* LIVE now: the queue holds it */
+    /* The reservation's lease: dropped (LIVE now: the queue holds the block), or handed
+     * to the caller's view, which keeps the block as long as it is held. */
+    if (!keep || shmstore__view_fill(q->s, p.res_blk, res->block_off, t, keep) < 0)
+        shmstore__unpin(q->s, res->block_off);
     res->block_off = 0;
     res->data = NULL;
     if (index)
         *index = t;
     return 0;
+}
+
+SHMSTORE_API int shmstore_queue_commit(shmstore_queue_t *q, shmstore_queue_res_t *res,
+                                       int64_t timeout_ns, uint64_t *index)
+{
+    return commit(q, res, timeout_ns, index, NULL);
+}
+
+SHMSTORE_API int shmstore_queue_commit_keep(shmstore_queue_t *q, shmstore_queue_res_t *res,
+                                            int64_t timeout_ns, shmstore_view_t *out)
+{
+    return commit(q, res, timeout_ns, NULL, out);
 }
 
 SHMSTORE_API int shmstore_queue_push(shmstore_queue_t *q, const shmstore_datum_t *d,

@@ -5,6 +5,8 @@
         store["camera/rgb"] = frame              # numpy array, zero-copy for readers
         arr = store.view("camera/rgb")           # read-only view, leased
         v = store.wait("camera/rgb", timeout=1)  # next version
+        q = store.queue("batches", capacity=64)  # a FIFO of entries for many processes
+        q.push(batch); batch = q.pop(timeout=1)
 
 Everything is implemented in the C extension ``shmstore._shmstore``; this package only
 re-exports it. Compatibility modules for existing tools live in ``shmstore.compat``.
@@ -13,10 +15,13 @@ from ._shmstore import (  # noqa: F401
     Buffer,
     CorruptError,
     Error,
+    FullError,
     LayoutError,
     LimitError,
     NoValueError,
     NotFoundError,
+    Queue,
+    QueueReservation,
     SealedError,
     StaleError,
     Store,
@@ -31,7 +36,7 @@ from ._shmstore import (  # noqa: F401
 __version__ = "0.1.0"
 
 __all__ = [
-    "Store", "Value", "Buffer", "WriteContext", "unlink", "list_stores", "strerror",
-    "Error", "NotFoundError", "StaleError", "NoValueError", "LayoutError", "SealedError",
-    "CorruptError", "LimitError",
+    "Store", "Value", "Queue", "QueueReservation", "Buffer", "WriteContext", "unlink",
+    "list_stores", "strerror", "Error", "NotFoundError", "StaleError", "NoValueError",
+    "LayoutError", "SealedError", "CorruptError", "LimitError", "FullError",
 ]

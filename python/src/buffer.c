@@ -64,6 +64,8 @@ static BufferObject *buffer_alloc(modstate *st)
     b->weakrefs = NULL;
     b->lease_core = NULL;
     b->lprev = b->lnext = NULL;
+    b->resq = NULL;
+    memset(&b->res, 0, sizeof(b->res));
     b->st = st;
     return b;
 }
@@ -106,6 +108,13 @@ BufferObject *buffer_root(modstate *st, CoreObject *core, const shmstore_view_t 
     b->shape[0] = b->len;
     b->strides[0] = 1;
     return b;
+}
+
+void buffer_take_view(BufferObject *root, const shmstore_view_t *view)
+{
+    root->view = *view;
+    root->has_lease = 1;
+    leased_link(root);
 }
 
 int buffer_set_array(BufferObject *b, const char *dtype, int ndim, const uint64_t *shape)
@@ -174,6 +183,11 @@ int buffer_release(BufferObject *b)
         b->has_lease = 0;
         leased_unlink(b);
         shmstore_view_release(&b->view);
+    }
+    if (b->resq) { /* a reservation never committed: nothing points into it any more */
+        shmstore_queue_abort(b->resq->q, &b->res);
+        b->resq->reserving--;
+        Py_CLEAR(b->resq);
     }
     b->released = 1;
     b->ptr = NULL;

@@ -43,6 +43,8 @@ typedef struct modstate {
     PyTypeObject *Value_type;
     PyTypeObject *Buffer_type;
     PyTypeObject *Write_type;
+    PyTypeObject *Queue_type;
+    PyTypeObject *Reserve_type;
     /* exceptions */
     PyObject *Error;         /* shmstore.Error(Exception): base of our own classes below */
     PyObject *NotFoundError; /* (FileNotFoundError, KeyError) */
@@ -52,6 +54,7 @@ typedef struct modstate {
     PyObject *SealedError;   /* (PermissionError) */
     PyObject *CorruptError;  /* (OSError) */
     PyObject *LimitError;    /* (OSError): lease/process table full */
+    PyObject *FullError;     /* (Error, BlockingIOError): a full queue refused a push */
     /* lazily imported */
     PyObject *np;            /* numpy module or NULL */
     PyObject *ndarray;       /* numpy.ndarray */
@@ -109,6 +112,10 @@ typedef struct BufferObject {
      * (the bytes stay in `core`'s mapping); NULL in the process that took the view */
     CoreObject *lease_core;
     struct BufferObject *lprev, *lnext; /* modstate.leased, while has_lease */
+    /* root only: a queue entry reserved and not yet committed; its Queue (strong) aborts
+     * it when the Buffer goes (queue.c: Queue.reserve) */
+    struct QueueObject *resq;
+    shmstore_queue_res_t res;
     modstate *st;
     int readonly;
     int released;
@@ -163,6 +170,29 @@ PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout);
 PyObject *value_attrs_obj(ValueObject *h);
 PyObject *write_ctx_new(ValueObject *h, PyObject *timeout);
 PyObject *obj_info_dict(const shmstore_obj_info_t *info);
+/* A Python timeout (None = forever, seconds >= 0) in ns (-1 = forever). 0 or -1 (set). */
+int shm_timeout_ns(PyObject *timeout, int64_t *out);
+/* The next sleep of a wait that started at t0 with timeout tmo ns (-1 = none): at most
+ * WAIT_SLICE_NS, so that signals are checked between slices; 0 once the time is up. */
+struct timespec;
+int64_t shm_next_slice(const struct timespec *t0, int64_t tmo);
+
+/* ---- queue.c ---- */
+typedef struct QueueObject {
+    PyObject_HEAD
+    shmstore_queue_t *q; /* NULL once closed */
+    CoreObject *core;    /* the Core q belongs to */
+    StoreObject *store;  /* strong */
+    PyObject *name;      /* str */
+    int busy;            /* >0 while a GIL-released call uses q */
+    int reserving;       /* open reservations (Buffers that may abort through q) */
+    uint32_t full;       /* the queue's policy (shmstore_queue_full_t), fixed at creation */
+    modstate *st;
+} QueueObject;
+extern PyType_Spec Queue_spec, Reserve_spec;
+/* Store.queue(name, *, capacity=None, full="block", slot_size=None, create=True,
+ * exclusive=False). */
+PyObject *queue_open_args(StoreObject *store, PyObject *args, PyObject *kw);
 
 /* ---- buffer.c ---- */
 extern PyType_Spec Buffer_spec;
@@ -174,6 +204,9 @@ BufferObject *buffer_child(modstate *st, BufferObject *root, char *ptr, Py_ssize
  * extents that overflow. */
 int buffer_set_array(BufferObject *b, const char *dtype, int ndim, const uint64_t *shape);
 int buffer_release(BufferObject *b);
+/* A root Buffer takes over the lease of `view` (its bytes are those it already exports:
+ * a committed reservation), and the fork hook knows it. */
+void buffer_take_view(BufferObject *root, const shmstore_view_t *view);
 /* In a fork child: lease again, through attachments of this process, what views
  * inherited from the parent show (best effort; never raises). */
 void buffer_adopt_inherited(modstate *st, PyObject *module);

@@ -149,6 +149,13 @@ int shm_raise(modstate *st, int err)
     case SHMSTORE_EFORK:
         type = PyExc_RuntimeError;
         break;
+    case -EAGAIN:
+        type = st->FullError;
+        is_os = 1;
+        break;
+    case -EMSGSIZE:
+        type = PyExc_ValueError;
+        break;
     default:
         type = PyExc_OSError;
         is_os = 1;
@@ -383,7 +390,9 @@ static int mod_exec(PyObject *m)
     if (!(st->Core_type = add_type(m, &Core_spec)) || !(st->Store_type = add_type(m, &Store_spec)) ||
         !(st->Value_type = add_type(m, &Value_spec)) ||
         !(st->Buffer_type = add_type(m, &Buffer_spec)) ||
-        !(st->Write_type = add_type(m, &Write_spec)))
+        !(st->Write_type = add_type(m, &Write_spec)) ||
+        !(st->Queue_type = add_type(m, &Queue_spec)) ||
+        !(st->Reserve_type = add_type(m, &Reserve_spec)))
         return -1;
     if (!(st->Error = new_exc(m, "Error", NULL, "Base of the exceptions that only shmstore raises.")))
         return -1;
@@ -401,7 +410,9 @@ static int mod_exec(PyObject *m)
         !(st->CorruptError = new_exc(m, "CorruptError", PyTuple_Pack(1, PyExc_OSError),
                                      "The store is corrupt or of an incompatible layout version.")) ||
         !(st->LimitError = new_exc(m, "LimitError", PyTuple_Pack(1, PyExc_OSError),
-                                   "A fixed table is full (leases of this process, process slots).")))
+                                   "A fixed table is full (leases of this process, process slots).")) ||
+        !(st->FullError = new_exc(m, "FullError", PyTuple_Pack(2, st->Error, PyExc_BlockingIOError),
+                                  "A full queue refused the entry (its policy is \"error\", or the push did not wait).")))
         return -1;
     if (!(st->dtype_of = PyDict_New()) || !(st->np_dtype = PyDict_New()))
         return -1;
@@ -424,6 +435,9 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->Value_type);
     Py_VISIT(st->Buffer_type);
     Py_VISIT(st->Write_type);
+    Py_VISIT(st->Queue_type);
+    Py_VISIT(st->Reserve_type);
+    Py_VISIT(st->FullError);
     Py_VISIT(st->Error);
     Py_VISIT(st->NotFoundError);
     Py_VISIT(st->StaleError);
@@ -455,6 +469,9 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->Value_type);
     Py_CLEAR(st->Buffer_type);
     Py_CLEAR(st->Write_type);
+    Py_CLEAR(st->Queue_type);
+    Py_CLEAR(st->Reserve_type);
+    Py_CLEAR(st->FullError);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->NotFoundError);
     Py_CLEAR(st->StaleError);

@@ -570,6 +570,21 @@ static PyObject *store_value(PyObject *self, PyObject *args, PyObject *kw)
     return value_open_args(NULL, SSELF, args, kw);
 }
 
+PyDoc_STRVAR(store_queue_doc,
+"queue(name, *, capacity=None, full='block', slot_size=None, create=True, exclusive=False)\n--\n\n"
+"A shmstore.Queue: a bounded FIFO of entries, shared by every process.\n\n"
+"Created if needed (create=True), with `capacity` entries (None: 1024) and what a\n"
+"full queue does with a push: 'block' (wait for room, up to the push's timeout),\n"
+"'drop_oldest' (the oldest entry leaves; views of it stay valid) or 'error' (raise\n"
+"FullError). `slot_size`: the largest entry in bytes (None: any size). An existing\n"
+"queue keeps its creator's options. Raises NotFoundError (create=False and none),\n"
+"FileExistsError (exclusive=True and it exists), TypeError (another kind of object).");
+
+static PyObject *store_queue(PyObject *self, PyObject *args, PyObject *kw)
+{
+    return queue_open_args(SSELF, args, kw);
+}
+
 PyDoc_STRVAR(store_write_doc,
 "write(name, *, timeout=None)\n--\n\n"
 "In-place update of the array (or bytes) value `name`:\n\n"
@@ -826,6 +841,7 @@ static PyMethodDef store_methods[] = {
     {"delete", store_delete, METH_O, store_delete_doc},
     {"names", METH(store_names), METH_VARARGS | METH_KEYWORDS, store_names_doc},
     {"value", METH(store_value), METH_VARARGS | METH_KEYWORDS, store_value_doc},
+    {"queue", METH(store_queue), METH_VARARGS | METH_KEYWORDS, store_queue_doc},
     {"write", METH(store_write), METH_VARARGS | METH_KEYWORDS, store_write_doc},
     {"stat", store_stat, METH_NOARGS, store_stat_doc},
     {"gc", store_gc, METH_NOARGS, store_gc_doc},

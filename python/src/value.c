@@ -319,7 +319,7 @@ PyObject *value_attrs_obj(ValueObject *h)
 
 /* ---- wait ----------------------------------------------------------------------------- */
 
-static int timeout_ns(PyObject *timeout, int64_t *out)
+int shm_timeout_ns(PyObject *timeout, int64_t *out)
 {
     if (!timeout || timeout == Py_None) {
         *out = -1;
@@ -344,7 +344,7 @@ static int version_of(ValueObject *h, uint64_t *ver)
 
 /* The next sleep of a wait that started at t0 with timeout tmo ns (-1 = none): at most
  * WAIT_SLICE_NS, so that signals are checked between slices; 0 once the time is up. */
-static int64_t next_slice(const struct timespec *t0, int64_t tmo)
+int64_t shm_next_slice(const struct timespec *t0, int64_t tmo)
 {
     if (tmo < 0)
         return WAIT_SLICE_NS;
@@ -358,7 +358,7 @@ PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout)
 {
     int64_t tmo;
     uint64_t aft, ver = 0;
-    if (value_ready(h) < 0 || timeout_ns(timeout, &tmo) < 0)
+    if (value_ready(h) < 0 || shm_timeout_ns(timeout, &tmo) < 0)
         return NULL;
     if (!after || after == Py_None) {
         if (version_of(h, &aft) < 0)
@@ -378,7 +378,7 @@ PyObject *value_wait_obj(ValueObject *h, PyObject *after, PyObject *timeout)
             Py_DECREF(h);
             return NULL;
         }
-        int64_t slice = next_slice(&t0, tmo);
+        int64_t slice = shm_next_slice(&t0, tmo);
         if (slice == 0) {
             r = shmstore_value_wait(h->v, aft, 0, &ver);
         } else {
@@ -665,8 +665,22 @@ PyObject *obj_info_dict(const shmstore_obj_info_t *in)
     } else {
         shape = Py_NewRef(Py_None);
     }
+    if (in->kind == SHMSTORE_KIND_QUEUE) {
+        static const char *full[] = {"block", "drop_oldest", "error"};
+        Py_DECREF(shape);
+        return Py_BuildValue(
+            "{s:s,s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:s,s:K,s:K,s:K,s:I,s:I,s:I}", "name", in->name,
+            "kind", "queue", "mtime_ns", (unsigned long long)in->mtime_ns, "size",
+            (unsigned long long)in->size, "footprint", (unsigned long long)in->footprint, "count",
+            (unsigned long long)in->count, "capacity", (unsigned long long)in->capacity,
+            "slot_size", (unsigned long long)in->slot_size, "full", full[in->full % 3],
+            "first_index", (unsigned long long)in->first_index, "next_index",
+            (unsigned long long)in->next_index, "dropped", (unsigned long long)in->dropped,
+            "pinned", in->n_pinned, "producers_waiting", in->producers_waiting,
+            "consumers_waiting", in->consumers_waiting);
+    }
     return Py_BuildValue("{s:s,s:s,s:O,s:K,s:K,s:K,s:K,s:s,s:s,s:N}", "name", in->name, "kind",
-                         in->kind == SHMSTORE_KIND_VALUE ? "value" : "unknown", "sealed",
+                         shmstore_kind_name(in->kind), "sealed",
                          in->is_sealed ? Py_True : Py_False, "version",
                          (unsigned long long)in->version, "mtime_ns",
                          (unsigned long long)in->mtime_ns, "size", (unsigned long long)in->size,
@@ -1000,7 +1014,7 @@ static PyObject *w_enter(PyObject *self, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "this write context was already entered");
         return NULL;
     }
-    if (value_ready(h) < 0 || timeout_ns(w->timeout, &tmo) < 0)
+    if (value_ready(h) < 0 || shm_timeout_ns(w->timeout, &tmo) < 0)
         return NULL;
     void *data;
     size_t len;
@@ -1011,7 +1025,7 @@ static PyObject *w_enter(PyObject *self, PyObject *unused)
     st->n_wlocks++;
     h->reserving = 1;
     for (;;) {
-        int64_t slice = next_slice(&t0, tmo);
+        int64_t slice = shm_next_slice(&t0, tmo);
         shmstore_value_t *v = h->v;
         Py_BEGIN_ALLOW_THREADS
         r = shmstore_value_lock(v, slice, &data, &len, &d);

@@ -130,6 +130,21 @@ static void test_queue_reserve_commit_abort(void **state)
     assert_true(((const float *)v.data)[31] == 31.0f);
     shmstore_view_release(&v);
     assert_int_equal(used_bytes(f->s), base); /* every entry block is freed */
+
+    /* commit_keep: the writer keeps its pointer valid past the commit and the pop. */
+    shmstore_view_t keep;
+    T_OK(shmstore_queue_reserve(f->q, NULL, 64, &a));
+    memset(a.data, 9, 64);
+    T_OK(shmstore_queue_commit_keep(f->q, &a, 0, &keep));
+    assert_null(a.data); /* the reservation is spent */
+    assert_int_equal(keep.version, 1);
+    uint8_t out[64];
+    size_t len;
+    T_OK(shmstore_queue_pop_copy(f->q, 0, NULL, out, sizeof(out), &len, &idx));
+    for (int i = 0; i < 20; i++) /* the cell's spare is pinned: pushes take other blocks */
+        push_u64(f->q, (uint64_t)i), pop_u64(f->q, &idx);
+    assert_int_equal(((const uint8_t *)keep.data)[63], 9);
+    shmstore_view_release(&keep);
 }
 
 static void test_queue_read_delete(void **state)
