@@ -49,6 +49,7 @@ bench: build
 	@$(CMAKE) --build $(BUILD)-release -j $(JOBS)
 	./$(BUILD)-release/cli/shmstore bench
 	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_python.py
+	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_queue.py
 
 install: build
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

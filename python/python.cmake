@@ -33,5 +33,9 @@ if(SHMSTORE_PYTHON)
              ${PYTHON} ${_py_dir}/bench/bench_python.py --quick --require-c
              --json ${CMAKE_BINARY_DIR}/bench_python_smoke.json)
     set_tests_properties(python_bench_smoke PROPERTIES LABELS "python;nosan;bench" TIMEOUT 300)
+    add_test(NAME python_bench_queue_smoke COMMAND ${CMAKE_COMMAND} -E env SHMSTORE_BIN=$<TARGET_FILE:shmstore_cli>
+             ${PYTHON} ${_py_dir}/bench/bench_queue.py --quick
+             --json ${CMAKE_BINARY_DIR}/bench_queue_smoke.json)
+    set_tests_properties(python_bench_queue_smoke PROPERTIES LABELS "python;nosan;bench" TIMEOUT 300)
   endif()
 endif()

@@ -213,6 +213,10 @@ static int run_waiting(QueueObject *h, PyObject *timeout, attempt_fn fn, void *a
 
 /* ---- push ------------------------------------------------------------------------------ */
 
+/* Records up to this size are laid out in process memory and pushed by copy (into the
+ * cell's spare block); bigger ones are written straight into a reserved block. */
+#define RECORD_COPY_MAX (64 * 1024)
+
 /* A full "block" queue answers a push that may not wait with -EAGAIN: for run_waiting,
  * "would block"; the other policies mean it (FullError). */
 static int would_block(const QueueObject *h)
@@ -254,7 +258,13 @@ static PyObject *q_push(PyObject *self, PyObject *args, PyObject *kw)
     shmstore_queue_res_t res = {0};
     struct push_arg a = {&e, NULL, 0};
     int rc = 0;
-    if (e.rec) { /* a record is written straight into its reserved block */
+    char *tmp = NULL;
+    if (e.rec && e.len <= RECORD_COPY_MAX && (tmp = PyMem_Malloc(e.len ? e.len : 1))) {
+        /* A small record: laid out here, then pushed into the cell's spare block like
+         * any small entry (no allocation in the store, no lock). */
+        enc_record_fill(&e, tmp);
+        e.data = tmp;
+    } else if (e.rec) { /* a record is written straight into its reserved block */
         int r = shmstore_queue_reserve(h->q, &e.d, e.len, &res);
         if (r < 0) {
             rc = shm_raise(h->st, r);
@@ -268,6 +278,7 @@ static PyObject *q_push(PyObject *self, PyObject *args, PyObject *kw)
                          "stayed full for the whole timeout");
     if (a.res && h->q)
         shmstore_queue_abort(h->q, &res); /* no-op once committed */
+    PyMem_Free(tmp);
     value_encoded_free(&e);
     return rc < 0 ? NULL : PyLong_FromUnsignedLongLong(a.index);
 }
