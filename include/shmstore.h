@@ -551,6 +551,10 @@ SHMSTORE_API int shmstore_queue_pop_copy(shmstore_queue_t *q, int64_t timeout_ns
  * not yet committed), -ESTALE, SHMSTORE_ELEASES. */
 SHMSTORE_API int shmstore_queue_read(shmstore_queue_t *q, uint64_t index, shmstore_view_t *out);
 
+/* Whether the queue holds entry `index` now (a snapshot; no lease). Never blocks.
+ * Returns 1, 0, or -ESTALE. */
+SHMSTORE_API int shmstore_queue_contains(shmstore_queue_t *q, uint64_t index);
+
 /* A leased view of the newest entry in the queue. O(1) unless deleted entries lie at the
  * end. Never blocks. Returns 0, -ENOENT (empty), -ESTALE, SHMSTORE_ELEASES. */
 SHMSTORE_API int shmstore_queue_read_latest(shmstore_queue_t *q, shmstore_view_t *out);
@@ -561,7 +565,8 @@ SHMSTORE_API int shmstore_queue_read_batch(shmstore_queue_t *q, const uint64_t *
                                            size_t n, shmstore_view_t *out);
 
 /* Remove entry `index` from the queue without popping it (it becomes a hole that pops
- * skip). An entry a view holds is removed only with `force` (the views stay valid).
+ * skip, and that a push into a full queue takes the place of once it is the oldest; a
+ * hole between live entries keeps its place until the entries before it are popped). An entry a view holds is removed only with `force` (the views stay valid).
  * Never blocks. Returns 0, -ENOENT, -EBUSY (held by a view, no force), -ESTALE. */
 SHMSTORE_API int shmstore_queue_delete(shmstore_queue_t *q, uint64_t index, int force);
 
@@ -569,7 +574,7 @@ SHMSTORE_API int shmstore_queue_delete(shmstore_queue_t *q, uint64_t index, int 
 SHMSTORE_API int shmstore_queue_count(shmstore_queue_t *q, uint64_t *count);
 
 /* The indices of the entries in the queue, oldest first, into buf[0..cap); `*n` is how
- * many there are (more than cap: -ENOBUFS, with the first cap written). A snapshot:
+ * many there are (may be NULL; more than cap: -ENOBUFS, with the first cap written). A snapshot:
  * producers and consumers may move meanwhile. Never blocks. Returns 0, -ENOBUFS,
  * -ESTALE. */
 SHMSTORE_API int shmstore_queue_indices(shmstore_queue_t *q, uint64_t *buf, size_t cap,

@@ -426,6 +426,7 @@ static void after_step(shmstore_queue_t *q, struct queue_cell *c)
  * is the word of the cell at head) or an error. */
 struct take_req;
 static int take(shmstore_queue_t *q, struct take_req *rq);
+static void finish_take(shmstore_queue_t *q, struct queue_cell *c, uint64_t h);
 
 /* Poll for room at the tail (wait.c: seq_cst loads). */
 struct room_arg {
@@ -570,6 +571,18 @@ static int put(shmstore_queue_t *q, const struct put_req *p, bool may_wait, uint
         int r = qcheck(q);
         if (r < 0)
             return r;
+        if (cis(w, t - q->cap, CELL_READY) && !atomic_load_explicit(&c->blk, memory_order_acquire)) {
+            /* ... a deleted one (a hole), at the head then (tail - head <= capacity): pop
+             * it, as a consumer would, and the room is ours whatever the policy. A READY
+             * cell's block changes only through the cell's owner: still a hole once ours. */
+            if (atomic_compare_exchange_strong_explicit(&c->seq, &w,
+                                                        cword(t - q->cap, CELL_TAKING, me),
+                                                        memory_order_acq_rel, memory_order_relaxed)) {
+                atomic_fetch_add_explicit(&qb->holes_popped, 1, memory_order_relaxed);
+                finish_take(q, c, t - q->cap);
+            }
+            continue;
+        }
         if (qb->full == SHMSTORE_QUEUE_ERROR || (qb->full == SHMSTORE_QUEUE_BLOCK && !may_wait))
             return shmstore__seterr(-EAGAIN, "queue '%.255s' is full (%" PRIu64 " entries)",
                                     q->obj->name, q->cap);
@@ -934,6 +947,16 @@ SHMSTORE_API int shmstore_queue_read(shmstore_queue_t *q, uint64_t index, shmsto
     return not_there(q, index);
 }
 
+SHMSTORE_API int shmstore_queue_contains(shmstore_queue_t *q, uint64_t index)
+{
+    int r = qcheck(q);
+    if (r < 0)
+        return r;
+    struct queue_cell *c = cell(q, index);
+    return cis(atomic_load_explicit(&c->seq, memory_order_acquire), index, CELL_READY) &&
+           atomic_load_explicit(&c->blk, memory_order_relaxed) != 0;
+}
+
 SHMSTORE_API int shmstore_queue_read_latest(shmstore_queue_t *q, shmstore_view_t *out)
 {
     shmstore__clearerr();
@@ -1053,9 +1076,13 @@ SHMSTORE_API int shmstore_queue_indices(shmstore_queue_t *q, uint64_t *buf, size
     if (r < 0)
         return r;
     bounds(q, &h, &t);
-    if (scan(q, h, t, buf, cap, n) > cap)
+    size_t k;
+    scan(q, h, t, buf, cap, &k);
+    if (n)
+        *n = k;
+    if (k > cap)
         return shmstore__seterr(-ENOBUFS, "queue '%.255s' holds %zu entries; the buffer %zu",
-                                q->obj->name, *n, cap);
+                                q->obj->name, k, cap);
     return 0;
 }
 

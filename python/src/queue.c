@@ -512,6 +512,22 @@ static Py_ssize_t q_len(PyObject *self)
     return r < 0 ? shm_raise(h->st, r) : (Py_ssize_t)n;
 }
 
+static int q_contains(PyObject *self, PyObject *key)
+{
+    QueueObject *h = QSELF;
+    unsigned long long i = PyLong_AsUnsignedLongLong(key);
+    if (i == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear(); /* not an index: not in the queue */
+        return 0;
+    }
+    if (queue_ready(h) < 0)
+        return -1;
+    int r = shmstore_queue_contains(h->q, i);
+    return r < 0 ? shm_raise(h->st, r) : r;
+}
+
 static int q_info_raw(QueueObject *h, shmstore_obj_info_t *info)
 {
     if (queue_ready(h) < 0)
@@ -955,7 +971,8 @@ PyDoc_STRVAR(q_doc,
 "producers push, many consumers pop, each entry goes to exactly one consumer; readers\n"
 "may also read entries by index without taking them. No server and no lock: a process\n"
 "killed at any moment leaves no entry half-visible and none stuck. The same as\n"
-"store.queue(name, ...). len(q) is the number of entries.");
+"store.queue(name, ...). len(q) is the number of entries; `i in q` whether the queue\n"
+"holds entry i now.");
 
 static PyType_Slot q_slots[] = {
     {Py_tp_new, q_new},
@@ -966,6 +983,7 @@ static PyType_Slot q_slots[] = {
     {Py_tp_methods, q_methods},
     {Py_tp_getset, q_getset},
     {Py_sq_length, q_len},
+    {Py_sq_contains, q_contains},
     {Py_mp_length, q_len},
     {Py_tp_doc, (void *)q_doc},
     {0, NULL},

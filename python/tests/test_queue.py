@@ -71,7 +71,9 @@ def test_read_read_latest_read_batch_delete_indices(store):
     assert q.read_batch([0, 3, 5]) == [0, 30, 50]
     with pytest.raises(shmstore.NotFoundError):
         q.read_batch([0, 99])  # all or nothing
+    assert 1 in q and 99 not in q and "x" not in q
     q.delete(1)
+    assert 1 not in q
     with pytest.raises(shmstore.NotFoundError):
         q.read(1)
     with pytest.raises(shmstore.NotFoundError):

@@ -197,6 +197,20 @@ static void test_queue_read_delete(void **state)
     assert_int_equal(idx, 3);
     T_ASSERT_RC(shmstore_queue_pop(f->q, 0, &v), -ETIMEDOUT); /* the hole at 4 too */
     assert_int_equal(count_of(f->q), 0);
+
+    /* Deleting the oldest entries of a full queue makes room (SMOS's pattern: entries
+     * deleted by index, never popped). */
+    for (uint64_t i = 0; i < 8; i++)
+        push_u64(f->q, i);
+    uint64_t x = 9, first = 0;
+    T_ASSERT_RC(shmstore_queue_push(f->q, NULL, &x, sizeof(x), 0, NULL), -EAGAIN);
+    T_OK(shmstore_queue_indices(f->q, &first, 1, NULL) == -ENOBUFS ? 0 : -1);
+    T_OK(shmstore_queue_delete(f->q, first, 0));
+    T_OK(shmstore_queue_delete(f->q, first + 1, 0));
+    push_u64(f->q, 100);
+    push_u64(f->q, 101);
+    T_ASSERT_RC(shmstore_queue_push(f->q, NULL, &x, sizeof(x), 0, NULL), -EAGAIN);
+    assert_int_equal(count_of(f->q), 8);
 }
 
 static void test_queue_pop_view_outlives(void **state)
