@@ -224,10 +224,8 @@ def large(n, rounds):
                 server = SMOS.Server(conn)
                 server.start()
                 client = SMOS.Client(conn)
-                try:
-                    client.create_object(name="big")
-                except Exception:
-                    pass
+                client.create_object(name="big", max_capacity=4, track_count=1,
+                                     block_size=[a.nbytes])
 
                 def compat():
                     client.push_to_object(name="big", data=a)
