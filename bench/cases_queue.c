@@ -7,7 +7,9 @@
  * runs from the barrier that starts it to the consumer's last pop, per entry. In turns
  * with those rounds, the same processes move the same number of 8-byte indices through
  * a bare single-producer ring of 1024 slots in shared memory (head/tail on their own
- * lines, spinning): the floor, a cache-line hand-off per entry amortised by batching.
+ * lines, spinning): the floor, a cache-line hand-off per entry amortised by batching;
+ * and, in turns too, a ping-pong of one cache line between the two (a round trip per
+ * entry, with nothing to amortise it: what one entry would cost handed over alone).
  *
  * queue_1m2, queue_8m: one process pushes an entry of 1.2 MB or 8 MiB (a copy in),
  * pops it (a view) and releases it (its block is freed and reused by the next push),
@@ -41,9 +43,12 @@ struct qs_shared {
     size_t entry_len;
 };
 
-static bool floor_round(int k)
+/* Rounds in turns: the queue, the bare ring (the floor), a cache-line ping-pong. */
+enum { QR_QUEUE, QR_RING, QR_PINGPONG };
+
+static int round_kind(int k)
 {
-    return k % 2 == 1;
+    return k % 3;
 }
 
 struct qs_producer {
@@ -66,7 +71,16 @@ static int qs_producer_main(void *arg)
     for (int k = 0; k < sh->n_rounds && rc == 0; k++) {
         if ((rc = bench__barrier_wait(&sh->bar, 60 * (int64_t)NS_PER_S)) != 0)
             break;
-        if (floor_round(k)) { /* only producer 0 feeds the single-producer ring */
+        if (round_kind(k) == QR_PINGPONG) { /* producer 0 answers each hand-off */
+            for (int i = 0; a->idx == 0 && i < sh->batch; i++) {
+                uint64_t t = atomic_load_explicit(&sh->ring_tail, memory_order_relaxed);
+                while (atomic_load_explicit(&sh->ring_head, memory_order_acquire) != t + 1)
+                    ;
+                atomic_store_explicit(&sh->ring_tail, t + 1, memory_order_release);
+            }
+            continue;
+        }
+        if (round_kind(k) == QR_RING) { /* only producer 0 feeds the single-producer ring */
             for (int i = 0; a->idx == 0 && i < sh->batch; i++) {
                 uint64_t t = atomic_load_explicit(&sh->ring_tail, memory_order_relaxed);
                 while (t - atomic_load_explicit(&sh->ring_head, memory_order_acquire) >= Q_CAP)
@@ -95,13 +109,14 @@ int bench__case_queue_small(struct bench_ctx *c, const char *name)
     int n_rounds = c->is_quick ? 40 : 400, batch = 4000, n_warm = 4;
     struct fixture f = {0};
     struct kids kids = {0};
-    struct samples slib = {0}, sfloor = {0};
+    struct samples slib = {0}, sfloor = {0}, spp = {0};
     struct qs_shared *sh = bench__shared_alloc(sizeof *sh);
     struct qs_producer args[Q_MAX_PRODUCERS];
     shmstore_queue_t *q = NULL;
     shmstore_queue_options_t opt = {.capacity = Q_CAP, .full = SHMSTORE_QUEUE_BLOCK};
     int rc = (sh && bench__samples_init(&slib, (size_t)n_rounds) == 0 &&
-              bench__samples_init(&sfloor, (size_t)n_rounds) == 0)
+              bench__samples_init(&sfloor, (size_t)n_rounds) == 0 &&
+              bench__samples_init(&spp, (size_t)n_rounds) == 0)
                  ? 0
                  : -ENOMEM;
     if (rc == 0)
@@ -128,7 +143,14 @@ int bench__case_queue_small(struct bench_ctx *c, const char *name)
         if ((rc = bench__barrier_wait(&sh->bar, 60 * (int64_t)NS_PER_S)) != 0)
             break;
         uint64_t t0 = bench__now(), sum = 0;
-        if (floor_round(k)) {
+        if (round_kind(k) == QR_PINGPONG) {
+            for (int i = 0; i < batch; i++) {
+                uint64_t h = atomic_load_explicit(&sh->ring_head, memory_order_relaxed);
+                atomic_store_explicit(&sh->ring_head, h + 1, memory_order_release);
+                while (atomic_load_explicit(&sh->ring_tail, memory_order_acquire) != h + 1)
+                    ;
+            }
+        } else if (round_kind(k) == QR_RING) {
             for (int i = 0; i < batch; i++) {
                 uint64_t h = atomic_load_explicit(&sh->ring_head, memory_order_relaxed);
                 while (atomic_load_explicit(&sh->ring_tail, memory_order_acquire) == h)
@@ -144,7 +166,10 @@ int bench__case_queue_small(struct bench_ctx *c, const char *name)
         uint64_t dt = bench__now() - t0;
         (void)sum;
         if (k >= n_warm)
-            bench__samples_add(floor_round(k) ? &sfloor : &slib, dt / (uint64_t)batch);
+            bench__samples_add(round_kind(k) == QR_RING       ? &sfloor
+                               : round_kind(k) == QR_PINGPONG ? &spp
+                                                              : &slib,
+                               dt / (uint64_t)batch);
     }
     bench__unpin();
     if (bench__kids_reap(&kids, 30 * (int64_t)NS_PER_S) != 0 && rc == 0)
@@ -160,17 +185,21 @@ int bench__case_queue_small(struct bench_ctx *c, const char *name)
         r.ratio = r.median_ns / r.floor_ns;
         r.floor_what = "bare SPSC index ring, 2 processes";
         r.target = n_prod == 1 && len == 8 ? ">= 5 M entries/s" : NULL;
-        snprintf(r.extra_json, sizeof r.extra_json, ",\"entries_per_s\":%.0f,\"producers\":%d",
-                 1e9 / r.median_ns, n_prod);
+        double pp = bench__pct(&spp, 50);
+        snprintf(r.extra_json, sizeof r.extra_json,
+                 ",\"entries_per_s\":%.0f,\"producers\":%d,\"handoff_round_trip_ns\":%.1f",
+                 1e9 / r.median_ns, n_prod, pp);
         snprintf(r.extra_text, sizeof r.extra_text,
                  "push -> pop_copy, %d producer process%s: %.2f M entries/s (per entry, "
-                 "batches of %d)", n_prod, n_prod == 1 ? "" : "es", 1e3 / r.median_ns, batch);
+                 "batches of %d); cache-line round trip %.0f ns (%.2fx)", n_prod,
+                 n_prod == 1 ? "" : "es", 1e3 / r.median_ns, batch, pp, r.median_ns / pp);
         bench__emit(c, &r);
     }
     shmstore_queue_close(q);
     bench__fixture_close(&f);
     bench__samples_free(&slib);
     bench__samples_free(&sfloor);
+    bench__samples_free(&spp);
     bench__shared_free(sh, sizeof *sh);
     return rc;
 }
