@@ -541,7 +541,9 @@ static int put(shmstore_queue_t *q, const struct put_req *p, bool may_wait, uint
                 ver_of(b)->mtime_ns = shmstore__os_now_real();
                 /* release: the bytes before the entry's seq (readers check it) */
                 atomic_store_explicit(&b->seq, 2 * t, memory_order_release);
-                atomic_store_explicit(&c->blk, off, memory_order_relaxed);
+                /* release: after the entry's bytes, even for a crash (fix_cell publishes a
+                 * WRITING cell's block) */
+                atomic_store_explicit(&c->blk, off, memory_order_release);
                 if (p->res_off) /* the queue owns the block from here */
                     shmstore__blk_unorphan(q->s, b);
                 else
@@ -763,14 +765,17 @@ static int move_out(shmstore_queue_t *q, struct queue_cell *c, uint64_t h, uint6
         if (!atomic_load_explicit(&c->spare, memory_order_relaxed)) {
             atomic_store_explicit(&c->spare, off, memory_order_relaxed);
             atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
-        } else if (shmstore__lock(q->s) == 0) {
+        } else {
             /* The cell has a spare already: the block goes. Under the mutex, as every
              * block that loses its last reference: repair (after a process died holding
-             * the mutex) frees what nothing references. */
+             * the mutex) frees what nothing references. Without the mutex the pop fails
+             * and the entry stays (the caller gives the cell back READY). */
+            if ((r = shmstore__lock(q->s)) < 0)
+                return r;
             atomic_store_explicit(&c->blk, 0, memory_order_seq_cst);
             shmstore__blk_release_locked(q->s, off);
             shmstore__unlock(q->s);
-        } /* else: the mutex is broken; the block stays the entry's, and the copy is ours */
+        }
         return 0;
     }
     shmstore_view_t v, *out = rq ? rq->out : &v;
@@ -824,8 +829,10 @@ static int take(shmstore_queue_t *q, struct take_req *rq)
             finish_take(q, c, h);
             return 0;
         }
-        if (cis(w, h + q->cap, CELL_FREE)) {
-            help_advance(&qb->head, h); /* popped already: the head lags */
+        if (cidx_is(w, h + q->cap)) {
+            /* Entry h was taken and its cell has moved on (maybe refilled already): the
+             * head lags, e.g. behind a taker that stopped before advancing it. */
+            help_advance(&qb->head, h);
             continue;
         }
         /* Empty, or the entry at head is being committed or taken (a taker may give it
@@ -1020,8 +1027,13 @@ SHMSTORE_API int shmstore_queue_delete(shmstore_queue_t *q, uint64_t index, int 
         shmstore__unlock(q->s);
         atomic_fetch_add_explicit(&q->qb->holes_made, 1, memory_order_relaxed);
     }
-    if (took) /* give the cell back READY: the entry, or now a hole */
+    if (took) { /* give the cell back READY: the entry, or now a hole */
         atomic_store_explicit(&c->seq, cword(index, CELL_READY, 0), memory_order_seq_cst);
+        /* Consumers may wait on the cell we held; a full queue's producers may now pop
+         * the hole. */
+        shmstore__wake(&q->qb->not_empty, q->qb->entry_waiters);
+        shmstore__wake(&q->qb->not_full, q->qb->room_waiters);
+    }
     shmstore__proc_unhold(q->s, rec);
     return r > 0 ? not_there(q, index) : r;
 }
