@@ -910,6 +910,8 @@ SHMSTORE_API int shmstore_queue_pop_copy(shmstore_queue_t *q, int64_t timeout_ns
 /* A view of entry i if the queue holds it: 0, 1 (not there) or an error. */
 static int read_one(shmstore_queue_t *q, uint64_t i, shmstore_view_t *out)
 {
+    if (i > CELL_IDX_MASK)
+        return 1; /* never an index of ours (cells keep 54 bits of it) */
     struct queue_cell *c = cell(q, i);
     for (long spins = 0; spins < SPINS_MAX; spins++) {
         uint64_t w = atomic_load_explicit(&c->seq, memory_order_acquire);
@@ -957,8 +959,8 @@ SHMSTORE_API int shmstore_queue_read(shmstore_queue_t *q, uint64_t index, shmsto
 SHMSTORE_API int shmstore_queue_contains(shmstore_queue_t *q, uint64_t index)
 {
     int r = qcheck(q);
-    if (r < 0)
-        return r;
+    if (r < 0 || index > CELL_IDX_MASK)
+        return r < 0 ? r : 0;
     struct queue_cell *c = cell(q, index);
     return cis(atomic_load_explicit(&c->seq, memory_order_acquire), index, CELL_READY) &&
            atomic_load_explicit(&c->blk, memory_order_relaxed) != 0;
@@ -1003,7 +1005,11 @@ SHMSTORE_API int shmstore_queue_delete(shmstore_queue_t *q, uint64_t index, int 
     shmstore__clearerr();
     uint64_t rec = q->obj_off | REC_CELL;
     int r = qcheck(q);
-    if (r < 0 || (r = shmstore__proc_hold(q->s, rec)) < 0)
+    if (r < 0)
+        return r;
+    if (index > CELL_IDX_MASK)
+        return not_there(q, index);
+    if ((r = shmstore__proc_hold(q->s, rec)) < 0)
         return r;
     struct queue_cell *c = cell(q, index);
     uint64_t w = cword(index, CELL_READY, 0), taking = cword(index, CELL_TAKING, q->s->slot);

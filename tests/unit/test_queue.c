@@ -163,6 +163,11 @@ static void test_queue_read_delete(void **state)
     T_ASSERT_RC(shmstore_queue_read(f->q, 2, &v), -ENOENT);
     T_ASSERT_RC(shmstore_queue_delete(f->q, 2, 0), -ENOENT);
     T_ASSERT_RC(shmstore_queue_read(f->q, 7, &v), -ENOENT); /* not committed yet */
+    uint64_t alias = 3 + (1ull << 54); /* the cell word keeps 54 bits: never an alias */
+    T_ASSERT_RC(shmstore_queue_read(f->q, alias, &v), -ENOENT);
+    T_ASSERT_RC(shmstore_queue_delete(f->q, alias, 1), -ENOENT);
+    T_ASSERT_RC(shmstore_queue_contains(f->q, alias), 0);
+    T_ASSERT_RC(shmstore_queue_contains(f->q, 3), 1);
     assert_int_equal(count_of(f->q), 4);
     uint64_t ids[8];
     size_t n = 0;
