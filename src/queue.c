@@ -226,11 +226,8 @@ SHMSTORE_API void shmstore_queue_close(shmstore_queue_t *q)
     if (!q)
         return;
     shmstore_t *s = q->s;
-    pthread_mutex_lock(&s->lease_mu);
-    bool is_closed = s->is_closed;
-    pthread_mutex_unlock(&s->lease_mu);
-    if (!is_closed && shmstore__check_fork(s) == 0)
-        shmstore__unpin(s, q->obj_off);
+    if (shmstore__check_fork(s) == 0) /* in a fork child the lease is the parent's */
+        shmstore__unpin(s, q->obj_off); /* a no-op once the store is closed */
     free(q);
     shmstore__store_unref(s);
 }
