@@ -604,7 +604,9 @@ static int put(shmstore_queue_t *q, const struct put_req *p, bool may_wait, uint
 static int put_waiting(shmstore_queue_t *q, const struct put_req *p, int64_t timeout_ns,
                        uint64_t *index)
 {
-    uint64_t rec = q->obj_off | REC_CELL, start = shmstore__os_now_mono();
+    /* The clock is read only once the queue was found full: a push that finds room
+     * (the common case) reads no clock. */
+    uint64_t rec = q->obj_off | REC_CELL, start = 0;
     for (;;) {
         struct room_arg a = {q, 0};
         int r = shmstore__proc_hold(q->s, rec);
@@ -616,7 +618,10 @@ static int put_waiting(shmstore_queue_t *q, const struct put_req *p, int64_t tim
             return r;
         int64_t left = -1;
         if (timeout_ns > 0) {
-            uint64_t spent = shmstore__os_now_mono() - start;
+            uint64_t now = shmstore__os_now_mono();
+            if (!start)
+                start = now;
+            uint64_t spent = now - start;
             if (spent >= (uint64_t)timeout_ns)
                 return shmstore__seterr(-ETIMEDOUT, "queue '%.255s' stayed full (%" PRIu64
                                         " entries) for the whole timeout", q->obj->name, q->cap);

@@ -168,8 +168,9 @@ static int run_waiting(QueueObject *h, PyObject *timeout, attempt_fn fn, void *a
     int64_t tmo;
     if (shm_timeout_ns(timeout, &tmo) < 0)
         return -1;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* The clock starts after the first attempt, which does not wait: an attempt that
+     * succeeds at once (the common case) reads no clock. */
+    struct timespec t0 = {0, 0};
     int r, first = 1;
     Py_INCREF(h);
     for (;;) {
@@ -197,6 +198,8 @@ static int run_waiting(QueueObject *h, PyObject *timeout, attempt_fn fn, void *a
             break;
         if ((!first && slice == 0) || tmo == 0)
             break; /* the time is up */
+        if (first)
+            clock_gettime(CLOCK_MONOTONIC, &t0);
         first = 0;
         if (PyErr_CheckSignals() < 0) {
             Py_DECREF(h);
