@@ -8,7 +8,8 @@
  * (EOWNERDEAD) and on gc. It rebuilds the allocator's lists from the block walk, then
  * computes reachability: blocks referenced by the index (the table, objects, and the
  * blocks each object's kind reports through its `refs` operation) are live; an ORPHAN
- * block is live while pinned; everything else that is allocated was lost by a process
+ * block is live while pinned, and so is what a deleted object pinned by its handles
+ * references (collect_deleted); everything else that is allocated was lost by a process
  * that died between allocating and attaching, or while freeing, and is freed. Reachability is skipped when the index itself is not
  * sound: never free what a damaged index could not vouch for.
  */
@@ -75,6 +76,30 @@ static int collect_obj(shmstore_t *s, uint64_t off, void *arg)
     return shmstore__kind(o->kind)->refs(s, o, add_ref, arg);
 }
 
+/* Objects deleted while handles were open are out of the index but still in use: their
+ * header is ORPHAN and pinned until the last handle closes, and a thread may be midway
+ * through a step on it (a queue's copying pop reads an entry block it does not pin).
+ * What such an object references is reachable too. */
+static int collect_deleted(shmstore_t *s, struct refs *refs)
+{
+    uint64_t top = atomic_load_explicit(&s->hdr->heap_top, memory_order_relaxed);
+    for (uint64_t off = s->g.heap_off; off < top;) {
+        struct blk_hdr *b = shmstore__blk(s, off);
+        if (!b)
+            return SHMSTORE_ECORRUPT;
+        struct obj_hdr *o;
+        if ((b->size & BLK_USED) && b->tag == BLK_TAG_OBJ &&
+            atomic_load_explicit(&b->state, memory_order_acquire) == BLK_ORPHAN &&
+            shmstore__blk_pinned(b) && (o = shmstore__obj(s, off))) {
+            int r = shmstore__kind(o->kind)->refs(s, o, add_ref, refs);
+            if (r < 0)
+                return r;
+        }
+        off += b->size & BLK_SIZE_MASK;
+    }
+    return 0;
+}
+
 /* Blocks that are allocated but unreachable (and not ORPHAN-and-pinned), sorted. With
  * `out` NULL, only counts them. Returns the count or a negative code. */
 static int64_t unreachable(shmstore_t *s, struct refs *out)
@@ -85,6 +110,8 @@ static int64_t unreachable(shmstore_t *s, struct refs *out)
         r = refs_add(&refs, s->hdr->index_off);
     if (r == 0)
         r = shmstore__index_foreach(s, collect_obj, &refs);
+    if (r == 0)
+        r = collect_deleted(s, &refs);
     if (r < 0) {
         free(refs.off);
         return r;

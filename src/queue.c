@@ -47,8 +47,10 @@
  *   metadata mutex, or ORPHAN and pinned: after a process dies holding the mutex, the
  *   repair pass frees every block nothing references, and must not free one in flight.
  * - Deletion flags the queue, then claims every idle cell for good and releases its
- *   blocks; a cell busy meanwhile is released by its mover, who checks the flag after its
- *   last store (after_step).
+ *   blocks; a cell busy meanwhile is claimed back and released by its mover, who checks
+ *   the flag after its last store (after_step): a cell is only ever swept by its owner.
+ *   Until the last handle closes, the deleted queue's cells still count as references
+ *   for the repair pass (check.c), so gc never frees a block a mover is copying.
  * - Lock order: no queue lock exists; the metadata mutex is taken only to allocate and
  *   free blocks, and by deletion.
  */
@@ -236,9 +238,12 @@ SHMSTORE_API void shmstore_queue_close(shmstore_queue_t *q)
 
 /* Finish or undo the step the owner of cell `c` (word `w`) was making. The caller made
  * sure the owner is dead and that nobody else repairs the same slot. */
-static void fix_cell(shmstore_t *s, struct queue_body *qb, struct queue_cell *c, uint64_t w,
-                     uint64_t gen)
+static void after_step(shmstore_t *s, struct obj_hdr *o, struct queue_cell *c, uint64_t w);
+
+static void fix_cell(shmstore_t *s, struct obj_hdr *o, struct queue_cell *c, uint64_t w)
 {
+    struct queue_body *qb = (struct queue_body *)(o + 1);
+    uint64_t gen = o->gen;
     uint64_t i = w >> CELL_IDX_SHIFT;
     uint64_t off = atomic_load_explicit(&c->blk, memory_order_acquire);
     struct blk_hdr *b = off ? shmstore__blk(s, off) : NULL;
@@ -268,8 +273,9 @@ static void fix_cell(shmstore_t *s, struct queue_body *qb, struct queue_cell *c,
         }
         atomic_fetch_add_explicit(&qb->holes_made, 1, memory_order_relaxed);
     }
-    atomic_compare_exchange_strong_explicit(&c->seq, &w, cword(i, CELL_READY, 0),
-                                            memory_order_seq_cst, memory_order_relaxed);
+    if (atomic_compare_exchange_strong_explicit(&c->seq, &w, cword(i, CELL_READY, 0),
+                                                memory_order_seq_cst, memory_order_relaxed))
+        after_step(s, o, c, cword(i, CELL_READY, 0)); /* we finished the dead one's step */
 }
 
 /* Kind op `recover`: slot `dead` was moving cells of this queue. */
@@ -283,7 +289,7 @@ static void queue_recover(shmstore_t *s, struct obj_hdr *o, uint64_t rec, uint32
         uint64_t w = atomic_load_explicit(&cells[k].seq, memory_order_acquire);
         unsigned st = cstate(w);
         if ((st == CELL_WRITING || st == CELL_TAKING) && cowner(w) == dead)
-            fix_cell(s, qb, &cells[k], w, o->gen);
+            fix_cell(s, o, &cells[k], w);
     }
     shmstore__wake(&qb->not_empty, qb->entry_waiters);
     shmstore__wake(&qb->not_full, qb->room_waiters);
@@ -405,17 +411,24 @@ static void sweep_locked(shmstore_t *s, struct queue_cell *c)
         shmstore__blk_release_locked(s, sp);
 }
 
-/* After a thread's last store to a cell it moved: a deletion that swept the cells
- * skipped this one while it was busy, so its mover takes the blocks out. The mover's
- * seq_cst cell store, then this seq_cst load, pair with the deleter's flag store then
- * cell CAS: one of the two sweeps (both may: the exchanges make it once). */
-static void after_step(shmstore_queue_t *q, struct queue_cell *c)
+/* After a thread's last store `w` to a cell it moved (the cell is FREE or READY again):
+ * a deletion skips busy cells, so if the queue was deleted meanwhile the mover claims the
+ * cell back for good, as the deleter does idle ones, and takes its blocks out. Only a
+ * cell's owner sweeps it, so nobody copies from or fills a block being released. The
+ * mover's seq_cst cell store, then this seq_cst load, pair with the deleter's flag store
+ * then cell CAS: at least one of the two sees the other, and one CAS wins. When ours
+ * fails, whoever took the cell after our store owns it and makes this check after its
+ * own step (it loads the flag later than we did). */
+static void after_step(shmstore_t *s, struct obj_hdr *o, struct queue_cell *c, uint64_t w)
 {
-    if (__builtin_expect(atomic_load_explicit(&q->obj->flags, memory_order_seq_cst) &
-                             OBJ_F_DELETED, 0) &&
-        shmstore__lock(q->s) == 0) {
-        sweep_locked(q->s, c);
-        shmstore__unlock(q->s);
+    if (__builtin_expect(!(atomic_load_explicit(&o->flags, memory_order_seq_cst) & OBJ_F_DELETED), 1))
+        return;
+    if (atomic_compare_exchange_strong_explicit(&c->seq, &w,
+                                                cword(w >> CELL_IDX_SHIFT, CELL_TAKING, s->slot),
+                                                memory_order_seq_cst, memory_order_relaxed) &&
+        shmstore__lock(s) == 0) {
+        sweep_locked(s, c);
+        shmstore__unlock(s);
     }
 }
 
@@ -553,7 +566,7 @@ static int put(shmstore_queue_t *q, const struct put_req *p, bool may_wait, uint
             atomic_store_explicit(&c->seq, cword(t, CELL_READY, 0), memory_order_seq_cst);
             help_advance(&qb->tail, t);
             shmstore__wake(&qb->not_empty, qb->entry_waiters);
-            after_step(q, c);
+            after_step(q->s, q->obj, c, cword(t, CELL_READY, 0));
             if (r < 0)
                 return r;
             *index = t;
@@ -732,7 +745,7 @@ static void finish_take(shmstore_queue_t *q, struct queue_cell *c, uint64_t h)
     shmstore__wake(&q->qb->not_full, q->qb->room_waiters);
     /* Consumers that found the cell TAKING wait for the head to move. */
     shmstore__wake(&q->qb->not_empty, q->qb->entry_waiters);
-    after_step(q, c);
+    after_step(q->s, q->obj, c, cword(h + q->cap, CELL_FREE, 0));
 }
 
 /* With cell `c` TAKING(h, me) holding block `b` at `off`: move the entry out as `rq`
@@ -826,6 +839,7 @@ static int take(shmstore_queue_t *q, struct take_req *rq)
             if (r < 0) { /* the entry stays: back to READY (the head never left it) */
                 atomic_store_explicit(&c->seq, cword(h, CELL_READY, 0), memory_order_seq_cst);
                 shmstore__wake(&qb->not_empty, qb->entry_waiters);
+                after_step(q->s, q->obj, c, cword(h, CELL_READY, 0));
                 return r;
             }
             finish_take(q, c, h);
@@ -1041,6 +1055,7 @@ SHMSTORE_API int shmstore_queue_delete(shmstore_queue_t *q, uint64_t index, int 
          * the hole. */
         shmstore__wake(&q->qb->not_empty, q->qb->entry_waiters);
         shmstore__wake(&q->qb->not_full, q->qb->room_waiters);
+        after_step(q->s, q->obj, c, cword(index, CELL_READY, 0));
     }
     shmstore__proc_unhold(q->s, rec);
     return r > 0 ? not_there(q, index) : r;

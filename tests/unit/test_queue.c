@@ -488,6 +488,92 @@ static void test_queue_threads_exactly_once(void **state)
     shmstore_queue_close(q);
 }
 
+/* ---- deletion while cells are busy ------------------------------------------------------ */
+
+#define DQ_ROUNDS 150
+#define DQ_LEN 256
+
+struct busy {
+    shmstore_t *s;
+    _Atomic int *go;
+    int id;
+    int bad; /* an entry popped with bytes that are not its own */
+};
+
+/* Mover 0 pushes entries whose bytes all say their index and pops them by copy into a
+ * buffer too small (the cell is given back READY), by copy (the block becomes the
+ * spare) and as a view; mover 1 only pops into a buffer too small. Both until the queue
+ * is deleted under them. */
+static void *busy_mover(void *arg)
+{
+    struct busy *b = arg;
+    shmstore_queue_t *q = NULL;
+    if (shmstore_queue_open(b->s, "dq", 0, NULL, &q) < 0)
+        return NULL; /* deleted before we came */
+    while (!atomic_load(b->go))
+        ;
+    unsigned char buf[DQ_LEN], small[8];
+    for (unsigned n = 0;; n++) {
+        size_t len;
+        uint64_t idx;
+        int r;
+        if (b->id == 1) { /* only gives cells back: nobody else pops after it */
+            r = shmstore_queue_pop_copy(q, 0, NULL, small, sizeof(small), &len, &idx);
+        } else if (n % 2 == 0) {
+            memset(buf, (int)(n & 0xff), sizeof(buf));
+            r = shmstore_queue_push(q, NULL, buf, sizeof(buf), 0, NULL);
+        } else if (n % 3 == 0) {
+            r = shmstore_queue_pop_copy(q, 0, NULL, small, sizeof(small), &len, &idx);
+        } else if (n % 5 == 0) {
+            shmstore_view_t v;
+            if ((r = shmstore_queue_pop(q, 0, &v)) == 0)
+                shmstore_view_release(&v);
+        } else {
+            r = shmstore_queue_pop_copy(q, 0, NULL, buf, sizeof(buf), &len, &idx);
+            for (size_t k = 1; r == 0 && k < len; k++)
+                if (buf[k] != buf[0])
+                    b->bad = 1;
+        }
+        if (r == -ESTALE)
+            break;
+    }
+    shmstore_queue_close(q);
+    return NULL;
+}
+
+/* A deletion skips the cells that are busy; their movers sweep them. Whatever the
+ * interleaving, once the handles are closed every block is back without gc, and a gc run
+ * during the deletion frees nothing a mover still copies from. */
+static void test_queue_deleted_while_busy(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t base = used_bytes(f->s);
+    for (int round = 0; round < DQ_ROUNDS; round++) {
+        shmstore_queue_t *q = open_queue(f->s, "dq", 4, SHMSTORE_QUEUE_DROP_OLDEST);
+        _Atomic int go = 0;
+        struct busy m[2];
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) {
+            m[i] = (struct busy){f->s, &go, i, 0};
+            assert_int_equal(pthread_create(&th[i], NULL, busy_mover, &m[i]), 0);
+        }
+        atomic_store(&go, 1);
+        for (volatile int spin = 0; spin < 2000 * (round % 7 + 1); spin++)
+            ;
+        T_OK(shmstore_delete(f->s, "dq"));
+        shmstore_gc_stats_t st;
+        if (round % 2) /* on the other rounds nothing but the movers may sweep */
+            T_OK(shmstore_gc(f->s, &st));
+        for (int i = 0; i < 2; i++) {
+            pthread_join(th[i], NULL);
+            assert_int_equal(m[i].bad, 0);
+        }
+        shmstore_queue_close(q);
+        assert_int_equal(used_bytes(f->s), base);
+    }
+    t_assert_clean(f->s);
+}
+
 struct waiter {
     shmstore_queue_t *q;
     int rc;
@@ -749,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_queue_million_entries),
         cmocka_unit_test_setup_teardown(test_queue_threads_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_blocked_pop_woken, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_deleted_while_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_processes_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_processes_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_killed, setup, teardown),
