@@ -104,6 +104,9 @@ static bool leased_by_anyone(shmstore_t *s, uint64_t off)
     return false;
 }
 
+/* How long a freer waits for a reader's hazard (no pin) to resolve: ~a few us. */
+#define HAZARD_SPINS 2000
+
 /* With the metadata mutex held: free ORPHAN block `b` unless someone pins it. The block
  * goes ORPHAN -> FREEING (seq_cst), then the pins are read (seq_cst); a view pins, then
  * reads the state (seq_cst; shmstore__pin_check_live). One of the two sees the other: the
@@ -111,7 +114,7 @@ static bool leased_by_anyone(shmstore_t *s, uint64_t off)
  * to the last unpin. Returns true when freed. */
 bool shmstore__blk_free_if_unpinned(shmstore_t *s, uint64_t off, struct blk_hdr *b)
 {
-    for (;;) {
+    for (unsigned spins = 0;;) {
         uint32_t want = BLK_ORPHAN;
         if (!(b->size & BLK_USED) ||
             !atomic_compare_exchange_strong_explicit(&b->state, &want, BLK_FREEING,
@@ -123,11 +126,19 @@ bool shmstore__blk_free_if_unpinned(shmstore_t *s, uint64_t off, struct blk_hdr 
             return true;
         }
         atomic_store_explicit(&b->state, BLK_ORPHAN, memory_order_seq_cst);
-        /* If that pin went away meanwhile, its unpin saw FREEING and left the block to
-         * us: look again. A hazard without a pin is a reader that will look elsewhere
-         * (the block has left its slot): the block stays ORPHAN and gc reclaims it. */
-        if (shmstore__blk_pinned(b) || leased_by_anyone(s, off))
+        /* A pin: its last unpin frees the block (if that pin went away meanwhile, its
+         * unpin saw FREEING and left the block to us: look again). */
+        if (shmstore__blk_pinned(b))
             return false;
+        /* A hazard without a pin is a reader between publishing its hazard and finding
+         * the block gone from its slot: a few instructions under its lease mutex, after
+         * which it looks elsewhere and never touches this block. Wait it out, or the block
+         * would stay ORPHAN until gc; only a reader preempted in that window leaves it so. */
+        if (leased_by_anyone(s, off)) {
+            if (++spins > HAZARD_SPINS)
+                return false;
+            shmstore__os_cpu_relax();
+        }
     }
 }
 
