@@ -292,73 +292,77 @@ static int is_record_type(PyObject *o)
            t == &PyFrozenSet_Type || t == &PyByteArray_Type;
 }
 
-int enc_value(modstate *st, PyObject *obj, enc_t *e)
+/* The scalar types (None, bool, int, float, complex, bytes, str) of `obj`: sets *type and
+ * the payload (*data, *len: in `inl` for fixed-size ones, else the bytes of obj itself,
+ * which the caller keeps alive). Returns 1 for a scalar, 0 for anything else (also an
+ * int beyond 64 bits and a str with lone surrogates: pickled), -1 with an exception.
+ * Record leaves use it directly: no descriptor to fill per leaf. */
+static int enc_scalar(PyObject *obj, uint32_t *type, char inl[16], const void **data, size_t *len)
 {
-    memset(e, 0, sizeof(*e));
     PyTypeObject *t = Py_TYPE(obj);
+    *data = inl;
     if (obj == Py_None) {
-        shmstore_datum_init(&e->d, SHMSTORE_T_NONE);
-        return 0;
-    }
-    if (t == &PyBool_Type) {
-        shmstore_datum_init(&e->d, SHMSTORE_T_BOOL);
-        e->inline_buf[0] = obj == Py_True;
-        e->data = e->inline_buf;
-        e->len = 1;
-        return 0;
-    }
-    if (t == &PyLong_Type) {
+        *type = SHMSTORE_T_NONE;
+        *len = 0;
+    } else if (t == &PyBool_Type) {
+        *type = SHMSTORE_T_BOOL;
+        inl[0] = obj == Py_True;
+        *len = 1;
+    } else if (t == &PyLong_Type) {
         int overflow;
         long long x = PyLong_AsLongLongAndOverflow(obj, &overflow);
         if (x == -1 && PyErr_Occurred())
             return -1;
-        if (!overflow) {
-            int64_t v = x;
-            shmstore_datum_init(&e->d, SHMSTORE_T_INT64);
-            memcpy(e->inline_buf, &v, 8);
-            e->data = e->inline_buf;
-            e->len = 8;
+        if (overflow)
             return 0;
-        }
-        goto pickle;
-    }
-    if (t == &PyFloat_Type) {
+        int64_t v = x;
+        *type = SHMSTORE_T_INT64;
+        memcpy(inl, &v, 8);
+        *len = 8;
+    } else if (t == &PyFloat_Type) {
         double v = PyFloat_AS_DOUBLE(obj);
-        shmstore_datum_init(&e->d, SHMSTORE_T_FLOAT64);
-        memcpy(e->inline_buf, &v, 8);
-        e->data = e->inline_buf;
-        e->len = 8;
-        return 0;
-    }
-    if (t == &PyComplex_Type) {
+        *type = SHMSTORE_T_FLOAT64;
+        memcpy(inl, &v, 8);
+        *len = 8;
+    } else if (t == &PyComplex_Type) {
         Py_complex c = PyComplex_AsCComplex(obj);
-        shmstore_datum_init(&e->d, SHMSTORE_T_COMPLEX128);
-        memcpy(e->inline_buf, &c.real, 8);
-        memcpy(e->inline_buf + 8, &c.imag, 8);
-        e->data = e->inline_buf;
-        e->len = 16;
-        return 0;
-    }
-    if (t == &PyBytes_Type) {
-        shmstore_datum_init(&e->d, SHMSTORE_T_BYTES);
-        e->data = PyBytes_AS_STRING(obj);
-        e->len = (size_t)PyBytes_GET_SIZE(obj);
-        e->keep = Py_NewRef(obj);
-        return 0;
-    }
-    if (t == &PyUnicode_Type) {
+        *type = SHMSTORE_T_COMPLEX128;
+        memcpy(inl, &c.real, 8);
+        memcpy(inl + 8, &c.imag, 8);
+        *len = 16;
+    } else if (t == &PyBytes_Type) {
+        *type = SHMSTORE_T_BYTES;
+        *data = PyBytes_AS_STRING(obj);
+        *len = (size_t)PyBytes_GET_SIZE(obj);
+    } else if (t == &PyUnicode_Type) {
         Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(obj, &n);
-        if (!s) {
+        const char *u = PyUnicode_AsUTF8AndSize(obj, &n);
+        if (!u) {
             if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
                 return -1;
             PyErr_Clear(); /* lone surrogates: pickle keeps them */
-            goto pickle;
+            return 0;
         }
-        shmstore_datum_init(&e->d, SHMSTORE_T_STR);
-        e->data = s;
-        e->len = (size_t)n;
-        e->keep = Py_NewRef(obj);
+        *type = SHMSTORE_T_STR;
+        *data = u;
+        *len = (size_t)n;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+int enc_value(modstate *st, PyObject *obj, enc_t *e)
+{
+    memset(e, 0, sizeof(*e));
+    uint32_t type;
+    int sc = enc_scalar(obj, &type, e->inline_buf, &e->data, &e->len);
+    if (sc < 0)
+        return -1;
+    if (sc > 0) {
+        shmstore_datum_init(&e->d, (shmstore_type_t)type);
+        if (type == SHMSTORE_T_BYTES || type == SHMSTORE_T_STR)
+            e->keep = Py_NewRef(obj);
         return 0;
     }
     int isarr = is_ndarray(st, obj);
@@ -545,13 +549,42 @@ static int rec_build(modstate *st, struct rec *rc, PyObject *obj, PyObject *keep
         rc->n_bufs++;
         return rec_payload(rc, me, pb->buf, (size_t)pb->len);
     }
-    /* Leaves: reuse the top-level encoder. */
+    /* Scalar leaves straight into their node; arrays and pickles through the top-level
+     * encoder. */
+    uint32_t type;
+    char inl[16];
+    const void *data;
+    size_t len;
+    int sc = enc_scalar(obj, &type, inl, &data, &len);
+    if (sc < 0)
+        return -1;
+    if (sc > 0) {
+        if (!(n = rec_node_new(rc, (int)type)))
+            return -1;
+        switch (type) {
+        case SHMSTORE_T_NONE:
+            return 0;
+        case SHMSTORE_T_BOOL:
+            n->a = (uint8_t)inl[0];
+            return 0;
+        case SHMSTORE_T_INT64:
+        case SHMSTORE_T_FLOAT64:
+            memcpy(&n->a, inl, 8);
+            return 0;
+        case SHMSTORE_T_COMPLEX128:
+            memcpy(&n->a, inl, 8);
+            memcpy(&n->b, inl + 8, 8);
+            return 0;
+        default: /* BYTES, STR: the record holds obj while its bytes are copied */
+            return rec_payload(rc, me, data, len) < 0 || rec_keep(keep, obj) < 0 ? -1 : 0;
+        }
+    }
     enc_t e;
     if (enc_value(st, obj, &e) < 0)
         return -1;
-    if (e.d.type == SHMSTORE_T_RECORD) { /* cannot happen: containers handled above */
-        enc_free(&e);
-        PyErr_SetString(PyExc_SystemError, "nested record");
+    if (e.d.type != SHMSTORE_T_ARRAY && e.d.type != SHMSTORE_T_PICKLE) {
+        enc_free(&e); /* cannot happen: scalars and containers are handled above */
+        PyErr_SetString(PyExc_SystemError, "unexpected record leaf");
         return -1;
     }
     if (!(n = rec_node_new(rc, (int)e.d.type))) {
@@ -559,43 +592,23 @@ static int rec_build(modstate *st, struct rec *rc, PyObject *obj, PyObject *keep
         return -1;
     }
     int r = 0;
-    switch (e.d.type) {
-    case SHMSTORE_T_NONE:
-        break;
-    case SHMSTORE_T_BOOL:
-        n->a = (uint8_t)e.inline_buf[0];
-        break;
-    case SHMSTORE_T_INT64:
-    case SHMSTORE_T_FLOAT64:
-        memcpy(&n->a, e.inline_buf, 8);
-        break;
-    case SHMSTORE_T_COMPLEX128:
-        memcpy(&n->a, e.inline_buf, 8);
-        memcpy(&n->b, e.inline_buf + 8, 8);
-        break;
-    case SHMSTORE_T_ARRAY: {
+    if (e.d.type == SHMSTORE_T_ARRAY) {
         n->ndim = (uint8_t)e.d.ndim;
         memcpy(n->dtype, e.d.dtype, sizeof(n->dtype));
-        if (grow((void **)&rc->dims, &rc->cap_dims, rc->n_dims + e.d.ndim, sizeof(uint64_t)) < 0) {
+        if (grow((void **)&rc->dims, &rc->cap_dims, rc->n_dims + e.d.ndim, sizeof(uint64_t)) < 0 ||
+            grow((void **)&rc->bufs, &rc->cap_bufs, rc->n_bufs + 1, sizeof(Py_buffer)) < 0) {
             r = -1;
-            break;
+        } else {
+            n->dim_idx = (uint32_t)rc->n_dims;
+            memcpy(rc->dims + rc->n_dims, e.d.shape, e.d.ndim * sizeof(uint64_t));
+            rc->n_dims += e.d.ndim;
+            /* Move the held buffer into the record so the data stays put until filled. */
+            rc->bufs[rc->n_bufs++] = e.pybuf;
+            e.has_pybuf = 0;
+            r = rec_payload(rc, me, e.data, e.len);
         }
-        n->dim_idx = (uint32_t)rc->n_dims;
-        memcpy(rc->dims + rc->n_dims, e.d.shape, e.d.ndim * sizeof(uint64_t));
-        rc->n_dims += e.d.ndim;
-        /* Move the held buffer into the record so the data stays put until filled. */
-        if (grow((void **)&rc->bufs, &rc->cap_bufs, rc->n_bufs + 1, sizeof(Py_buffer)) < 0) {
-            r = -1;
-            break;
-        }
-        rc->bufs[rc->n_bufs++] = e.pybuf;
-        e.has_pybuf = 0;
+    } else { /* PICKLE: e.keep owns the bytes */
         r = rec_payload(rc, me, e.data, e.len);
-        break;
-    }
-    default: /* BYTES, STR, PICKLE: e.keep owns the bytes */
-        r = rec_payload(rc, me, e.data, e.len);
-        break;
     }
     if (r == 0 && e.keep && rec_keep(keep, e.keep) < 0)
         r = -1;

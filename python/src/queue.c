@@ -261,8 +261,10 @@ static PyObject *q_push(PyObject *self, PyObject *args, PyObject *kw)
     shmstore_queue_res_t res = {0};
     struct push_arg a = {&e, NULL, 0};
     int rc = 0;
+    _Alignas(64) char stack[1024];
     char *tmp = NULL;
-    if (e.rec && e.len <= RECORD_COPY_MAX && (tmp = PyMem_Malloc(e.len ? e.len : 1))) {
+    if (e.rec && e.len <= RECORD_COPY_MAX &&
+        (tmp = e.len <= sizeof(stack) ? stack : PyMem_Malloc(e.len))) {
         /* A small record: laid out here, then pushed into the cell's spare block like
          * any small entry (no allocation in the store, no lock). */
         enc_record_fill(&e, tmp);
@@ -281,7 +283,8 @@ static PyObject *q_push(PyObject *self, PyObject *args, PyObject *kw)
                          "stayed full for the whole timeout");
     if (a.res && h->q)
         shmstore_queue_abort(h->q, &res); /* no-op once committed */
-    PyMem_Free(tmp);
+    if (tmp != stack)
+        PyMem_Free(tmp);
     value_encoded_free(&e);
     return rc < 0 ? NULL : PyLong_FromUnsignedLongLong(a.index);
 }
