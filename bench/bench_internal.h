@@ -157,6 +157,7 @@ struct bench_row {
     uint64_t bytes;
     double median_ns;
     double p99_ns;
+    double p999_ns;    /* 0: not reported (latency cases report it: the report's tails) */
     double floor_ns;   /* < 0: none (JSON null) */
     double ratio;      /* < 0: none (JSON null) */
     const char *floor_what;

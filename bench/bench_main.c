@@ -98,9 +98,12 @@ void bench__emit(struct bench_ctx *c, const struct bench_row *r)
         json_num(fl, sizeof fl, r->floor_ns, 1);
         json_num(ra, sizeof ra, r->ratio, 3);
         /* Names and descriptions are our own literals: no character needs escaping. */
-        printf("{\"case\":\"%s\",\"bytes\":%llu,\"median_ns\":%.1f,\"p99_ns\":%.1f,"
+        char p3[48] = "";
+        if (r->p999_ns > 0)
+            snprintf(p3, sizeof p3, ",\"p999_ns\":%.1f", r->p999_ns);
+        printf("{\"case\":\"%s\",\"bytes\":%llu,\"median_ns\":%.1f,\"p99_ns\":%.1f%s,"
                "\"floor_ns\":%s,\"ratio\":%s,\"floor\":\"%s\",\"target\":%s%s%s%s}\n",
-               r->name, (unsigned long long)r->bytes, r->median_ns, r->p99_ns, fl, ra,
+               r->name, (unsigned long long)r->bytes, r->median_ns, r->p99_ns, p3, fl, ra,
                r->floor_what, r->target ? "\"" : "", r->target ? r->target : "null",
                r->target ? "\"" : "", r->extra_json);
     } else {

@@ -388,6 +388,7 @@ int bench__case_queue_wake(struct bench_ctx *c, const char *name)
         bench__row_init(&r, name, 8);
         r.median_ns = bench__pct(&slib, 50);
         r.p99_ns = bench__pct(&slib, 99);
+        r.p999_ns = bench__pct(&slib, 99.9);
         r.floor_ns = bench__pct(&sraw, 50);
         r.ratio = r.median_ns / r.floor_ns;
         r.floor_what = "raw futex wake, one way";

@@ -311,6 +311,7 @@ int bench__case_frame_put_reader(struct bench_ctx *c, const char *name)
         double m_nt = bench__pct(&snt, 50), m_mc = bench__pct(&smc, 50);
         r.median_ns = bench__pct(&sp, 50);
         r.p99_ns = bench__pct(&sp, 99);
+        r.p999_ns = bench__pct(&sp, 99.9);
         r.floor_ns = m_nt < m_mc ? m_nt : m_mc;
         r.ratio = r.median_ns / r.floor_ns;
         r.floor_what = m_nt < m_mc ? "non-temporal copy (< memcpy)" : "memcpy (< NT copy)";
@@ -399,6 +400,7 @@ int bench__case_frame_get(struct bench_ctx *c, const char *name)
         bench__row_init(&r, name, FRAME_LEN);
         r.median_ns = bench__pct(&sg, 50);
         r.p99_ns = bench__pct(&sg, 99);
+        r.p999_ns = bench__pct(&sg, 99.9);
         r.floor_ns = bench__pct(&sm, 50);
         r.ratio = r.median_ns / r.floor_ns;
         r.floor_what = "cross-core memcpy";

@@ -55,6 +55,7 @@ extern const struct cli_cmd cli_cmd_wait;
 extern const struct cli_cmd cli_cmd_rm;
 extern const struct cli_cmd cli_cmd_gc;
 extern const struct cli_cmd cli_cmd_check;
+extern const struct cli_cmd cli_cmd_watch;
 
 /* The verbs implemented in bench/ (library shmstore_bench); argv[0] is the verb. */
 int shmstore_bench_main(int argc, char **argv);
@@ -145,6 +146,8 @@ void cli_json_desc(FILE *f, const shmstore_datum_t *d);
 /* JSON: an object's description as one JSON object (type null when never written), and
  * a store's figures as the members "capacity", "committed", ... (no braces). */
 void cli_json_obj(FILE *f, const shmstore_obj_info_t *o);
+/* The members of cli_json_obj() without the braces, for a caller that adds its own. */
+void cli_json_obj_members(FILE *f, const shmstore_obj_info_t *o);
 void cli_json_stat(FILE *f, const shmstore_stat_t *st);
 
 /* Flush stdout; on failure report it and return CLI_EX_IOERR, else `rc`. */

@@ -86,7 +86,14 @@ void cli_json_desc(FILE *f, const shmstore_datum_t *d)
 
 void cli_json_obj(FILE *f, const shmstore_obj_info_t *o)
 {
-    fputs("{\"name\": ", f);
+    fputc('{', f);
+    cli_json_obj_members(f, o);
+    fputc('}', f);
+}
+
+void cli_json_obj_members(FILE *f, const shmstore_obj_info_t *o)
+{
+    fputs("\"name\": ", f);
     cli_json_str(f, o->name, strnlen(o->name, sizeof o->name));
     fprintf(f,
             ", \"kind\": \"%s\", \"sealed\": %s, \"version\": %" PRIu64
@@ -105,7 +112,6 @@ void cli_json_obj(FILE *f, const shmstore_obj_info_t *o)
         fputs("\"type\": null", f); /* never written: there is no descriptor yet */
     else
         cli_json_desc(f, &o->desc);
-    fputc('}', f);
 }
 
 void cli_json_stat(FILE *f, const shmstore_stat_t *st)

@@ -154,10 +154,14 @@ typedef struct shmstore_proc_info {
     int is_self;
     uint32_t n_leases;
     uint64_t attach_ns;    /* CLOCK_REALTIME */
+    uint32_t n_held;       /* objects it is writing to right now (writer locks, queue steps) */
+    char holding[SHMSTORE_NAME_MAX + 1]; /* the name of the first of them, or "" */
 } shmstore_proc_info_t;
 
 /* Call `fn` for every occupied process slot, alive or dead. Stops early and returns
- * what `fn` returned when it returns non-zero. Never blocks. */
+ * what `fn` returned when it returns non-zero. Never blocks and takes no lock: the
+ * figures are a snapshot that may be a step behind a process that is moving (`holding`
+ * names an object that was one of those it held while we looked). */
 SHMSTORE_API int shmstore_procs(shmstore_t *s,
                                 int (*fn)(const shmstore_proc_info_t *info, void *arg),
                                 void *arg);
@@ -275,6 +279,9 @@ typedef struct shmstore_obj_info {
     uint32_t n_pinned;     /* entries in the queue that a reader's view holds */
     uint32_t producers_waiting; /* processes with a producer asleep for room */
     uint32_t consumers_waiting; /* processes with a consumer asleep for an entry */
+    uint64_t oldest_mtime_ns;   /* time the oldest entry in the queue was committed */
+    /* All kinds. */
+    uint32_t n_waiting;    /* processes with a thread asleep on the object (any wait) */
 } shmstore_obj_info_t;
 
 /* Call `fn` for every object whose name starts with `prefix` (NULL or "" = all), in no

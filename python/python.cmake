@@ -21,7 +21,8 @@ if(SHMSTORE_PYTHON)
   add_custom_target(python ALL DEPENDS ${_py_stamp})
 
   if(SHMSTORE_TESTS)
-    add_test(NAME python COMMAND ${CMAKE_COMMAND} -E env PYTHON=${PYTHON} sh ${_py_dir}/tests/run.sh)
+    add_test(NAME python COMMAND ${CMAKE_COMMAND} -E env PYTHON=${PYTHON} SHMSTORE_BIN=$<TARGET_FILE:shmstore_cli>
+             sh ${_py_dir}/tests/run.sh)
     set_tests_properties(python PROPERTIES LABELS "python;nosan" TIMEOUT 600)
     # The README's install recipe (venv + pip --no-build-isolation), from a clean copy.
     add_test(NAME python_install COMMAND ${CMAKE_COMMAND} -E env PYTHON=${PYTHON}

@@ -549,6 +549,19 @@ SHMSTORE_API int shmstore_procs(shmstore_t *s, int (*fn)(const shmstore_proc_inf
             .n_leases = atomic_load_explicit(&ps->n_leases, memory_order_relaxed),
             .attach_ns = ps->attach_ns,
         };
+        for (unsigned k = 0; k < SLOT_HELD_MAX; k++) {
+            uint64_t rec = atomic_load_explicit(&ps->held[k], memory_order_acquire);
+            /* No lock: the object may go meanwhile. Its header is validated, and its name
+             * copied bounded; a stale name is the price of never blocking. */
+            struct obj_hdr *o = rec ? shmstore__obj(s, rec & ~REC_TAG_MASK) : NULL;
+            if (!rec)
+                continue;
+            if (info.n_held++ == 0 && o) {
+                uint32_t n = o->name_len <= SHMSTORE_NAME_MAX ? o->name_len : SHMSTORE_NAME_MAX;
+                memcpy(info.holding, o->name, n);
+                info.holding[n] = '\0';
+            }
+        }
         r = fn(&info, arg);
         if (r)
             return r;

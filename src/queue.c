@@ -1162,6 +1162,8 @@ static void queue_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *ou
         out->n_pinned += shmstore__blk_pinned(b);
         if (out->mtime_ns < ver_of(b)->mtime_ns)
             out->mtime_ns = ver_of(b)->mtime_ns;
+        if (!out->oldest_mtime_ns || out->oldest_mtime_ns > ver_of(b)->mtime_ns)
+            out->oldest_mtime_ns = ver_of(b)->mtime_ns;
     }
     out->producers_waiting = popcount_mask(qb->room_waiters);
     out->consumers_waiting = popcount_mask(qb->entry_waiters);

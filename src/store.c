@@ -555,7 +555,16 @@ void shmstore__obj_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *o
     out->kind = o->kind;
     out->is_sealed = !!(atomic_load_explicit(&o->flags, memory_order_relaxed) & OBJ_F_SEALED);
     out->footprint = shmstore__blk_footprint(s, shmstore__off(s, o) - BLK_HDR_SIZE);
-    shmstore__kind(o->kind)->info(s, o, out);
+    const struct shmstore__kind_ops *k = shmstore__kind(o->kind);
+    k->info(s, o, out);
+    /* Sleepers of every wait queue of the object, each process once. */
+    uint64_t any[PIN_WORDS] = {0};
+    _Atomic uint64_t *m;
+    for (unsigned which = 0; k->waiters && (m = k->waiters(o, which)) != NULL; which++)
+        for (unsigned i = 0; i < PIN_WORDS; i++)
+            any[i] |= atomic_load_explicit(&m[i], memory_order_relaxed);
+    for (unsigned i = 0; i < PIN_WORDS; i++)
+        out->n_waiting += (uint32_t)__builtin_popcountll(any[i]);
 }
 
 uint64_t shmstore__blk_footprint(const shmstore_t *s, uint64_t off)
