@@ -8,7 +8,7 @@ PREFIX ?= /usr/local
 
 CONFIGURE = $(CMAKE) -S . -Wno-dev
 
-.PHONY: all deps build demo test test-dev test-asan test-tsan bench install clean
+.PHONY: all deps build demo test test-dev test-asan test-tsan bench bench-report install clean
 
 all: build
 
@@ -50,6 +50,13 @@ bench: build
 	./$(BUILD)-release/cli/shmstore bench
 	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_python.py
 	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_queue.py
+
+# The benchmarks again, written to bench-report/ as JSON, PNG charts and report.md (the
+# charts in the README are this target's output on the project's machine).
+bench-report: build
+	@$(CONFIGURE) -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSHMSTORE_TESTS=OFF -DSHMSTORE_PYTHON=OFF >/dev/null
+	@$(CMAKE) --build $(BUILD)-release -j $(JOBS)
+	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/report.py --out bench-report
 
 install: build
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
