@@ -678,13 +678,16 @@ SHMSTORE_API int shmstore_table_count(shmstore_table_t *t, uint64_t *total, uint
  * same slot one lap earlier (a live one; a dead one's record is recovered). A prioritized
  * table gives new records the largest priority set so far (1.0 at first). Returns 0,
  * -EINVAL (n = 0, a NULL column, n more than the capacity), -ESTALE, SHMSTORE_ELEASES
- * (this process's threads hold 8 writes at once). */
+ * (this process's threads hold 8 writes at once), -EBUSY (a slot stayed held for a
+ * second by a live writer, a stopped process: that record was not written, the others
+ * were). */
 SHMSTORE_API int shmstore_table_append(shmstore_table_t *t, const void *const *cols, size_t n,
                                        uint64_t *first);
 
 /* Overwrite record `index` in place (its index stays; its priority too). Returns 0,
  * -ENOENT (not in the table: never appended, or overwritten by a later lap), -EINVAL,
- * -ESTALE, SHMSTORE_ELEASES. A record marked invalid becomes valid again. */
+ * -ESTALE, SHMSTORE_ELEASES, -EBUSY (as append). A record marked invalid becomes valid
+ * again. */
 SHMSTORE_API int shmstore_table_write(shmstore_table_t *t, uint64_t index,
                                       const void *const *cols);
 

@@ -60,6 +60,9 @@
  * and checks whether that writer's process died every CHECK_EVERY yields. */
 #define WRITER_SPINS 256
 #define CHECK_EVERY 64
+/* ... and gives up after waiting this long on one writer that is alive (a process
+ * stopped mid-record, or a corrupt word naming our own slot). */
+#define WRITER_WAIT_NS (1000ull * 1000 * 1000)
 #define STRIDE_MAX (1ull << 32)
 #define PRIO_ONE (1ull << TABLE_PRIO_FRAC_BITS)
 #define GAMMA 0x9e3779b97f4a7c15ull
@@ -466,35 +469,52 @@ static void table_recover(shmstore_t *s, struct obj_hdr *o, uint64_t rec, uint32
 }
 
 /* A writer has waited long on slot word `seq`: if its writer's process is dead, recover
- * that process (which repairs the slot). */
-static void check_writer(shmstore_table_t *t, uint64_t seq)
+ * that process (which repairs the slot). A writer slot that no process holds cannot be
+ * writing (the word is corrupt, or its recovery was lost): the record is repaired here. */
+static void check_writer(shmstore_table_t *t, struct table_rec *rec, uint64_t k, uint64_t seq)
 {
     uint32_t owner = seq_owner(seq);
-    if (owner != t->s->slot && owner < t->s->g.n_slots && !shmstore__proc_is_alive(t->s, owner))
-        shmstore__proc_recover_slot(t->s, owner, NULL);
+    shmstore_t *s = t->s;
+    if (owner == s->slot)
+        return; /* another thread of ours */
+    if (owner >= s->g.n_slots ||
+        atomic_load_explicit(&shmstore__proc_slot(s, owner)->state, memory_order_acquire) != SLOT_LIVE)
+        invalidate(t->tb, t->g.tree, t->g.leaves, rec, k, seq);
+    else if (!shmstore__proc_is_alive(s, owner))
+        shmstore__proc_recover_slot(s, owner, NULL);
 }
 
 /* ---- writing --------------------------------------------------------------------------- */
 
 /* Claim slot k for ticket `ticket` (append: any earlier record may be replaced) or for
  * an in-place write of it (`in_place`: only the record `ticket` itself). Returns 0 with
- * the odd seq in *claimed and the slot's previous id in *prev, or 1 when the slot holds
- * a later record (append: skip it) or not `ticket` (write: -ENOENT for the caller). */
-static int claim(shmstore_table_t *t, struct table_rec *rec, uint64_t ticket, bool in_place,
-                 uint64_t *claimed, uint64_t *prev)
+ * the odd seq in *claimed and the slot's previous id in *prev, 1 when the slot holds a
+ * later record (append: skip it) or not `ticket` (write: -ENOENT for the caller), or
+ * -EBUSY when a live process has held it for WRITER_WAIT_NS (stopped, say by SIGSTOP). */
+static int claim(shmstore_table_t *t, struct table_rec *rec, uint64_t k, uint64_t ticket,
+                 bool in_place, uint64_t *claimed, uint64_t *prev)
 {
     uint64_t mine = (uint64_t)t->s->slot << TABLE_SEQ_OWNER_SHIFT | TABLE_SEQ_WRITING;
+    uint64_t since = 0, waited_on = 0;
     unsigned spins = 0, yields = 0;
     for (;;) {
         uint64_t seq = atomic_load_explicit(&rec->seq, memory_order_acquire);
         if (seq & TABLE_SEQ_WRITING) { /* another writer (a lap behind, or in place) */
             if (++spins < WRITER_SPINS) {
                 cpu_relax();
-            } else {
-                sched_yield();
-                if (++yields % CHECK_EVERY == 0)
-                    check_writer(t, seq);
+                continue;
             }
+            sched_yield();
+            if (++yields % CHECK_EVERY)
+                continue;
+            uint64_t now = shmstore__os_now_mono();
+            if (seq != waited_on) {
+                waited_on = seq;
+                since = now;
+            } else if (now - since > WRITER_WAIT_NS) {
+                return -EBUSY;
+            }
+            check_writer(t, rec, k, seq);
             continue;
         }
         /* relaxed: id changes only while seq is odd, and our CAS below fails if it did */
@@ -532,6 +552,13 @@ static void publish(struct table_rec *rec, uint64_t claimed)
     atomic_store_explicit(&rec->seq, claimed & ~TABLE_SEQ_LOW_MASK, memory_order_release);
 }
 
+static int busy(shmstore_table_t *t, int r)
+{
+    return shmstore__seterr(r, "table '%.255s': a record slot has been being written for over a "
+                            "second by a process that is alive (stopped?); that record was not "
+                            "written", t->obj->name);
+}
+
 static int check_cols(shmstore_table_t *t, const void *const *cols)
 {
     if (!cols)
@@ -564,7 +591,10 @@ SHMSTORE_API int shmstore_table_append(shmstore_table_t *t, const void *const *c
     for (size_t j = 0; j < n; j++) {
         uint64_t ticket = t0 + j, k = ticket % t->g.cap, claimed, prev;
         struct table_rec *rec = slot_at(t->g.recs, t->g.stride, k);
-        if (claim(t, rec, ticket, false, &claimed, &prev) != 0)
+        int c = claim(t, rec, k, ticket, false, &claimed, &prev);
+        if (c < 0)
+            r = c; /* that record is lost; the others go in */
+        if (c != 0)
             continue; /* a later lap got here first: this record is already overwritten */
         atomic_store_explicit(&rec->id, ticket + 1, memory_order_relaxed);
         if (prev & TABLE_ID_INVALID)
@@ -577,7 +607,7 @@ SHMSTORE_API int shmstore_table_append(shmstore_table_t *t, const void *const *c
     shmstore__proc_unhold(t->s, rec_tag);
     if (first)
         *first = t0;
-    return 0;
+    return r < 0 ? busy(t, r) : 0;
 }
 
 static int not_there(shmstore_table_t *t, uint64_t index)
@@ -602,18 +632,17 @@ SHMSTORE_API int shmstore_table_write(shmstore_table_t *t, uint64_t index, const
     if ((r = shmstore__proc_hold(t->s, rec_tag)) < 0)
         return r;
     struct table_rec *rec = slot_at(t->g.recs, t->g.stride, index % t->g.cap);
-    if (claim(t, rec, index, true, &claimed, &prev) == 0) {
+    int c = claim(t, rec, index % t->g.cap, index, true, &claimed, &prev);
+    if (c == 0) {
         if (prev & TABLE_ID_INVALID) {
             atomic_store_explicit(&rec->id, index + 1, memory_order_relaxed);
             atomic_fetch_sub_explicit(&t->tb->n_invalid, 1, memory_order_relaxed);
         }
         fill(t, rec, cols, 0);
         publish(rec, claimed);
-    } else {
-        r = 1;
     }
     shmstore__proc_unhold(t->s, rec_tag);
-    return r ? not_there(t, index) : 0;
+    return c < 0 ? busy(t, c) : c > 0 ? not_there(t, index) : 0;
 }
 
 /* ---- reading --------------------------------------------------------------------------- */
