@@ -684,12 +684,22 @@ SHMSTORE_API int shmstore_table_count(shmstore_table_t *t, uint64_t *total, uint
 SHMSTORE_API int shmstore_table_append(shmstore_table_t *t, const void *const *cols, size_t n,
                                        uint64_t *first);
 
-/* Overwrite record `index` in place (its index stays; its priority too). Returns 0,
- * -ENOENT (not in the table: never appended, or overwritten by a later lap), -EINVAL,
- * -ESTALE, SHMSTORE_ELEASES, -EBUSY (as append). A record marked invalid becomes valid
- * again. */
-SHMSTORE_API int shmstore_table_write(shmstore_table_t *t, uint64_t index,
+/* Write records first .. first + n - 1 (rows 0..n-1 of cols) in place: each replaces
+ * the record of that index, or fills it if it was appended and not written yet (see
+ * shmstore_table_advance()); a record that was invalid becomes valid. Their indices
+ * stay; a record that was already there keeps its priority, one filled gets a new
+ * record's. Returns 0, -ENOENT (an index not in the table: never appended, or
+ * overwritten by a later lap; the others are written), -EINVAL, -ESTALE,
+ * SHMSTORE_ELEASES, -EBUSY (as append). */
+SHMSTORE_API int shmstore_table_write(shmstore_table_t *t, uint64_t first, size_t n,
                                       const void *const *cols);
+
+/* Take the next n indices without writing their records (into `*first`, may be NULL):
+ * they read as not written yet (-ENOENT) and are not sampled until shmstore_table_write()
+ * fills them. What a fixed array of records needs (write any index of 0..capacity-1 in
+ * any order: advance by the capacity once). The count of shmstore_table_count()
+ * includes them. Returns 0, -EINVAL (n = 0 or more than 2^32), -ESTALE. */
+SHMSTORE_API int shmstore_table_advance(shmstore_table_t *t, uint64_t n, uint64_t *first);
 
 /* Copy records indices[0..n) into row i of every column cols[f] (a NULL column is not
  * copied). Every record copied is whole: torn copies are retried. Never blocks a writer

@@ -486,13 +486,12 @@ static void check_writer(shmstore_table_t *t, struct table_rec *rec, uint64_t k,
 
 /* ---- writing --------------------------------------------------------------------------- */
 
-/* Claim slot k for ticket `ticket` (append: any earlier record may be replaced) or for
- * an in-place write of it (`in_place`: only the record `ticket` itself). Returns 0 with
- * the odd seq in *claimed and the slot's previous id in *prev, 1 when the slot holds a
- * later record (append: skip it) or not `ticket` (write: -ENOENT for the caller), or
- * -EBUSY when a live process has held it for WRITER_WAIT_NS (stopped, say by SIGSTOP). */
+/* Claim slot k for record `ticket` (the slot may hold it, or an earlier one). Returns 0
+ * with the odd seq in *claimed and the slot's previous id in *prev, 1 when the slot holds
+ * a later record (the record `ticket` is overwritten already), or -EBUSY when a live
+ * process has held it for WRITER_WAIT_NS (stopped, say by SIGSTOP). */
 static int claim(shmstore_table_t *t, struct table_rec *rec, uint64_t k, uint64_t ticket,
-                 bool in_place, uint64_t *claimed, uint64_t *prev)
+                 uint64_t *claimed, uint64_t *prev)
 {
     uint64_t mine = (uint64_t)t->s->slot << TABLE_SEQ_OWNER_SHIFT | TABLE_SEQ_WRITING;
     uint64_t since = 0, waited_on = 0;
@@ -520,7 +519,7 @@ static int claim(shmstore_table_t *t, struct table_rec *rec, uint64_t k, uint64_
         /* relaxed: id changes only while seq is odd, and our CAS below fails if it did */
         uint64_t id = atomic_load_explicit(&rec->id, memory_order_relaxed);
         uint64_t held = id & ~TABLE_ID_INVALID; /* ticket + 1, 0 = none */
-        if (in_place ? held != ticket + 1 : held > ticket + 1)
+        if (held > ticket + 1)
             return 1;
         uint64_t next = seq + (1ull << TABLE_SEQ_COUNT_SHIFT);
         /* acquire: our copy starts after the previous writer's release of this seq */
@@ -550,6 +549,34 @@ static void publish(struct table_rec *rec, uint64_t claimed)
 {
     /* release: the record's bytes before the even seq; pairs with readers' acquire */
     atomic_store_explicit(&rec->seq, claimed & ~TABLE_SEQ_LOW_MASK, memory_order_release);
+}
+
+/* Write row j of cols as record `ticket` into its slot (replacing an earlier record, or
+ * the same one in place). A record new in its slot gets priority `prio`; one written
+ * again keeps its own. Returns as claim(). */
+static int put_one(shmstore_table_t *t, uint64_t ticket, const void *const *cols, size_t j,
+                   uint64_t prio)
+{
+    uint64_t k = ticket % t->g.cap, claimed, prev;
+    struct table_rec *rec = slot_at(t->g.recs, t->g.stride, k);
+    int c = claim(t, rec, k, ticket, &claimed, &prev);
+    if (c != 0)
+        return c;
+    if (prev != ticket + 1) /* another record, or this one invalid */
+        atomic_store_explicit(&rec->id, ticket + 1, memory_order_relaxed);
+    if (prev & TABLE_ID_INVALID)
+        atomic_fetch_sub_explicit(&t->tb->n_invalid, 1, memory_order_relaxed);
+    fill(t, rec, cols, j);
+    publish(rec, claimed);
+    if (t->g.tree && prev != ticket + 1)
+        tree_set(t->g.tree, t->g.leaves, k, prio);
+    return 0;
+}
+
+static uint64_t new_prio(shmstore_table_t *t)
+{
+    uint64_t prio = t->g.tree ? atomic_load_explicit(&t->tb->max_prio, memory_order_relaxed) : 0;
+    return prio > t->prio_max ? t->prio_max : prio;
 }
 
 static int busy(shmstore_table_t *t, int r)
@@ -585,24 +612,13 @@ SHMSTORE_API int shmstore_table_append(shmstore_table_t *t, const void *const *c
         return r;
     /* relaxed: tickets only need to be distinct; each slot's seq orders its bytes */
     uint64_t t0 = atomic_fetch_add_explicit(&t->tb->tail, n, memory_order_relaxed);
-    uint64_t prio = t->g.tree ? atomic_load_explicit(&t->tb->max_prio, memory_order_relaxed) : 0;
-    if (prio > t->prio_max)
-        prio = t->prio_max;
+    uint64_t prio = new_prio(t);
     for (size_t j = 0; j < n; j++) {
-        uint64_t ticket = t0 + j, k = ticket % t->g.cap, claimed, prev;
-        struct table_rec *rec = slot_at(t->g.recs, t->g.stride, k);
-        int c = claim(t, rec, k, ticket, false, &claimed, &prev);
+        /* > 0: a later lap got here first (this record is already overwritten); < 0: this
+         * record is lost, the others go in */
+        int c = put_one(t, t0 + j, cols, j, prio);
         if (c < 0)
-            r = c; /* that record is lost; the others go in */
-        if (c != 0)
-            continue; /* a later lap got here first: this record is already overwritten */
-        atomic_store_explicit(&rec->id, ticket + 1, memory_order_relaxed);
-        if (prev & TABLE_ID_INVALID)
-            atomic_fetch_sub_explicit(&t->tb->n_invalid, 1, memory_order_relaxed);
-        fill(t, rec, cols, j);
-        publish(rec, claimed);
-        if (t->g.tree)
-            tree_set(t->g.tree, t->g.leaves, k, prio);
+            r = c;
     }
     shmstore__proc_unhold(t->s, rec_tag);
     if (first)
@@ -620,29 +636,49 @@ static int not_there(shmstore_table_t *t, uint64_t index)
                             " were appended)", t->obj->name, index, why, tail);
 }
 
-SHMSTORE_API int shmstore_table_write(shmstore_table_t *t, uint64_t index, const void *const *cols)
+SHMSTORE_API int shmstore_table_write(shmstore_table_t *t, uint64_t first, size_t n,
+                                      const void *const *cols)
 {
-    uint64_t rec_tag = t->obj_off | REC_WRITE, claimed, prev;
+    uint64_t rec_tag = t->obj_off | REC_WRITE, bad = 0;
     shmstore__clearerr();
     int r = tcheck(t);
     if (r < 0 || (r = check_cols(t, cols)) < 0)
         return r;
-    if (index >= atomic_load_explicit(&t->tb->tail, memory_order_relaxed) || index == UINT64_MAX)
-        return not_there(t, index);
+    uint64_t tail = atomic_load_explicit(&t->tb->tail, memory_order_relaxed);
+    uint64_t oldest = tail > t->g.cap ? tail - t->g.cap : 0;
+    if (n == 0 || first < oldest || first >= tail || n > tail - first)
+        return n == 0 ? shmstore__seterr(-EINVAL, "table '%.255s': write 1 or more records",
+                                         t->obj->name)
+                      : not_there(t, first < oldest || first >= tail ? first : tail);
     if ((r = shmstore__proc_hold(t->s, rec_tag)) < 0)
         return r;
-    struct table_rec *rec = slot_at(t->g.recs, t->g.stride, index % t->g.cap);
-    int c = claim(t, rec, index % t->g.cap, index, true, &claimed, &prev);
-    if (c == 0) {
-        if (prev & TABLE_ID_INVALID) {
-            atomic_store_explicit(&rec->id, index + 1, memory_order_relaxed);
-            atomic_fetch_sub_explicit(&t->tb->n_invalid, 1, memory_order_relaxed);
+    uint64_t prio = new_prio(t);
+    int c = 0;
+    for (size_t j = 0; j < n; j++) {
+        int cj = put_one(t, first + j, cols, j, prio);
+        if (cj != 0 && c >= 0) { /* keep the first failure; -EBUSY before -ENOENT */
+            c = cj;
+            bad = first + j;
         }
-        fill(t, rec, cols, 0);
-        publish(rec, claimed);
     }
     shmstore__proc_unhold(t->s, rec_tag);
-    return c < 0 ? busy(t, c) : c > 0 ? not_there(t, index) : 0;
+    return c < 0 ? busy(t, c) : c > 0 ? not_there(t, bad) : 0;
+}
+
+SHMSTORE_API int shmstore_table_advance(shmstore_table_t *t, uint64_t n, uint64_t *first)
+{
+    shmstore__clearerr();
+    int r = tcheck(t);
+    if (r < 0)
+        return r;
+    if (n == 0 || n > SHMSTORE_TABLE_CAPACITY_MAX)
+        return shmstore__seterr(-EINVAL, "table '%.255s': advance by 1..2^32 records",
+                                t->obj->name);
+    /* relaxed: as append's tickets */
+    uint64_t t0 = atomic_fetch_add_explicit(&t->tb->tail, n, memory_order_relaxed);
+    if (first)
+        *first = t0;
+    return 0;
 }
 
 /* ---- reading --------------------------------------------------------------------------- */

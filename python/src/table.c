@@ -634,10 +634,32 @@ static int t_setitem(PyObject *self, PyObject *key, PyObject *rec)
         PyErr_SetString(PyExc_TypeError, "table records cannot be deleted (they are overwritten)");
         return -1;
     }
-    if (table_ready(h) < 0 || index_of(h, key, &i) < 0 || cols_in_get(h, rec, 1, &c) < 0)
+    int is_slice = PySlice_Check(key);
+    PyObject *stop = Py_None;
+    if (is_slice) { /* t[i:j] = batch: consecutive records, step 1 */
+        PySliceObject *sl = (PySliceObject *)key;
+        if (sl->start == Py_None || (sl->step != Py_None && PyLong_AsLong(sl->step) != 1)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "t[i:j] = batch needs a start and step 1");
+            return -1;
+        }
+        key = sl->start;
+        stop = sl->stop;
+    }
+    if (table_ready(h) < 0 || index_of(h, key, &i) < 0 || cols_in_get(h, rec, !is_slice, &c) < 0)
         return -1;
+    if (is_slice && stop != Py_None) {
+        uint64_t j;
+        if (index_of(h, stop, &j) < 0 || j - i != c.n) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "t[i:j] = batch: the batch has %zu records",
+                             c.n);
+            cols_in_free(&c);
+            return -1;
+        }
+    }
     int r;
-    TABLE_CALL(h, c.bytes, r, shmstore_table_write(t_, i, c.ptr));
+    TABLE_CALL(h, c.bytes, r, shmstore_table_write(t_, i, c.n, c.ptr));
     cols_in_free(&c);
     return r < 0 ? (table_raise(h, r), -1) : 0;
 }
@@ -776,6 +798,25 @@ static PyObject *t_sample(PyObject *self, PyObject *args, PyObject *kw)
         return table_raise(h, r);
     }
     return cols_out_dict(h, &c, 0);
+}
+
+PyDoc_STRVAR(t_advance_doc,
+"advance(n) -> int\n--\n\n"
+"Take the next n indices without writing their records and return the first: they\n"
+"read as not written yet (IndexError) and are not sampled until t[i] = record fills\n"
+"them. A fixed array of records: advance(t.capacity) once, then write any index.");
+
+static PyObject *t_advance(PyObject *self, PyObject *arg)
+{
+    TableObject *h = TSELF;
+    unsigned long long n = PyLong_AsUnsignedLongLong(arg);
+    uint64_t first;
+    if ((n == (unsigned long long)-1 && PyErr_Occurred()) || table_ready(h) < 0)
+        return NULL;
+    int r = shmstore_table_advance(h->t, n, &first);
+    if (r < 0)
+        return shm_raise(h->st, r), NULL;
+    return PyLong_FromUnsignedLongLong(first);
 }
 
 PyDoc_STRVAR(t_set_priorities_doc,
@@ -977,6 +1018,7 @@ static PyMethodDef t_methods[] = {
     {"gather", t_gather, METH_O, t_gather_doc},
     {"sample", METH(t_sample), METH_VARARGS | METH_KEYWORDS, t_sample_doc},
     {"set_priorities", t_set_priorities, METH_VARARGS, t_set_priorities_doc},
+    {"advance", t_advance, METH_O, t_advance_doc},
     {"info", t_info, METH_NOARGS, "info() -> dict\n--\n\nThe table as shmstore.Store.info()."},
     {"close", t_close, METH_NOARGS, "close()\n--\n\nClose the handle. Idempotent."},
     {"__enter__", t_enter, METH_NOARGS, NULL},

@@ -271,3 +271,22 @@ def test_independent_program(store, store_name):
     out = subprocess.check_output([sys.executable, "-c", code, store_name])
     assert out.strip() == b"2" and list(t[:]["tag"]) == [41, 42]
     assert pickle.loads(pickle.dumps(t)).total == 2
+
+
+def test_advance_and_slice_assignment(store):
+    t = store.table("r", fields=ht.FIELDS, capacity=10)
+    assert t.advance(10) == 0 and t.total == 10
+    with pytest.raises(IndexError):
+        t[3]                                              # not written yet
+    t[3] = {k: v[0] for k, v in ht.record_batch([33]).items()}
+    assert t[3]["tag"] == 33
+    t[5:8] = ht.record_batch([50, 60, 70])
+    assert list(t[5:8]["tag"]) == [50, 60, 70] and ht.whole(t[5:8])
+    t[8:] = ht.record_batch([80, 90])
+    assert list(t[8:10]["tag"]) == [80, 90]
+    with pytest.raises(ValueError):
+        t[5:7] = ht.record_batch([1, 2, 3])               # a batch of another length
+    with pytest.raises(IndexError):
+        t[9:] = ht.record_batch([1, 2])                   # past the last index
+    with pytest.raises(ValueError):
+        t.advance(0)

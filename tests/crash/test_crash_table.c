@@ -136,7 +136,7 @@ static void victim(void *arg)
             break;
         case R_WRITE:
             if (shmstore_table_count(t, &total, NULL) == 0 && total)
-                shmstore_table_write(t, total - 1 - tp_mix(r++) % CAP,
+                shmstore_table_write(t, total - 1 - tp_mix(r++) % CAP, 1,
                                      (const void *const *)g_cols);
             break;
         default:

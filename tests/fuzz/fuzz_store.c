@@ -435,7 +435,7 @@ static void exercise_table(shmstore_t *s, const char *name)
         EXPECT_RC(shmstore_table_sample(t, 4, 0, &rng, cols, idx, p));
         EXPECT_RC(shmstore_table_sample(t, 4, SHMSTORE_SAMPLE_PRIORITIZED, &rng, cols, idx, p));
         EXPECT_RC(shmstore_table_append(t, (const void *const *)cols, 2, NULL));
-        EXPECT_RC(shmstore_table_write(t, 5, (const void *const *)cols));
+        EXPECT_RC(shmstore_table_write(t, 5, 2, (const void *const *)cols));
     }
     EXPECT_RC(shmstore_table_set_priorities(t, idx, p, 2));
     shmstore_table_close(t);

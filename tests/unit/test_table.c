@@ -258,11 +258,11 @@ static void test_table_append_get(void **state)
     T_ASSERT_RC(shmstore_table_get(f->t, UINT64_MAX, r.cols), -ENOENT);
     /* In place. */
     rows_fill(&w, 1, 777);
-    T_OK(shmstore_table_write(f->t, 3, (const void *const *)w.cols));
+    T_OK(shmstore_table_write(f->t, 3, 1, (const void *const *)w.cols));
     T_OK(shmstore_table_get(f->t, 3, r.cols));
     assert_int_equal(r.tags[0], 777);
     assert_true(tp_ok(r.tags, r.data, r.sums, DATA_LEN, 0));
-    T_ASSERT_RC(shmstore_table_write(f->t, 6, (const void *const *)w.cols), -ENOENT);
+    T_ASSERT_RC(shmstore_table_write(f->t, 6, 1, (const void *const *)w.cols), -ENOENT);
     counts(f->t, 6, 6);
     /* Bad input: nothing written. */
     const void *missing[3] = {w.tags, NULL, w.sums};
@@ -270,7 +270,7 @@ static void test_table_append_get(void **state)
     T_ASSERT_RC(shmstore_table_append(f->t, NULL, 1, NULL), -EINVAL);
     T_ASSERT_RC(shmstore_table_append(f->t, (const void *const *)w.cols, 0, NULL), -EINVAL);
     T_ASSERT_RC(shmstore_table_append(f->t, (const void *const *)w.cols, 17, NULL), -EINVAL);
-    T_ASSERT_RC(shmstore_table_write(f->t, 1, missing), -EINVAL);
+    T_ASSERT_RC(shmstore_table_write(f->t, 1, 1, missing), -EINVAL);
     T_ASSERT_RC(shmstore_table_get(f->t, 0, NULL), -EINVAL);
     counts(f->t, 6, 6);
     rows_free(&w);
@@ -307,12 +307,50 @@ static void test_table_wraparound(void **state)
         }
     }
     T_OK(shmstore_table_get_range(f->t, next - 16, 16, r.cols));
-    T_ASSERT_RC(shmstore_table_write(f->t, next - 17, (const void *const *)w.cols), -ENOENT);
+    T_ASSERT_RC(shmstore_table_write(f->t, next - 17, 1, (const void *const *)w.cols), -ENOENT);
     /* A batch as large as the table replaces all of it. */
     assert_int_equal(append_tags(f->t, &w, 16, 5000), next);
     T_OK(shmstore_table_get_range(f->t, next, 16, r.cols));
     for (size_t j = 0; j < 16; j++)
         assert_int_equal(r.tags[j], 5000 + j);
+    rows_free(&w);
+    rows_free(&r);
+}
+
+static void test_table_advance_and_write_range(void **state)
+{
+    struct fixture *f = *state;
+    struct rows w, r;
+    rows_init(&w, 16, DATA_LEN);
+    rows_init(&r, 16, DATA_LEN);
+    uint64_t first = 99, idx[16], rng = 5;
+    T_ASSERT_RC(shmstore_table_advance(f->t, 0, NULL), -EINVAL);
+    T_OK(shmstore_table_advance(f->t, 16, &first)); /* a fixed array of 16 records */
+    assert_int_equal(first, 0);
+    counts(f->t, 16, 16);
+    T_ASSERT_RC(shmstore_table_get(f->t, 3, r.cols), -ENOENT); /* not written yet */
+    T_ASSERT_RC(shmstore_table_sample(f->t, 1, 0, &rng, r.cols, idx, NULL), -EAGAIN);
+    /* Fill any index, in any order, then several in one call. */
+    rows_fill(&w, 1, 500);
+    T_OK(shmstore_table_write(f->t, 9, 1, (const void *const *)w.cols));
+    T_OK(shmstore_table_get(f->t, 9, r.cols));
+    assert_int_equal(r.tags[0], 500);
+    T_OK(shmstore_table_sample(f->t, 16, 0, &rng, r.cols, idx, NULL));
+    for (size_t j = 0; j < 16; j++)
+        assert_int_equal(idx[j], 9); /* the only record written */
+    rows_fill(&w, 4, 600);
+    T_OK(shmstore_table_write(f->t, 12, 4, (const void *const *)w.cols));
+    T_OK(shmstore_table_get_range(f->t, 12, 4, r.cols));
+    for (size_t j = 0; j < 4; j++)
+        assert_int_equal(r.tags[j], 600 + j);
+    T_ASSERT_RC(shmstore_table_write(f->t, 14, 4, (const void *const *)w.cols), -ENOENT);
+    T_ASSERT_RC(shmstore_table_write(f->t, 16, 1, (const void *const *)w.cols), -ENOENT);
+    T_ASSERT_RC(shmstore_table_write(f->t, 0, 0, (const void *const *)w.cols), -EINVAL);
+    /* Appends go on after the advanced indices, replacing slot 0 on. */
+    assert_int_equal(append_tags(f->t, &w, 2, 700), 16);
+    T_ASSERT_RC(shmstore_table_get(f->t, 0, r.cols), -ENOENT);
+    T_OK(shmstore_table_get(f->t, 17, r.cols));
+    assert_int_equal(r.tags[0], 701);
     rows_free(&w);
     rows_free(&r);
 }
@@ -738,6 +776,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_table_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_append_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_wraparound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_table_advance_and_write_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_sample_uniform, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_prioritized, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_delete, setup, teardown),
