@@ -33,9 +33,107 @@ typedef struct TableObject {
     PyObject *dtypes; /* tuple of numpy dtypes */
     PyObject *shapes; /* tuple of tuples of int */
     uint64_t sizes[SHMSTORE_TABLE_FIELDS_MAX];
+    char dt[SHMSTORE_TABLE_FIELDS_MAX][SHMSTORE_DTYPE_MAX]; /* each field's dtype string */
+    /* The arrays of the last read, per column (fields, index, probability): reused by the
+     * next read when nothing but this pool refers to them any more (see out_array). */
+    PyObject *pool[SHMSTORE_TABLE_FIELDS_MAX + 2];
 } TableObject;
 
 #define TSELF ((TableObject *)self)
+
+/* ---- scalars ---------------------------------------------------------------------------- */
+
+/* Python ints, floats and bools of scalar fields go in and come out without numpy: a
+ * record of small fields costs no array per field. Kinds: i, u (1..8 bytes), f (4, 8),
+ * b (bool); any other dtype takes the numpy path. */
+static int fast_kind(const char *dt, int *size)
+{
+    char k = dt[1];
+    int n = atoi(dt + 2);
+    if (((k == 'i' || k == 'u') && (n == 1 || n == 2 || n == 4 || n == 8)) ||
+        (k == 'f' && (n == 4 || n == 8)) || (k == 'b' && n == 1)) {
+        *size = n;
+        return k;
+    }
+    return 0;
+}
+
+/* Encode `v` as field dtype `dt` into `out` (16 bytes). 1 done, 0 not a fast case (no
+ * exception), -1 error (OverflowError / ValueError set). */
+static int scalar_in(const char *dt, PyObject *v, unsigned char *out)
+{
+    int size, kind = fast_kind(dt, &size);
+    if (!kind || !(PyLong_CheckExact(v) || PyFloat_CheckExact(v) || PyBool_Check(v)))
+        return 0;
+    if (kind == 'b') {
+        int t = PyObject_IsTrue(v);
+        out[0] = (unsigned char)(t > 0);
+        return t < 0 ? -1 : 1;
+    }
+    if (kind == 'f') {
+        double d = PyFloat_AsDouble(v);
+        if (d == -1.0 && PyErr_Occurred())
+            return -1;
+        if (size == 4) {
+            float x = (float)d;
+            memcpy(out, &x, 4);
+        } else {
+            memcpy(out, &d, 8);
+        }
+        return 1;
+    }
+    if (!PyLong_Check(v))
+        return 0; /* a float into an int field: numpy's rules */
+    unsigned long long u;
+    if (kind == 'i') {
+        long long x = PyLong_AsLongLong(v);
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        if (size < 8 && (x < -(1ll << (8 * size - 1)) || x >= (1ll << (8 * size - 1)))) {
+            PyErr_Format(PyExc_OverflowError, "%R does not fit a %s field", v, dt);
+            return -1;
+        }
+        u = (unsigned long long)x;
+    } else {
+        u = PyLong_AsUnsignedLongLong(v);
+        if (u == (unsigned long long)-1 && PyErr_Occurred())
+            return -1;
+        if (size < 8 && u >> (8 * size)) {
+            PyErr_Format(PyExc_OverflowError, "%R does not fit a %s field", v, dt);
+            return -1;
+        }
+    }
+    memcpy(out, &u, (size_t)size); /* little-endian: the low bytes */
+    return 1;
+}
+
+/* A Python object for the scalar at `p` of dtype `dt`, or NULL without an exception when
+ * it is not a fast kind. */
+static PyObject *scalar_out(const char *dt, const void *p, int *fast)
+{
+    int size, kind = fast_kind(dt, &size);
+    *fast = kind != 0;
+    if (!kind)
+        return NULL;
+    if (kind == 'b')
+        return PyBool_FromLong(*(const unsigned char *)p);
+    if (kind == 'f') {
+        if (size == 4) {
+            float x;
+            memcpy(&x, p, 4);
+            return PyFloat_FromDouble(x);
+        }
+        double d;
+        memcpy(&d, p, 8);
+        return PyFloat_FromDouble(d);
+    }
+    unsigned long long u = 0;
+    memcpy(&u, p, (size_t)size);
+    if (kind == 'u')
+        return PyLong_FromUnsignedLongLong(u);
+    int shift = 64 - 8 * size; /* sign-extend */
+    return PyLong_FromLongLong(shift ? (long long)(u << shift) >> shift : (long long)u);
+}
 
 /* ---- open / ready --------------------------------------------------------------------- */
 
@@ -211,6 +309,7 @@ static int load_schema(TableObject *h)
         PyTuple_SET_ITEM(h->dtypes, i, dt);
         PyTuple_SET_ITEM(h->shapes, i, shp);
         h->sizes[i] = f[i].size;
+        memcpy(h->dt[i], f[i].dtype, sizeof h->dt[i]);
     }
     return 0;
 }
@@ -314,16 +413,19 @@ static PyObject *t_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 struct cols_in {
     Py_buffer buf[SHMSTORE_TABLE_FIELDS_MAX];
     const void *ptr[SHMSTORE_TABLE_FIELDS_MAX];
-    uint32_t n_held;
+    unsigned char has_buf[SHMSTORE_TABLE_FIELDS_MAX];
+    _Alignas(16) unsigned char scratch[SHMSTORE_TABLE_FIELDS_MAX][16]; /* fast scalars */
     size_t n;     /* records */
     size_t bytes; /* in all */
 };
 
 static void cols_in_free(struct cols_in *c)
 {
-    for (uint32_t i = 0; i < c->n_held; i++)
-        PyBuffer_Release(&c->buf[i]);
-    c->n_held = 0;
+    for (uint32_t i = 0; i < SHMSTORE_TABLE_FIELDS_MAX; i++)
+        if (c->has_buf[i]) {
+            PyBuffer_Release(&c->buf[i]);
+            c->has_buf[i] = 0;
+        }
 }
 
 static PyObject *shape_str(TableObject *h, uint32_t f)
@@ -367,6 +469,18 @@ static int cols_in_get(TableObject *h, PyObject *rec, int single, struct cols_in
             goto fail;
         }
         PyObject *arr;
+        int fast = PyTuple_GET_SIZE(PyTuple_GET_ITEM(h->shapes, f)) == 0 && batch != 1
+                       ? scalar_in(h->dt[f], v, c->scratch[f])
+                       : 0;
+        if (fast < 0)
+            goto fail;
+        if (fast) { /* one record's scalar, no array */
+            batch = 0;
+            c->n = 1;
+            c->ptr[f] = c->scratch[f];
+            c->bytes += h->sizes[f];
+            continue;
+        }
         if (PyObject_TypeCheck(v, (PyTypeObject *)st->ndarray)) {
             PyObject *vdt = PyObject_GetAttrString(v, "dtype");
             int eq = vdt ? PyObject_RichCompareBool(vdt, dt, Py_EQ) : -1;
@@ -394,7 +508,7 @@ static int cols_in_get(TableObject *h, PyObject *rec, int single, struct cols_in
         Py_XDECREF(arr); /* the buffer holds the array */
         if (gr < 0)
             goto fail;
-        c->n_held = f + 1;
+        c->has_buf[f] = 1;
         Py_buffer *b = &c->buf[f];
         PyObject *shp = PyTuple_GET_ITEM(h->shapes, f);
         Py_ssize_t nd = PyTuple_GET_SIZE(shp);
@@ -448,8 +562,26 @@ static void cols_out_free(struct cols_out *c)
     c->n_arr = 0;
 }
 
-static int out_array(struct cols_out *c, modstate *st, size_t k, PyObject *shape, PyObject *dt)
+/* An array of k rows for column `col` into c: the pooled one when only the pool refers
+ * to it (then nobody can see it change: the caller dropped the last result, and no view,
+ * memoryview or other consumer of its buffer exists, as each holds a reference) and it
+ * has k rows; else a new one, which the pool keeps. Reusing it saves more than the
+ * allocation: glibc gives blocks of ~1 MB back to the kernel when they are freed, so a
+ * new array of a batch of frames page-faults all over again on every call. */
+static int out_array(TableObject *h, struct cols_out *c, uint32_t col, size_t k,
+                     PyObject *shape, PyObject *dt)
 {
+    PyObject *old = h->pool[col];
+    if (old && Py_REFCNT(old) == 1 &&
+        PyObject_GetBuffer(old, &c->buf[c->n_arr], PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) == 0) {
+        if (c->buf[c->n_arr].ndim >= 1 && (size_t)c->buf[c->n_arr].shape[0] == k) {
+            c->arr[c->n_arr++] = Py_NewRef(old);
+            return 0;
+        }
+        PyBuffer_Release(&c->buf[c->n_arr]);
+    }
+    PyErr_Clear();
+    modstate *st = h->st;
     PyObject *full = PyTuple_New(1 + (shape ? PyTuple_GET_SIZE(shape) : 0));
     if (!full)
         return -1;
@@ -464,6 +596,7 @@ static int out_array(struct cols_out *c, modstate *st, size_t k, PyObject *shape
         Py_DECREF(a);
         return -1;
     }
+    Py_XSETREF(h->pool[col], Py_NewRef(a));
     c->arr[c->n_arr++] = a;
     return 0;
 }
@@ -475,15 +608,15 @@ static int cols_out_new(TableObject *h, size_t k, int with_index, int with_prob,
 {
     memset(c, 0, sizeof(*c));
     for (uint32_t f = 0; f < h->n_fields; f++) {
-        if (out_array(c, h->st, k, PyTuple_GET_ITEM(h->shapes, f), PyTuple_GET_ITEM(h->dtypes, f)) < 0)
+        if (out_array(h, c, f, k, PyTuple_GET_ITEM(h->shapes, f), PyTuple_GET_ITEM(h->dtypes, f)) < 0)
             goto fail;
         c->ptr[f] = c->buf[f].buf;
         c->bytes += (size_t)c->buf[f].len;
     }
     PyObject *u8 = with_index ? np_dtype_of(h->st, "<u8") : NULL;
     PyObject *f8 = with_prob ? np_dtype_of(h->st, "<f8") : NULL;
-    int bad = (with_index && (!u8 || out_array(c, h->st, k, NULL, u8) < 0)) ||
-              (with_prob && (!f8 || out_array(c, h->st, k, NULL, f8) < 0));
+    int bad = (with_index && (!u8 || out_array(h, c, h->n_fields, k, NULL, u8) < 0)) ||
+              (with_prob && (!f8 || out_array(h, c, h->n_fields + 1, k, NULL, f8) < 0));
     Py_XDECREF(u8);
     Py_XDECREF(f8);
     if (bad)
@@ -503,7 +636,12 @@ static PyObject *cols_out_dict(TableObject *h, struct cols_out *c, int row0)
     for (uint32_t i = 0; d && i < c->n_arr; i++) {
         PyObject *key = i < h->n_fields ? Py_NewRef(PyTuple_GET_ITEM(h->fnames, i))
                                         : PyUnicode_FromString(extra[i - h->n_fields]);
-        PyObject *val = row0 ? PySequence_GetItem(c->arr[i], 0) : Py_NewRef(c->arr[i]);
+        int fast = 0;
+        PyObject *val = NULL;
+        if (row0 && i < h->n_fields && c->buf[i].ndim == 1) /* a scalar field's one value */
+            val = scalar_out(h->dt[i], c->buf[i].buf, &fast);
+        if (!fast)
+            val = row0 ? PySequence_GetItem(c->arr[i], 0) : Py_NewRef(c->arr[i]);
         if (!key || !val || PyDict_SetItem(d, key, val) < 0)
             Py_CLEAR(d);
         Py_XDECREF(key);
@@ -1009,6 +1147,8 @@ static void t_dealloc(PyObject *self)
     Py_CLEAR(TSELF->fnames);
     Py_CLEAR(TSELF->dtypes);
     Py_CLEAR(TSELF->shapes);
+    for (uint32_t i = 0; i < SHMSTORE_TABLE_FIELDS_MAX + 2; i++)
+        Py_CLEAR(TSELF->pool[i]);
     tp->tp_free(self);
     Py_DECREF(tp);
 }

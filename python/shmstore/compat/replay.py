@@ -122,15 +122,15 @@ class Memory:
     def __getitem__(self, index):
         if isinstance(index, slice):
             return self._get_many(self._slice_positions(index))
-        return self._get_many([self._position(index)])[0]
+        return self._get_one(self._position(index))
 
     def __setitem__(self, index, transition):
         if isinstance(index, slice):
             if not isinstance(transition, (list, tuple)) or isinstance(transition, Transition):
                 raise TypeError("a slice of a Memory is set from a list of Transitions")
-            positions = self._slice_positions(index)[:len(transition)]
-            for start, items in self._runs(positions, transition):
-                self._table[start:start + len(items)] = self._batch(items)
+            # One write per transition, straight from its arrays (no staging copy).
+            for p, item in zip(self._slice_positions(index), transition):
+                self._table[p] = self._record(item)
             return
         self._table[self._position(index)] = self._record(transition)
 
@@ -191,17 +191,6 @@ class Memory:
             raise ValueError("slice step cannot be zero")
         return [i % self._length for i in range(start, stop, step)]
 
-    @staticmethod
-    def _runs(positions, items):
-        """(first position, items) for each run of consecutive positions."""
-        i = 0
-        while i < len(positions):
-            j = i + 1
-            while j < len(positions) and positions[j] == positions[j - 1] + 1:
-                j += 1
-            yield positions[i], items[i:j]
-            i = j
-
     def _record(self, t):
         if not isinstance(t, Transition):
             raise TypeError(f"a Memory holds Transitions, not {type(t).__name__}")
@@ -217,19 +206,20 @@ class Memory:
             raise ValueError(f"{what} has shape {a.shape}; this Memory holds {self._shape}")
         return a.astype(self._dtype, copy=False)
 
-    def _batch(self, items):
-        recs = [self._record(t) for t in items]
-        return {k: np.stack([r[k] for r in recs]) if k in ("state", "next_state")
-                else np.array([r[k] for r in recs]) for k in recs[0]}
+    @staticmethod
+    def _transitions(b, n):
+        a, st, ac, rw, dn, no = (b["actor_id"].tolist(), b["step_number"].tolist(),
+                                 b["action"].tolist(), b["reward"].tolist(), b["done"].tolist(),
+                                 b["next_state_is_none"].tolist())
+        state, nxt = b["state"], b["next_state"]
+        return [Transition(a[j], st[j], state[j], ac[j], None if no[j] else nxt[j], rw[j], dn[j])
+                for j in range(n)]
 
-    def _transitions(self, b, n):
-        out = []
-        for j in range(n):
-            nxt = None if b["next_state_is_none"][j] else b["next_state"][j]
-            out.append(Transition(int(b["actor_id"][j]), int(b["step_number"][j]),
-                                  b["state"][j], int(b["action"][j]), nxt,
-                                  float(b["reward"][j]), bool(b["done"][j])))
-        return out
+    @staticmethod
+    def _transition(r):
+        return Transition(r["actor_id"], r["step_number"], r["state"], r["action"],
+                          None if r["next_state_is_none"] else r["next_state"], r["reward"],
+                          r["done"])
 
     def _empty(self):
         return Transition(0, 0, self._zero.copy(), 0, self._zero.copy(), 0.0, False)
@@ -247,7 +237,7 @@ class Memory:
     def _get_one(self, p):
         for _ in range(1000):
             try:
-                return self._transitions(self._table.gather([p]), 1)[0]
+                return self._transition(self._table[p])
             except (IndexError, LookupError):
                 return self._empty()  # never written, or lost by a writer that died
             except BlockingIOError:
