@@ -290,3 +290,23 @@ def test_advance_and_slice_assignment(store):
         t[9:] = ht.record_batch([1, 2])                   # past the last index
     with pytest.raises(ValueError):
         t.advance(0)
+
+
+def test_reads_never_reuse_arrays_someone_holds(store):
+    """Reads reuse their output arrays only once nothing else refers to them."""
+    t = store.table("r", fields=ht.FIELDS, capacity=64)
+    t.append(ht.record_batch(range(64)))
+    b1 = t.sample(8, rng=1)
+    keep = b1["data"].copy()
+    view = t.sample(8, rng=2)["data"][3]          # a view keeps its base alive
+    vkeep = view.copy()
+    for i in range(20):
+        b = t.sample(8, rng=10 + i)
+        assert b["data"] is not b1["data"]
+    assert (b1["data"] == keep).all() and (view == vkeep).all()
+    r = t[5]
+    assert isinstance(r["tag"], int) and r["tag"] == 5
+    mv = memoryview(t.gather([1, 2])["data"])     # a memoryview holds the array too
+    copy = bytes(mv)
+    t.gather([3, 4])
+    assert bytes(mv) == copy
