@@ -2,8 +2,9 @@
  *
  * A *store* is one file in /dev/shm (or $SHMSTORE_DIR) that every process maps once. It
  * holds named objects of several kinds: *values*, latest-value registers that a writer
- * updates and readers copy, view without copying, or wait on; and *queues*, bounded
- * FIFO rings of entries that producers push and consumers pop. There is no server:
+ * updates and readers copy, view without copying, or wait on; *queues*, bounded
+ * FIFO rings of entries that producers push and consumers pop; and *tables*, rings of
+ * fixed records (replay buffers) that writers append and readers sample. There is no server:
  * processes coordinate through atomics and futexes inside the mapping, and a process
  * killed at any point is cleaned up by the next process that attaches, by a timed-out
  * wait, or by shmstore_gc().

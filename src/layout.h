@@ -277,6 +277,7 @@ struct queue_body {
 static_assert(sizeof(struct queue_body) == 256, "queue_body is four cache lines");
 
 /* ---- tables ------------------------------------------------------------------------ */
+#include <stddef.h>
 
 /* A table's records live in one DATA block (owner = the table's generation) named by
  * table_body.data_off: `capacity` slots of `stride` bytes (a multiple of 64) from the
@@ -334,6 +335,8 @@ struct table_body {
 };
 static_assert(sizeof(struct table_body) == 128 + 32 * 160, "table_body size");
 static_assert(sizeof(struct table_body) % 64 == 0, "table_body is whole cache lines");
+static_assert(offsetof(struct table_body, tail) == 64, "FORMAT.md: table tail at 64");
+static_assert(offsetof(struct table_body, fields) == 128, "FORMAT.md: table fields at 128");
 
 /* The offsets docs/FORMAT.md documents. */
 #include <stddef.h>
