@@ -22,19 +22,18 @@ import json
 import multiprocessing as mp
 import os
 import random
-import subprocess
 import sys
 import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 STORE = os.environ.setdefault("SHMSTORE_COMPAT_STORE", f"bench_table_{os.getpid()}")
 
 import shmstore  # noqa: E402
+import c_cases  # noqa: E402
 import replay_baseline  # noqa: E402
 from shmstore.compat import replay  # noqa: E402
 
@@ -129,25 +128,6 @@ def fill(mem, kind):
         mem[i:i + PUSH] = batch
 
 
-def c_cases(quick):
-    exe = os.environ.get("SHMSTORE_BIN") or os.path.join(ROOT, "build-release", "cli", "shmstore")
-    if not os.path.exists(exe):
-        print(f"\nC cases skipped: {exe} not built (cmake --build build-release)")
-        return []
-    argv = [exe, "bench", "--json"] + (["--quick"] if quick else []) + [
-        "table_append_1", "table_append_100", "table_sample_32", "table_sample_256",
-        "table_small_1w", "table_small_2w", "table_prio_32"]
-    rows = [json.loads(l) for l in subprocess.check_output(argv, text=True).splitlines() if l.strip()]
-    print("\nC (shmstore bench, same run)")
-    for r in rows:
-        if "error" in r:
-            print(f"  {r['case']:16s} FAILED {r['error']}")
-            continue
-        print(f"  {r['case']:16s} median {r['median_ns']:10.0f} ns  p99 {r['p99_ns']:10.0f} ns  "
-              f"floor {r['floor_ns']:10.0f} ns  ratio {r['ratio']:.2f}  ({r['floor']})")
-    return rows
-
-
 def median(v):
     v = sorted(v)
     return v[len(v) // 2] if v else float("nan")
@@ -194,7 +174,9 @@ def main():
             sb = out[kind]["batches_per_s"] / base["batches_per_s"]
             out[kind]["speedup_push"], out[kind]["speedup_batch"] = sp, sb
             print(f"  {kind} / baseline: pushes x{sp:.1f}, batches x{sb:.1f} (target >= 3x both)")
-        out["c"] = c_cases(a.quick)
+        out["c"] = c_cases.run(["table_append_1", "table_append_100", "table_sample_32",
+                                "table_sample_256", "table_small_1w", "table_small_2w",
+                                "table_prio_32"], a.quick)
     finally:
         for m in list(mems.values()):
             if isinstance(m, replay.Memory):
