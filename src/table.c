@@ -64,6 +64,10 @@
  * stopped mid-record, or a corrupt word naming our own slot). */
 #define WRITER_WAIT_NS (1000ull * 1000 * 1000)
 #define STRIDE_MAX (1ull << 32)
+/* Tables of at least this many bytes of records write big fields with streaming stores
+ * (copy.c): a slot written now is read back, by a sampler, long after it left the cache.
+ * This VM's last-level cache is 32 MiB; bench table_append_100 measures the choice. */
+#define COLD_BYTES (32ull << 20)
 #define PRIO_ONE (1ull << TABLE_PRIO_FRAC_BITS)
 #define GAMMA 0x9e3779b97f4a7c15ull
 
@@ -82,6 +86,7 @@ struct shmstore_table {
     struct table_body *tb;
     struct geom g;          /* validated at open */
     uint64_t prio_max;      /* largest leaf value */
+    bool is_cold;           /* records larger than the cache: stream big fields in */
     _Atomic uint64_t rng;   /* the handle's PRNG counter (splitmix64) */
     shmstore_table_field_t fields[TABLE_FIELDS_MAX];
 };
@@ -338,6 +343,7 @@ static void fill_handle(shmstore_table_t *t, const struct geom *g)
 {
     const struct table_body *tb = t->tb;
     t->g = *g;
+    t->is_cold = g->cap * g->stride >= COLD_BYTES;
     /* Largest leaf such that leaves * leaf stays below 2^63 (the root never wraps). */
     t->prio_max = g->leaves ? (1ull << 63) / g->leaves : 0;
     for (uint32_t f = 0; f < g->n_fields; f++) {
@@ -541,7 +547,12 @@ static void fill(shmstore_table_t *t, struct table_rec *rec, const void *const *
     char *base = (char *)rec;
     for (uint32_t f = 0; f < t->g.n_fields; f++) {
         size_t sz = t->fields[f].size;
-        shmstore__copy_in(base + t->fields[f].offset, (const char *)cols[f] + j * sz, sz);
+        void *dst = base + t->fields[f].offset;
+        const void *src = (const char *)cols[f] + j * sz;
+        if (t->is_cold)
+            shmstore__copy_in_cold(dst, src, sz);
+        else
+            shmstore__copy_in(dst, src, sz);
     }
 }
 
