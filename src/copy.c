@@ -46,26 +46,28 @@ static void copy_nt(void *dst, const void *src, size_t n)
 }
 #endif
 
-void shmstore__copy_in(void *dst, const void *src, size_t n)
+/* Stream copies of at least `nt_min` bytes into a 16-aligned dst, memcpy the others. */
+static inline void copy_from(void *dst, const void *src, size_t n, size_t nt_min)
 {
 #if defined(__x86_64__)
-    if (n >= NT_COPY_MIN && ((uintptr_t)dst & 15) == 0) {
+    if (n >= nt_min && ((uintptr_t)dst & 15) == 0) {
         copy_nt(dst, src, n);
         return;
     }
+#else
+    (void)nt_min;
 #endif
     memcpy(dst, src, n);
 }
 
+void shmstore__copy_in(void *dst, const void *src, size_t n)
+{
+    copy_from(dst, src, n, NT_COPY_MIN);
+}
+
 void shmstore__copy_in_cold(void *dst, const void *src, size_t n)
 {
-#if defined(__x86_64__)
-    if (n >= NT_COLD_MIN && ((uintptr_t)dst & 15) == 0) {
-        copy_nt(dst, src, n);
-        return;
-    }
-#endif
-    memcpy(dst, src, n);
+    copy_from(dst, src, n, NT_COLD_MIN);
 }
 
 SHMSTORE__RACY void shmstore__seqlock_copy(void *dst, const void *src, size_t n)
