@@ -4,7 +4,8 @@
  * harness.c   shared anonymous memory, barriers and hand-off words, child processes,
  *             CPU pinning, unique store names
  * floors.c    floors that need code of their own (atomic RMW, non-temporal copy)
- * cases_*.c   the cases; bench_main.c the case table, options and output
+ * cases_*.c   the cases (cases_table.c: tables); bench_main.c the case table, options
+ *             and output
  * demo.c      the camera-pipeline demonstration
  *
  * Every process that takes part in a measurement is a fork() of the bench process; the
@@ -180,5 +181,9 @@ int bench__case_notify(struct bench_ctx *c, const char *name);
 int bench__case_queue_small(struct bench_ctx *c, const char *name);
 int bench__case_queue_large(struct bench_ctx *c, const char *name);
 int bench__case_queue_wake(struct bench_ctx *c, const char *name);
+int bench__case_table_append(struct bench_ctx *c, const char *name);
+int bench__case_table_sample(struct bench_ctx *c, const char *name);
+int bench__case_table_small(struct bench_ctx *c, const char *name);
+int bench__case_table_prio(struct bench_ctx *c, const char *name);
 
 #endif

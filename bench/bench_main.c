@@ -46,6 +46,13 @@ static const struct bench_case cases[] = {
     {"queue_8m", bench__case_queue_large, "8 MiB push + pop view + release"},
     {"queue_zc_8m", bench__case_queue_large, "8 MiB reserve + commit + pop view + release"},
     {"queue_wake", bench__case_queue_wake, "push -> return from pop, consumer asleep"},
+    {"table_append_1", bench__case_table_append, "append of one 28,240 B record, sampler busy"},
+    {"table_append_100", bench__case_table_append, "append of 100 x 28,240 B, sampler busy"},
+    {"table_sample_32", bench__case_table_sample, "sample(32) of 28,240 B records, writer busy"},
+    {"table_sample_256", bench__case_table_sample, "sample(256) of 28,240 B records, writer busy"},
+    {"table_small_1w", bench__case_table_small, "64 B records appended by 1 writer process"},
+    {"table_small_2w", bench__case_table_small, "64 B records appended by 2 writer processes"},
+    {"table_prio_32", bench__case_table_prio, "prioritized sample(32) over uniform"},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 

@@ -73,6 +73,41 @@ static int info_store(const struct cli_ctx *ctx, shmstore_t *s, const char *stor
     return CLI_EX_OK;
 }
 
+/* A table: its figures, then its schema (read through a handle). */
+static int info_table(shmstore_t *s, const struct cli_target *t, const shmstore_obj_info_t *o)
+{
+    char b[2][32];
+    printf("records      %" PRIu64 " of %" PRIu64 "%s\n", o->count, o->capacity,
+           o->is_prioritized ? " (prioritized)" : "");
+    printf("indices      %" PRIu64 " .. %" PRIu64 " (oldest held .. next append)\n",
+           o->first_index, o->next_index);
+    printf("invalid      %" PRIu64 " (records whose writer died mid-record)\n", o->n_invalid);
+    printf("record size  %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o->record_size, b[0], 32),
+           o->record_size);
+    printf("size         %s (%" PRIu64 " bytes in records)\n", cli_fmt_bytes(o->size, b[0], 32),
+           o->size);
+    printf("footprint    %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o->footprint, b[1], 32),
+           o->footprint);
+    shmstore_table_t *tb;
+    if (shmstore_table_open(s, t->name, 0, NULL, &tb) != 0)
+        return CLI_EX_OK; /* deleted meanwhile: the figures above stand */
+    const shmstore_table_field_t *f;
+    uint32_t n;
+    shmstore_table_fields(tb, &f, &n);
+    printf("fields       %" PRIu32 "\n", n);
+    for (uint32_t i = 0; i < n; i++) {
+        char shape[256] = "";
+        size_t pos = 0;
+        for (uint32_t d = 0; d < f[i].ndim && pos < sizeof shape; d++)
+            pos += (size_t)snprintf(shape + pos, sizeof shape - pos, "%s%" PRIu64,
+                                    d ? ", " : "", f[i].shape[d]);
+        printf("  %-24s %-5s (%s%s)  %" PRIu64 " bytes at +%" PRIu64 "\n", f[i].name, f[i].dtype,
+               shape, f[i].ndim == 1 ? "," : "", f[i].size, f[i].offset);
+    }
+    shmstore_table_close(tb);
+    return CLI_EX_OK;
+}
+
 static int info_object(shmstore_t *s, const struct cli_target *t, const char *arg, int is_json)
 {
     shmstore_obj_info_t o;
@@ -115,6 +150,8 @@ static int info_object(shmstore_t *s, const struct cli_target *t, const char *ar
                cli_fmt_time(o.mtime_ns, when, sizeof when), o.mtime_ns);
         return CLI_EX_OK;
     }
+    if (o.kind == SHMSTORE_KIND_TABLE)
+        return info_table(s, t, &o);
     printf("type         %s\n", o.version ? cli_fmt_desc(&o.desc, type, sizeof type)
                                           : "- (never written)");
     printf("size         %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o.size, b[0], 32), o.size);

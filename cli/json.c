@@ -108,6 +108,12 @@ void cli_json_obj_members(FILE *f, const shmstore_obj_info_t *o)
                 o->count, o->capacity, o->slot_size, cli_queue_full_name(o->full), o->first_index,
                 o->next_index, o->dropped, o->n_pinned, o->producers_waiting,
                 o->consumers_waiting);
+    else if (o->kind == SHMSTORE_KIND_TABLE)
+        fprintf(f, "\"type\": null, \"count\": %" PRIu64 ", \"capacity\": %" PRIu64
+                   ", \"record_size\": %" PRIu64 ", \"fields\": %" PRIu32 ", \"appended\": %" PRIu64
+                   ", \"first_index\": %" PRIu64 ", \"invalid\": %" PRIu64 ", \"prioritized\": %s",
+                o->count, o->capacity, o->record_size, o->n_fields, o->next_index, o->first_index,
+                o->n_invalid, o->is_prioritized ? "true" : "false");
     else if (o->version == 0)
         fputs("\"type\": null", f); /* never written: there is no descriptor yet */
     else

@@ -64,6 +64,11 @@ const char *cli_fmt_type(const shmstore_obj_info_t *o, char *buf, size_t cap)
         snprintf(buf, cap, "%" PRIu64 "/%" PRIu64 " entries", o->count, o->capacity);
         return buf;
     }
+    if (o->kind == SHMSTORE_KIND_TABLE) {
+        snprintf(buf, cap, "%" PRIu64 "/%" PRIu64 " records of %" PRIu64 " B", o->count,
+                 o->capacity, o->record_size);
+        return buf;
+    }
     if (!o->version) {
         snprintf(buf, cap, "-");
         return buf;

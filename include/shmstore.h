@@ -2,8 +2,9 @@
  *
  * A *store* is one file in /dev/shm (or $SHMSTORE_DIR) that every process maps once. It
  * holds named objects of several kinds: *values*, latest-value registers that a writer
- * updates and readers copy, view without copying, or wait on; and *queues*, bounded
- * FIFO rings of entries that producers push and consumers pop. There is no server:
+ * updates and readers copy, view without copying, or wait on; *queues*, bounded
+ * FIFO rings of entries that producers push and consumers pop; and *tables*, rings of
+ * fixed records (replay buffers) that writers append and readers sample. There is no server:
  * processes coordinate through atomics and futexes inside the mapping, and a process
  * killed at any point is cleaned up by the next process that attaches, by a timed-out
  * wait, or by shmstore_gc().
@@ -253,6 +254,7 @@ SHMSTORE_API int shmstore_attrs_foreach(const void *attrs, uint32_t attrs_len,
 typedef enum shmstore_kind {
     SHMSTORE_KIND_VALUE = 1,
     SHMSTORE_KIND_QUEUE = 2,
+    SHMSTORE_KIND_TABLE = 4,
 } shmstore_kind_t;
 
 /* The name of a kind ("value", ...), or "unknown". Never NULL. */
@@ -280,6 +282,13 @@ typedef struct shmstore_obj_info {
     uint32_t producers_waiting; /* processes with a producer asleep for room */
     uint32_t consumers_waiting; /* processes with a consumer asleep for an entry */
     uint64_t oldest_mtime_ns;   /* time the oldest entry in the queue was committed */
+    /* Tables (also: count = valid records, capacity = records it holds, first_index /
+     * next_index = oldest index still held / records ever appended, size = bytes of the
+     * valid records, version = next_index). */
+    uint64_t record_size;  /* bytes of one record's fields */
+    uint64_t n_invalid;    /* records lost to writers that died mid-record */
+    uint32_t n_fields;     /* fields of the schema (shmstore_table_fields() lists them) */
+    uint32_t is_prioritized; /* created with SHMSTORE_TABLE_PRIORITIZED */
     /* All kinds. */
     uint32_t n_waiting;    /* processes with a thread asleep on the object (any wait) */
 } shmstore_obj_info_t;
@@ -589,6 +598,164 @@ SHMSTORE_API int shmstore_queue_indices(shmstore_queue_t *q, uint64_t *buf, size
 
 /* Describe the queue (as shmstore_info()). Returns 0 or -ESTALE. */
 SHMSTORE_API int shmstore_queue_info(shmstore_queue_t *q, shmstore_obj_info_t *out);
+
+/* ------------------------------------------------------------------------------------
+ * Tables: fixed-record replay buffers
+ *
+ * A table holds `capacity` records of a fixed schema (named fields, each a dtype and a
+ * shape) in one block of the store, laid out in rows. Writers append records through an
+ * atomic ticket counter: append(n) takes n consecutive indices, and once the table is
+ * full each new record overwrites the oldest (a ring). An index is the record's ticket:
+ * a 64-bit count that only grows (the first record is 0; record i lives in slot
+ * i % capacity until record i + capacity replaces it). Every record has its own
+ * sequence word (a seqlock): readers copy a record and retry if a writer touched it,
+ * so readers never block writers and never return a torn record, and no lock, file or
+ * mapping exists per record. A writer killed mid-record leaves that record *invalid*
+ * (skipped by sampling, -ENODATA from get) and blocks nobody; the slot is reused by the
+ * next lap. Buffers are passed per field ("columns"): `cols[f]` points at n values of
+ * field f, each fields[f].size bytes, back to back (numpy arrays with a leading batch
+ * dimension).
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct shmstore_table shmstore_table_t;
+
+#define SHMSTORE_TABLE_FIELDS_MAX 32 /* fields per schema */
+#define SHMSTORE_FIELD_NAME_MAX 63   /* bytes of a field name (UTF-8, no NUL) */
+#define SHMSTORE_FIELD_NDIM_MAX 8    /* dimensions of one field's value (0 = a scalar) */
+#define SHMSTORE_TABLE_CAPACITY_MAX (1ull << 32)
+
+/* One field of a schema: a numpy dtype string (as shmstore_datum_t.dtype) and the shape
+ * of one value. `size` and `offset` are filled by the library (ignored on input). */
+typedef struct shmstore_table_field {
+    char name[SHMSTORE_FIELD_NAME_MAX + 1];
+    char dtype[SHMSTORE_DTYPE_MAX];
+    uint32_t ndim;
+    uint64_t shape[SHMSTORE_FIELD_NDIM_MAX];
+    uint64_t size;   /* bytes of one value: itemsize * prod(shape) */
+    uint64_t offset; /* where the value lies in a record's slot */
+} shmstore_table_field_t;
+
+/* Flags of shmstore_table_options_t.flags. */
+#define SHMSTORE_TABLE_PRIORITIZED 0x1u /* keep a priority per record and a sum tree
+                                           (sample with SHMSTORE_SAMPLE_PRIORITIZED) */
+
+/* Options for creating a table (required: capacity and fields). */
+typedef struct shmstore_table_options {
+    uint64_t capacity;                    /* records, 1..SHMSTORE_TABLE_CAPACITY_MAX */
+    uint32_t n_fields;                    /* 1..SHMSTORE_TABLE_FIELDS_MAX */
+    uint32_t flags;                       /* SHMSTORE_TABLE_* */
+    const shmstore_table_field_t *fields; /* n_fields entries, names distinct */
+} shmstore_table_options_t;
+
+/* Flags of shmstore_table_open(). */
+#define SHMSTORE_T_CREATE 0x1u /* create the table if it does not exist */
+#define SHMSTORE_T_EXCL 0x2u   /* with T_CREATE: fail with -EEXIST if it exists */
+
+/* Open the table `name`, optionally creating it with `opt` (ignored when it exists: the
+ * creator's schema stands). Creation allocates all the records at once (committing
+ * their memory) and writes every record's sequence word, so it takes about as long as
+ * touching one page per record, under the store's metadata lock; a table that does not
+ * fit the store is -ENOSPC and nothing is created. The handle leases the table; close
+ * it with shmstore_table_close(). Returns 0, -ENOENT, -EEXIST, -EINVAL (bad options or
+ * schema, with shmstore_errmsg() saying which), SHMSTORE_EDTYPE, SHMSTORE_EKIND,
+ * SHMSTORE_ENAME, SHMSTORE_ELEASES, -ENOSPC, SHMSTORE_ECORRUPT. */
+SHMSTORE_API int shmstore_table_open(shmstore_t *s, const char *name, unsigned flags,
+                                     const shmstore_table_options_t *opt,
+                                     shmstore_table_t **out);
+
+/* Close a handle. Accepts NULL. */
+SHMSTORE_API void shmstore_table_close(shmstore_table_t *t);
+
+/* The table's schema: `*n` fields at `*fields` (sizes and offsets filled), owned by the
+ * handle and valid until it is closed. Never fails. */
+SHMSTORE_API void shmstore_table_fields(const shmstore_table_t *t,
+                                        const shmstore_table_field_t **fields, uint32_t *n);
+
+/* Records the table holds at most. */
+SHMSTORE_API uint64_t shmstore_table_capacity(const shmstore_table_t *t);
+
+/* Records ever appended (the next append's first index; those still being written
+ * included) into `*total`, and the records readable now into `*count` (may be NULL): a
+ * snapshot, min(total, capacity) less the records lost to dead writers. One or two
+ * loads; never blocks. Returns 0 or -ESTALE (the table was deleted). */
+SHMSTORE_API int shmstore_table_count(shmstore_table_t *t, uint64_t *total, uint64_t *count);
+
+/* Append n records, cols[f] holding n values of field f; their indices are *first ..
+ * *first + n - 1 (`first` may be NULL). When the table is full the oldest records are
+ * overwritten. Lock-free among appenders: waits only for a writer still writing the
+ * same slot one lap earlier (a live one; a dead one's record is recovered). A prioritized
+ * table gives new records the largest priority set so far (1.0 at first). Returns 0,
+ * -EINVAL (n = 0, a NULL column, n more than the capacity), -ESTALE, SHMSTORE_ELEASES
+ * (this process's threads hold 8 writes at once), -EBUSY (a slot stayed held for a
+ * second by a live writer, a stopped process: that record was not written, the others
+ * were). */
+SHMSTORE_API int shmstore_table_append(shmstore_table_t *t, const void *const *cols, size_t n,
+                                       uint64_t *first);
+
+/* Write records first .. first + n - 1 (rows 0..n-1 of cols) in place: each replaces
+ * the record of that index, or fills it if it was appended and not written yet (see
+ * shmstore_table_advance()); a record that was invalid becomes valid. Their indices
+ * stay; a record that was already there keeps its priority, one filled gets a new
+ * record's. Returns 0, -ENOENT (an index not in the table: never appended, or
+ * overwritten by a later lap; the others are written), -EINVAL, -ESTALE,
+ * SHMSTORE_ELEASES, -EBUSY (as append). */
+SHMSTORE_API int shmstore_table_write(shmstore_table_t *t, uint64_t first, size_t n,
+                                      const void *const *cols);
+
+/* Take the next n indices without writing their records (into `*first`, may be NULL):
+ * they read as not written yet (-ENOENT) and are not sampled until shmstore_table_write()
+ * fills them. What a fixed array of records needs (write any index of 0..capacity-1 in
+ * any order: advance by the capacity once). The count of shmstore_table_count()
+ * includes them. Returns 0, -EINVAL (n = 0 or more than 2^32), -ESTALE. */
+SHMSTORE_API int shmstore_table_advance(shmstore_table_t *t, uint64_t n, uint64_t *first);
+
+/* Copy records indices[0..n) into row i of every column cols[f] (a NULL column is not
+ * copied). Every record copied is whole: torn copies are retried. Never blocks a writer
+ * and waits for none beyond a few microseconds. On failure some rows may have been
+ * written, and the index that failed is in `*failed` (may be NULL). Returns 0, -ENOENT
+ * (an index not in the table: not yet appended, or overwritten), -ENODATA (its record is
+ * invalid: its writer died writing it), -EBUSY (it is still being written), -ESTALE. */
+SHMSTORE_API int shmstore_table_gather(shmstore_table_t *t, const uint64_t *indices, size_t n,
+                                       void *const *cols, uint64_t *failed);
+
+/* Records first .. first + n - 1 (as gather). */
+SHMSTORE_API int shmstore_table_get_range(shmstore_table_t *t, uint64_t first, size_t n,
+                                          void *const *cols);
+
+/* Record `index` (as gather of one). */
+SHMSTORE_API int shmstore_table_get(shmstore_table_t *t, uint64_t index, void *const *cols);
+
+/* Flags of shmstore_table_sample(). */
+#define SHMSTORE_SAMPLE_PRIORITIZED 0x1u /* draw by priority (a prioritized table) */
+
+/* Draw k records with replacement (as Python's random.choices: k may exceed the number
+ * of records) and copy them into rows 0..k-1 of cols (as gather), their indices into
+ * `indices` (may be NULL). Uniform over the valid records, or with
+ * SHMSTORE_SAMPLE_PRIORITIZED in proportion to their priorities, each one's probability
+ * at the draw going into `probs` (may be NULL). Records being written or invalid are
+ * never returned: another is drawn. `rng` is a caller's 64-bit PRNG state (any value
+ * seeds it; it is advanced) or NULL for the handle's own (seeded at open, safe from
+ * several threads). Never blocks. Returns 0, -ENOENT (no valid record yet, or all
+ * priorities 0), -EINVAL (prioritized on a table created without), -EAGAIN (every draw
+ * of a pick kept hitting records being written), -ESTALE. */
+SHMSTORE_API int shmstore_table_sample(shmstore_table_t *t, size_t k, unsigned flags,
+                                       uint64_t *rng, void *const *cols, uint64_t *indices,
+                                       double *probs);
+
+/* Set the priorities of records indices[0..n) (finite, >= 0, at most
+ * shmstore_table_priority_max(); resolution 2^-24, a positive priority is never 0).
+ * Lock-free: concurrent updates and appends commute. Indices no longer in the table
+ * are skipped; an index overwritten meanwhile may give its priority to the record that
+ * replaced it. Returns 0, -EINVAL (not prioritized, bad value: nothing is set),
+ * -ESTALE. */
+SHMSTORE_API int shmstore_table_set_priorities(shmstore_table_t *t, const uint64_t *indices,
+                                               const double *prios, size_t n);
+
+/* The largest priority the table accepts (its sum tree is 64-bit fixed point). */
+SHMSTORE_API double shmstore_table_priority_max(const shmstore_table_t *t);
+
+/* Describe the table (as shmstore_info()). Returns 0 or -ESTALE. */
+SHMSTORE_API int shmstore_table_info(shmstore_table_t *t, shmstore_obj_info_t *out);
 
 /* ------------------------------------------------------------------------------------
  * Conveniences by name (each opens, acts and closes; use handles on hot paths)

@@ -19,11 +19,15 @@
 #endif
 
 #define NT_COPY_MIN (4u << 20)
+/* For a destination the caller knows is cold and will not be read back soon (a slot of
+ * a ring much larger than the cache), streaming pays from a few pages on. */
+#define NT_COLD_MIN (4u << 10)
 
-void shmstore__copy_in(void *dst, const void *src, size_t n)
-{
 #if defined(__x86_64__)
-    if (n >= NT_COPY_MIN && ((uintptr_t)dst & 15) == 0) {
+/* Non-temporal copy of n bytes into a 16-aligned dst, fenced. */
+static void copy_nt(void *dst, const void *src, size_t n)
+{
+    {
         __m128i *d = dst;
         const __m128i *s = src;
         size_t i, blocks = n / 64;
@@ -38,10 +42,32 @@ void shmstore__copy_in(void *dst, const void *src, size_t n)
         /* Streaming stores are weakly ordered: fence before the release that publishes. */
         _mm_sfence();
         memcpy(d, s, n - blocks * 64);
+    }
+}
+#endif
+
+/* Stream copies of at least `nt_min` bytes into a 16-aligned dst, memcpy the others. */
+static inline void copy_from(void *dst, const void *src, size_t n, size_t nt_min)
+{
+#if defined(__x86_64__)
+    if (n >= nt_min && ((uintptr_t)dst & 15) == 0) {
+        copy_nt(dst, src, n);
         return;
     }
+#else
+    (void)nt_min;
 #endif
     memcpy(dst, src, n);
+}
+
+void shmstore__copy_in(void *dst, const void *src, size_t n)
+{
+    copy_from(dst, src, n, NT_COPY_MIN);
+}
+
+void shmstore__copy_in_cold(void *dst, const void *src, size_t n)
+{
+    copy_from(dst, src, n, NT_COLD_MIN);
 }
 
 SHMSTORE__RACY void shmstore__seqlock_copy(void *dst, const void *src, size_t n)

@@ -165,6 +165,9 @@ struct obj_hdr *shmstore__obj(const shmstore_t *s, uint64_t obj_off); /* NULL if
 /* copy.c: copy a payload into a block (non-temporal when large); copy out of a block a
  * writer may be reusing (the caller re-checks the block's seq afterwards). */
 void shmstore__copy_in(void *dst, const void *src, size_t n);
+/* As copy_in, streaming (non-temporal) from 4 KiB on: for a cold destination that is not
+ * read back soon, such as a slot of a table much larger than the last-level cache. */
+void shmstore__copy_in_cold(void *dst, const void *src, size_t n);
 void shmstore__seqlock_copy(void *dst, const void *src, size_t n);
 
 /* datum.c */
@@ -207,6 +210,7 @@ struct shmstore__kind_ops {
 const struct shmstore__kind_ops *shmstore__kind(uint32_t kind);
 extern const struct shmstore__kind_ops shmstore__value_ops;
 extern const struct shmstore__kind_ops shmstore__queue_ops;
+extern const struct shmstore__kind_ops shmstore__table_ops;
 
 /* Low bits of held[] and waits[] records (offsets are 64-aligned): a tag for the kind. */
 #define REC_TAG_MASK 0x3full

@@ -276,6 +276,68 @@ struct queue_body {
 };
 static_assert(sizeof(struct queue_body) == 256, "queue_body is four cache lines");
 
+/* ---- tables ------------------------------------------------------------------------ */
+#include <stddef.h>
+
+/* A table's records live in one DATA block (owner = the table's generation) named by
+ * table_body.data_off: `capacity` slots of `stride` bytes (a multiple of 64) from the
+ * payload start, then, for a prioritized table, the sum tree: 2 * tree_leaves u64
+ * (node 1 the root, leaf of slot k at tree_leaves + k; fixed point, TABLE_PRIO_ONE = 1.0).
+ * Each slot starts with struct table_rec, its fields follow at their offsets.
+ *   seq: the record's seqlock, count << 9 | writer slot << 1 | writing. A writer CASes
+ *        an even seq to (count + 1) << 9 | slot << 1 | 1, writes, stores (count + 1) << 9.
+ *   id:  index + 1 of the record in the slot (0 = never written), TABLE_ID_INVALID set
+ *        when its writer died mid-record. Written only while seq is odd. */
+#define TABLE_FIELDS_MAX 32u
+#define TABLE_FIELD_NAME_MAX 63u
+#define TABLE_NDIM_MAX 8u
+#define TABLE_SEQ_WRITING 0x1ull
+#define TABLE_SEQ_OWNER_SHIFT 1u
+#define TABLE_SEQ_COUNT_SHIFT 9u
+#define TABLE_SEQ_LOW_MASK 0x1ffull
+#define TABLE_ID_INVALID (1ull << 63)
+#define TABLE_PRIO_FRAC_BITS 24u
+#define TABLE_F_PRIORITIZED 0x1u
+
+struct table_rec {
+    _Atomic uint64_t seq;
+    _Atomic uint64_t id;
+};
+static_assert(sizeof(struct table_rec) == 16, "table_rec is 16 bytes");
+
+struct table_field {
+    char name[TABLE_FIELD_NAME_MAX + 1]; /* NUL-terminated */
+    char dtype[8];                       /* NUL-terminated numpy dtype string */
+    uint32_t ndim;
+    uint32_t itemsize;
+    uint64_t shape[TABLE_NDIM_MAX];
+    uint64_t size;                       /* itemsize * prod(shape) */
+    uint64_t offset;                     /* from the slot start (after table_rec) */
+};
+static_assert(sizeof(struct table_field) == 160, "table_field is 160 bytes");
+
+/* Body of a table object. Set at creation, then only read, except the counters line. */
+struct table_body {
+    uint64_t capacity;    /* records */
+    uint64_t stride;      /* bytes per slot, multiple of 64 */
+    uint64_t record_size; /* sum of the fields' sizes */
+    uint64_t data_off;    /* the records' DATA block */
+    uint64_t tree_leaves; /* sum tree leaves (power of two >= capacity), 0 = none */
+    uint32_t n_fields;
+    uint32_t flags;       /* TABLE_F_* */
+    uint64_t reserved0[2];
+    /* Writers. */
+    alignas(64) _Atomic uint64_t tail;  /* tickets taken: records ever appended */
+    _Atomic uint64_t n_invalid;         /* slots holding an invalid record */
+    _Atomic uint64_t max_prio;          /* fixed point: what new records get */
+    uint64_t reserved1[5];
+    struct table_field fields[TABLE_FIELDS_MAX];
+};
+static_assert(sizeof(struct table_body) == 128 + 32 * 160, "table_body size");
+static_assert(sizeof(struct table_body) % 64 == 0, "table_body is whole cache lines");
+static_assert(offsetof(struct table_body, tail) == 64, "FORMAT.md: table tail at 64");
+static_assert(offsetof(struct table_body, fields) == 128, "FORMAT.md: table fields at 128");
+
 /* The offsets docs/FORMAT.md documents. */
 #include <stddef.h>
 static_assert(offsetof(struct store_hdr, mutex) == 128, "FORMAT.md: mutex at 128");

@@ -23,7 +23,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import subprocess
 import sys
 import time
 
@@ -37,6 +36,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE), HERE, os.envi
 STORE = os.environ.setdefault("BENCH_Q_STORE", f"bench_q_{os.getpid()}")
 
 import shmstore  # noqa: E402
+import c_cases as c_cases_mod  # noqa: E402
 import smos_baseline  # noqa: E402
 
 try:
@@ -281,21 +281,7 @@ def speedups(res, ours, others):
 
 
 def c_cases(quick):
-    exe = os.environ.get("SHMSTORE_BIN") or os.path.join(ROOT, "build-release", "cli", "shmstore")
-    if not os.path.exists(exe):
-        print(f"\nC cases skipped: {exe} not built (cmake --build build-release)")
-        return []
-    argv = [exe, "bench", "--json"] + (["--quick"] if quick else []) + [
-        "queue_8", "queue_1m2", "queue_8m", "queue_wake"]
-    rows = [json.loads(l) for l in subprocess.check_output(argv, text=True).splitlines() if l.strip()]
-    print("\nC (shmstore bench, same run)")
-    for r in rows:
-        if "error" in r:
-            print(f"  {r['case']:12s} FAILED {r['error']}")
-            continue
-        print(f"  {r['case']:12s} median {r['median_ns']:9.0f} ns  p99 {r['p99_ns']:9.0f} ns  "
-              f"floor {r['floor_ns']:9.0f} ns  ratio {r['ratio']:.2f}  ({r['floor']})")
-    return rows
+    return c_cases_mod.run(["queue_8", "queue_1m2", "queue_8m", "queue_wake"], quick, width=12)
 
 
 def main():

@@ -7,6 +7,9 @@
         v = store.wait("camera/rgb", timeout=1)  # next version
         q = store.queue("batches", capacity=64)  # a FIFO of entries for many processes
         q.push(batch); batch = q.pop(timeout=1)
+        t = store.table("replay", fields={"obs": ("u1", (84, 84)), "reward": "f8"},
+                        capacity=100_000)            # fixed records, a replay buffer
+        t.append({"obs": obs, "reward": 1.0}); batch = t.sample(32)
 
 Everything is implemented in the C extension ``shmstore._shmstore``; this package only
 re-exports it. Compatibility modules for existing tools live in ``shmstore.compat``.
@@ -25,6 +28,7 @@ from ._shmstore import (  # noqa: F401
     SealedError,
     StaleError,
     Store,
+    Table,
     Value,
     WriteContext,
     list_stores,
@@ -38,5 +42,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Store", "Value", "Queue", "QueueReservation", "Buffer", "WriteContext", "unlink",
     "list_stores", "strerror", "Error", "NotFoundError", "StaleError", "NoValueError",
-    "LayoutError", "SealedError", "CorruptError", "LimitError", "FullError",
+    "LayoutError", "SealedError", "CorruptError", "LimitError", "FullError", "Table",
 ]

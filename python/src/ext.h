@@ -66,6 +66,7 @@ typedef struct modstate {
     long n_wlocks;
     /* root Buffers holding a lease, for the fork hook (buffer_adopt_inherited) */
     struct BufferObject *leased;
+    PyTypeObject *Table_type;
 } modstate;
 
 /* ---- objects ---- */
@@ -193,6 +194,12 @@ extern PyType_Spec Queue_spec, Reserve_spec;
 /* Store.queue(name, *, capacity=None, full="block", slot_size=None, create=True,
  * exclusive=False). */
 PyObject *queue_open_args(StoreObject *store, PyObject *args, PyObject *kw);
+
+/* ---- table.c ---- */
+extern PyType_Spec Table_spec;
+/* Store.table(name, *, fields=None, capacity=None, prioritized=False, create=True,
+ * exclusive=False). */
+PyObject *table_open_args(StoreObject *store, PyObject *args, PyObject *kw);
 
 /* ---- buffer.c ---- */
 extern PyType_Spec Buffer_spec;

@@ -585,6 +585,21 @@ static PyObject *store_queue(PyObject *self, PyObject *args, PyObject *kw)
     return queue_open_args(SSELF, args, kw);
 }
 
+PyDoc_STRVAR(store_table_doc,
+"table(name, *, fields=None, capacity=None, prioritized=False, create=True, exclusive=False)\n--\n\n"
+"A shmstore.Table: a ring of `capacity` fixed records shared by every process (a replay\n"
+"buffer). fields: dict name -> dtype or (dtype, shape), in record order; with fields and\n"
+"capacity the table is created if needed (an existing one must have the same schema),\n"
+"with fields=None an existing table is opened. prioritized=True keeps a priority per\n"
+"record for sample(k, prioritized=True). Raises NotFoundError (no such table),\n"
+"FileExistsError (exclusive), MemoryError (does not fit the store: nothing is made),\n"
+"ValueError (bad schema), TypeError (another kind under that name).");
+
+static PyObject *store_table(PyObject *self, PyObject *args, PyObject *kw)
+{
+    return table_open_args(SSELF, args, kw);
+}
+
 PyDoc_STRVAR(store_write_doc,
 "write(name, *, timeout=None)\n--\n\n"
 "In-place update of the array (or bytes) value `name`:\n\n"
@@ -842,6 +857,7 @@ static PyMethodDef store_methods[] = {
     {"names", METH(store_names), METH_VARARGS | METH_KEYWORDS, store_names_doc},
     {"value", METH(store_value), METH_VARARGS | METH_KEYWORDS, store_value_doc},
     {"queue", METH(store_queue), METH_VARARGS | METH_KEYWORDS, store_queue_doc},
+    {"table", METH(store_table), METH_VARARGS | METH_KEYWORDS, store_table_doc},
     {"write", METH(store_write), METH_VARARGS | METH_KEYWORDS, store_write_doc},
     {"stat", store_stat, METH_NOARGS, store_stat_doc},
     {"gc", store_gc, METH_NOARGS, store_gc_doc},

@@ -679,6 +679,18 @@ PyObject *obj_info_dict(const shmstore_obj_info_t *in)
             "pinned", in->n_pinned, "producers_waiting", in->producers_waiting,
             "consumers_waiting", in->consumers_waiting);
     }
+    if (in->kind == SHMSTORE_KIND_TABLE) {
+        Py_DECREF(shape);
+        return Py_BuildValue(
+            "{s:s,s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:O}", "name", in->name, "kind",
+            "table", "size", (unsigned long long)in->size, "footprint",
+            (unsigned long long)in->footprint, "count", (unsigned long long)in->count,
+            "capacity", (unsigned long long)in->capacity, "record_size",
+            (unsigned long long)in->record_size, "first_index",
+            (unsigned long long)in->first_index, "next_index", (unsigned long long)in->next_index,
+            "invalid", (unsigned long long)in->n_invalid, "fields", in->n_fields, "prioritized",
+            in->is_prioritized ? Py_True : Py_False);
+    }
     return Py_BuildValue("{s:s,s:s,s:O,s:K,s:K,s:K,s:K,s:s,s:s,s:N}", "name", in->name, "kind",
                          shmstore_kind_name(in->kind), "sealed",
                          in->is_sealed ? Py_True : Py_False, "version",

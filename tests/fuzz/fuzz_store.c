@@ -1,6 +1,7 @@
 /* fuzz_store.c - hostile store bytes: the fuzzer's input overwrites parts of a small,
- * valid store file (header, process table, index, object headers - values and a queue
- * with entries, spare blocks and a hole -, version and entry blocks, any
+ * valid store file (header, process table, index, object headers - values, a queue
+ * with entries, spare blocks and a hole, a prioritized table -, version, entry and
+ * record blocks, any
  * block header or any offset), then every public call runs against it. Requirements:
  * no crash, no sanitizer report, no hang, and every call returns 0 or a negative code
  * (callbacks' own values excepted).
@@ -158,6 +159,24 @@ static void build_pristine(void)
     if ((rc = shmstore_queue_delete(q, 5, 0)))
         die("queue delete", rc);
     shmstore_queue_close(q);
+    /* A prioritized table that has wrapped, with priorities set. */
+    shmstore_table_t *t = NULL;
+    shmstore_table_field_t tf[2] = {{.name = "x", .dtype = "<i8"},
+                                    {.name = "v", .dtype = "<f4", .ndim = 1, .shape = {3}}};
+    shmstore_table_options_t to = {.capacity = 4, .n_fields = 2, .fields = tf,
+                                   .flags = SHMSTORE_TABLE_PRIORITIZED};
+    if ((rc = shmstore_table_open(s, "replay", SHMSTORE_T_CREATE, &to, &t)))
+        die("table", rc);
+    int64_t tx[6] = {1, 2, 3, 4, 5, 6};
+    float tv[18] = {0};
+    const void *tcols[2] = {tx, tv};
+    uint64_t tidx[2] = {4, 5};
+    double tp[2] = {0.5, 2.0};
+    if ((rc = shmstore_table_append(t, tcols, 3, NULL)) ||
+        (rc = shmstore_table_append(t, tcols, 3, NULL)) ||
+        (rc = shmstore_table_set_priorities(t, tidx, tp, 2)))
+        die("table append", rc);
+    shmstore_table_close(t);
     char report[1024];
     if ((rc = shmstore_check(s, report, sizeof(report))))
         die(report, rc);
@@ -388,6 +407,40 @@ static void exercise_queue(shmstore_t *s, const char *name, uint8_t *buf, size_t
     shmstore_queue_close(q);
 }
 
+static void exercise_table(shmstore_t *s, const char *name)
+{
+    shmstore_table_t *t = NULL;
+    shmstore_obj_info_t info;
+    const shmstore_table_field_t *f;
+    uint32_t nf;
+    uint64_t total, count, idx[4] = {0, 3, 5, 1000}, rng = 1, failed;
+    double p[4] = {0.5, 1.0, 0.0, 3.0};
+    if (shmstore_table_open(s, name, 0, NULL, &t) != 0)
+        return;
+    shmstore_table_fields(t, &f, &nf);
+    /* Columns sized from the (validated) schema; nothing larger than 64 KiB each. */
+    static uint8_t cols_buf[SHMSTORE_TABLE_FIELDS_MAX][4 << 16];
+    void *cols[SHMSTORE_TABLE_FIELDS_MAX];
+    int small = 1;
+    for (uint32_t i = 0; i < nf; i++) {
+        cols[i] = cols_buf[i];
+        small &= f[i].size <= (1u << 16);
+    }
+    EXPECT_RC(shmstore_table_info(t, &info));
+    EXPECT_RC(shmstore_table_count(t, &total, &count));
+    if (small) {
+        EXPECT_RC(shmstore_table_get(t, 4, cols));
+        EXPECT_RC(shmstore_table_get_range(t, 2, 4, cols));
+        EXPECT_RC(shmstore_table_gather(t, idx, 4, cols, &failed));
+        EXPECT_RC(shmstore_table_sample(t, 4, 0, &rng, cols, idx, p));
+        EXPECT_RC(shmstore_table_sample(t, 4, SHMSTORE_SAMPLE_PRIORITIZED, &rng, cols, idx, p));
+        EXPECT_RC(shmstore_table_append(t, (const void *const *)cols, 2, NULL));
+        EXPECT_RC(shmstore_table_write(t, 5, 2, (const void *const *)cols));
+    }
+    EXPECT_RC(shmstore_table_set_priorities(t, idx, p, 2));
+    shmstore_table_close(t);
+}
+
 static void run_store_calls(void)
 {
     shmstore_t *s = NULL;
@@ -414,6 +467,9 @@ static void run_store_calls(void)
     exercise_queue(s, "jobs", buf, sizeof(buf));
     for (int i = 0; i < ns.n && i < 8; i++)
         exercise_queue(s, ns.name[i], buf, sizeof(buf));
+    exercise_table(s, "replay");
+    for (int i = 0; i < ns.n && i < 8; i++)
+        exercise_table(s, ns.name[i]);
 
     /* New objects in a damaged heap. */
     EXPECT_RC(shmstore_put(s, "new/one", NULL, buf, 1000, 0));
@@ -421,6 +477,7 @@ static void run_store_calls(void)
     EXPECT_RC(shmstore_delete(s, "counter"));
     EXPECT_RC(shmstore_delete(s, "new/one"));
     EXPECT_RC(shmstore_delete(s, "jobs"));
+    EXPECT_RC(shmstore_delete(s, "replay"));
     EXPECT_RC(shmstore_gc(s, &gs));
     EXPECT_RC(shmstore_check(s, report, sizeof(report)));
     EXPECT_RC(shmstore_stat(s, &st));

@@ -3,6 +3,8 @@
 - ``shmstore.compat.shared_object``: real_robot's SharedObject / SharedDynamicObject.
 - ``shmstore.compat.smos``: SMOS (SharedMemoryObjectStore): Server, Client and its queue
   of entries, with no server process.
+- ``shmstore.compat.replay``: the replay-buffer recipe of seed 001 (``Memory`` of
+  ``Transition``s, 1,000 lock stripes over SharedMemory) on a table, with no lock.
 
 They only adapt names and signatures; all data goes through the C extension.
 """
