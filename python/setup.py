@@ -66,5 +66,10 @@ setup(
     package_data={"shmstore": ["py.typed", "*.pyi", "compat/*.pyi"]},
     ext_modules=[ext],
     python_requires=">=3.9",
+    entry_points={"console_scripts": [
+        "cute-shm-hdf5 = shmstore.compat.cute_shm:main_hdf5",
+        "cute-shm-list = shmstore.compat.cute_shm:main_list",
+        "cute-shm-unlink = shmstore.compat.cute_shm:main_unlink",
+    ]},
     zip_safe=False,
 )

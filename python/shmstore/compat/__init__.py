@@ -3,6 +3,8 @@
 - ``shmstore.compat.shared_object``: real_robot's SharedObject / SharedDynamicObject.
 - ``shmstore.compat.smos``: SMOS (SharedMemoryObjectStore): Server, Client and its queue
   of entries, with no server process.
+- ``shmstore.compat.cute_shm``: cute-shm: nested dicts of arrays and HDF5 files as
+  all-or-nothing array sets, shared-writable, persistent or tied to their creator.
 
 They only adapt names and signatures; all data goes through the C extension.
 """
