@@ -1,6 +1,6 @@
 import os
 """Type stubs for shmstore (the C extension shmstore._shmstore, re-exported)."""
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 __version__: str
 __c_version__: str
