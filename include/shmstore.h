@@ -644,6 +644,12 @@ SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned
  * range. The memory belongs to the store. */
 SHMSTORE_API void *shmstore_set_data(shmstore_set_t *set, size_t i);
 
+/* Copy `len` bytes from `src` into member `i` at `offset` (as the store's own puts do:
+ * non-temporal stores for large copies, which keep the caller's cache). The member must
+ * be writable (shmstore_set_data()). Never blocks. Returns 0, -EINVAL, -ERANGE. */
+SHMSTORE_API int shmstore_set_write(shmstore_set_t *set, size_t i, uint64_t offset,
+                                    const void *src, size_t len);
+
 /* Publish a set being loaded: every member becomes visible at once. With
  * SHMSTORE_SET_OVERWRITE, the object previously of that name is removed first (readers
  * holding views of it keep them). Returns 0, -EINVAL (not a set being loaded),

@@ -426,6 +426,20 @@ SHMSTORE_API void *shmstore_set_data(shmstore_set_t *set, size_t i)
     return set->blk + set->mem[i].data_off;
 }
 
+SHMSTORE_API int shmstore_set_write(shmstore_set_t *set, size_t i, uint64_t offset,
+                                    const void *src, size_t len)
+{
+    char *dst = shmstore_set_data(set, i);
+    if (!dst)
+        return shmstore__seterr(-EINVAL, "member %zu is not writable here", i);
+    const struct set_member *e = &set->mem[i];
+    if (offset > e->len || len > e->len - offset)
+        return shmstore__seterr(-ERANGE, "write of %zu bytes at %" PRIu64 " past member %zu's "
+                                "%" PRIu64 " bytes", len, offset, i, e->len);
+    shmstore__copy_in(dst + offset, src, len);
+    return 0;
+}
+
 /* Mutex held: give the loaded set its final name (overwrite). */
 static int rename_locked(shmstore_set_t *set)
 {

@@ -182,7 +182,7 @@ static int map_record(hid_t t, struct tmap *m, const char **why)
 {
     int n = H5Tget_nmembers(t);
     size_t size = H5Tget_size(t);
-    char names[1024] = "", formats[1024] = "", offsets[512] = "";
+    char names[640] = "", formats[640] = "", offsets[512] = ""; /* fit m->descr */
     size_t pn = 0, pf = 0, po = 0;
     for (int i = 0; i < n; i++) {
         char *fname = H5Tget_member_name(t, (unsigned)i);
@@ -486,7 +486,8 @@ static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void 
         }
         size_t isz = H5Tget_size(m.mem);
         size_t n = (size_t)np;
-        char *buf = calloc(n ? n : 1, isz);
+        /* A scalar is converted in place to a double below: room for 16 bytes at least. */
+        char *buf = calloc(n ? n : 1, isz > 16 ? isz : 16);
         if (!buf || H5Aread(a, m.mem, buf) < 0) {
             ret = fail_path(c, -EIO, c->cur, "cannot read attribute '%s'", name);
         } else if (scalar) {

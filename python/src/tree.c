@@ -158,7 +158,7 @@ PyObject *tree_put(StoreObject *self, PyObject *args, PyObject *kw)
             enc_record_fill(e, dst);
         } else if (e->len >= GIL_COPY_MIN) {
             Py_BEGIN_ALLOW_THREADS
-            memcpy(dst, e->data, e->len);
+            shmstore_set_write(set, k, 0, e->data, e->len);
             Py_END_ALLOW_THREADS
         } else if (e->len) {
             memcpy(dst, e->data, e->len);

@@ -49,7 +49,7 @@ static void victim(void *arg)
     for (uint64_t k = 0;; k++) {
         size_t n = 1 + rnd(&r) % 40;
         shmstore_set_member_t m[40];
-        char names[40][16];
+        char names[40][48];
         uint64_t shapes[40][1];
         for (size_t i = 0; i < n; i++) {
             snprintf(names[i], sizeof(names[i]), "g%zu/m%zu", i % 3, i);

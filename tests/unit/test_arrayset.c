@@ -90,7 +90,8 @@ static void fill(shmstore_set_t *set)
     for (int k = 0; k < 100; k++)
         b1[k] = (float)k / 2;
     T_OK(shmstore_set_find(set, "b/s", &i));
-    memcpy(shmstore_set_data(set, i), "hello", 5);
+    T_ASSERT_RC(shmstore_set_write(set, i, 3, "hello", 5), -ERANGE);
+    T_OK(shmstore_set_write(set, i, 0, "hello", 5));
 }
 
 static void make_set(shmstore_t *s, const char *prefix, unsigned flags)
@@ -136,7 +137,9 @@ static void check_set(shmstore_t *s, const char *prefix)
     const void *val;
     uint32_t vl;
     T_OK(shmstore_attrs_get(v.desc.attrs, v.desc.attrs_len, "srate", &ty, &val, &vl));
-    assert_int_equal(*(const int64_t *)val, 250);
+    int64_t srate;
+    memcpy(&srate, val, 8); /* attr values are 8-aligned in the map, not in the key */
+    assert_int_equal(srate, 250);
     shmstore_view_release(&v);
     T_OK(shmstore_set_find(set, "b/s", &i));
     T_OK(shmstore_set_view(set, i, &v));
@@ -144,6 +147,7 @@ static void check_set(shmstore_t *s, const char *prefix)
     assert_memory_equal(v.data, "hello", 5);
     shmstore_view_release(&v);
     assert_null(shmstore_set_data(set, 0)); /* sealed: no writable pointer */
+    T_ASSERT_RC(shmstore_set_write(set, 0, 0, "x", 1), -EINVAL);
     shmstore_obj_info_t info;
     T_OK(shmstore_set_info(set, &info));
     assert_int_equal(info.kind, SHMSTORE_KIND_SET);
