@@ -5,6 +5,7 @@ usage: make_h5.py OUT.h5 [all|vlen|big MiB|deep]
         scalar datasets, zero-size, chunked + gzip, attributes of every kind
   vlen  one dataset of variable-length strings (unsupported) next to a good one
   big   one contiguous float64 dataset of MiB mebibytes (arange), and a chunked+gzip one
+  many  64 datasets of 256 KiB, every other one chunked + gzip (the kill soak)
   deep  a path too long once joined with a prefix
 Values are deterministic (arange-based) so that a reader can check them without h5py.
 """
@@ -61,6 +62,10 @@ def main():
             f.create_dataset("big", data=np.arange(n, dtype=np.float64))
             f.create_dataset("big_gzip", data=np.arange(n // 4, dtype=np.float64),
                              chunks=(1 << 16,), compression="gzip")
+        elif what == "many":  # 64 datasets of 256 KiB (half of them chunked + gzip)
+            for i in range(64):
+                kw = {"chunks": (4096,), "compression": "gzip"} if i % 2 else {}
+                f.create_dataset(f"g{i % 4}/d{i}", data=np.full(32768, i, dtype=np.float64), **kw)
         elif what == "deep":
             f.create_dataset("/".join(["g" * 50] * 4) + "/data", data=np.arange(3))
 
