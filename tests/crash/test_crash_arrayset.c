@@ -97,19 +97,52 @@ static int collect_sets(const shmstore_obj_info_t *info, void *arg)
     return 0;
 }
 
+/* A fresh store with its name index made, and the used bytes nothing else takes. */
+static shmstore_t *new_store(char *name, size_t cap, uint64_t *base)
+{
+    t_store_name(name, cap);
+    shmstore_t *s = t_open_new(name, STORE_CAP);
+    uint64_t x = 1;
+    shmstore_stat_t st;
+    T_OK(shmstore_put(s, "index-maker", NULL, &x, sizeof(x), 0));
+    T_OK(shmstore_delete(s, "index-maker"));
+    T_OK(shmstore_gc(s, NULL));
+    T_OK(shmstore_stat(s, &st));
+    *base = st.used;
+    return s;
+}
+
+/* Fork fn(sh), let it start, SIGKILL it after 1 .. max_us microseconds, reap it. */
+static void kill_soon(void (*fn)(void *), struct shared *sh, uint64_t *r, unsigned max_us)
+{
+    atomic_store(&sh->started, 0);
+    pid_t pid = t_fork(fn, sh);
+    while (!atomic_load(&sh->started))
+        usleep(100);
+    usleep((useconds_t)(1 + rnd(r) % max_us));
+    kill(pid, SIGKILL);
+    assert_int_equal(t_wait_child(pid, 10000), 128 + SIGKILL);
+}
+
+/* After gc: no object, no process but us, used bytes at the baseline, check clean. */
+static void assert_back_to(shmstore_t *s, uint64_t base, const char *what, int t)
+{
+    shmstore_stat_t st;
+    T_OK(shmstore_gc(s, NULL));
+    T_OK(shmstore_stat(s, &st));
+    assert_int_equal(st.n_objects, 0);
+    assert_int_equal(st.n_procs, 1);
+    if (st.used != base)
+        fail_msg("%s trial %d: %" PRIu64 " bytes leaked", what, t, st.used - base);
+    t_assert_clean(s);
+}
+
 static void test_crash_arrayset_kill_soak(void **state)
 {
     (void)state;
     char name[128];
-    t_store_name(name, sizeof(name));
-    shmstore_t *s = t_open_new(name, STORE_CAP);
-    uint64_t x = 1;
-    T_OK(shmstore_put(s, "index-maker", NULL, &x, sizeof(x), 0));
-    T_OK(shmstore_delete(s, "index-maker"));
-    T_OK(shmstore_gc(s, NULL));
-    shmstore_stat_t st;
-    T_OK(shmstore_stat(s, &st));
-    uint64_t base = st.used;
+    uint64_t base;
+    shmstore_t *s = new_store(name, sizeof(name), &base);
     const char *env = getenv("SHMSTORE_TEST_SEED");
     uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
     print_message("seed %" PRIu64 "\n", seed);
@@ -119,14 +152,7 @@ static void test_crash_arrayset_kill_soak(void **state)
     for (int t = 0; t < N_TRIALS; t++) {
         snprintf(sh->store, sizeof(sh->store), "%s", name);
         sh->seed = rnd(&r);
-        atomic_store(&sh->started, 0);
-        pid_t pid = t_fork(victim, sh);
-        while (!atomic_load(&sh->started))
-            usleep(100);
-        usleep((useconds_t)(1 + rnd(&r) % 20000));
-        kill(pid, SIGKILL);
-        int w = t_wait_child(pid, 10000);
-        assert_int_equal(w, 128 + SIGKILL);
+        kill_soon(victim, sh, &r, 20000);
         T_OK(shmstore_gc(s, NULL));
         char names[16][SHMSTORE_NAME_MAX + 1];
         memset(names, 0, sizeof(names));
@@ -152,13 +178,7 @@ static void test_crash_arrayset_kill_soak(void **state)
             T_OK(shmstore_delete(s, names[i]));
             survivors++;
         }
-        T_OK(shmstore_gc(s, NULL));
-        T_OK(shmstore_stat(s, &st));
-        assert_int_equal(st.n_objects, 0);
-        assert_int_equal(st.n_procs, 1);
-        if (st.used != base)
-            fail_msg("trial %d: %" PRIu64 " bytes leaked", t, st.used - base);
-        t_assert_clean(s);
+        assert_back_to(s, base, "set", t);
     }
     print_message("%d trials, %u complete sets survived their killed creator\n", N_TRIALS,
                   survivors);
@@ -205,26 +225,13 @@ static void test_crash_arrayset_hdf5_kill_soak(void **state)
     if (!have_h5())
         T_SKIP("built without HDF5, or no h5py to make the file");
     char name[128];
-    t_store_name(name, sizeof(name));
-    shmstore_t *s = t_open_new(name, STORE_CAP);
-    uint64_t x = 1;
-    T_OK(shmstore_put(s, "index-maker", NULL, &x, sizeof(x), 0));
-    T_OK(shmstore_delete(s, "index-maker"));
-    T_OK(shmstore_gc(s, NULL));
-    shmstore_stat_t st;
-    T_OK(shmstore_stat(s, &st));
-    uint64_t base = st.used, r = (uint64_t)time(NULL) | 1;
+    uint64_t base, r = (uint64_t)time(NULL) | 1;
+    shmstore_t *s = new_store(name, sizeof(name), &base);
     struct shared *sh = t_shared_alloc(sizeof(*sh));
     unsigned complete = 0;
     for (int t = 0; t < N_H5_TRIALS; t++) {
         snprintf(sh->store, sizeof(sh->store), "%s", name);
-        atomic_store(&sh->started, 0);
-        pid_t pid = t_fork(h5_victim, sh);
-        while (!atomic_load(&sh->started))
-            usleep(100);
-        usleep((useconds_t)(1 + rnd(&r) % 30000));
-        kill(pid, SIGKILL);
-        assert_int_equal(t_wait_child(pid, 10000), 128 + SIGKILL);
+        kill_soon(h5_victim, sh, &r, 30000);
         T_OK(shmstore_gc(s, NULL));
         shmstore_set_t *set;
         int o = shmstore_set_open(s, "h", &set);
@@ -247,12 +254,7 @@ static void test_crash_arrayset_hdf5_kill_soak(void **state)
         } else {
             T_ASSERT_RC(o, -ENOENT);
         }
-        T_OK(shmstore_gc(s, NULL));
-        T_OK(shmstore_stat(s, &st));
-        assert_int_equal(st.n_objects, 0);
-        if (st.used != base)
-            fail_msg("hdf5 trial %d: %" PRIu64 " bytes leaked", t, st.used - base);
-        t_assert_clean(s);
+        assert_back_to(s, base, "hdf5", t);
     }
     print_message("%d HDF5 trials, %u loads complete when killed\n", N_H5_TRIALS, complete);
     t_shared_free(sh, sizeof(*sh));
