@@ -77,6 +77,12 @@ static int run(int argc, char **argv, struct cli_ctx *ctx)
         shmstore_close(s);
         return rc;
     }
+    if (rc == -ENOENT && cli_set_member_view(s, t.name, &view) == 0) { /* a set's member */
+        rc = show(&view, is_raw);
+        shmstore_view_release(&view);
+        shmstore_close(s);
+        return rc;
+    }
     if (rc != 0) {
         rc = rc == -ENOENT ? cli_fail(CLI_EX_NOINPUT, "%s: no such object", arg)
                            : cli_error(rc, t.store, "%s: cannot open", arg);

@@ -152,6 +152,20 @@ static int info_object(shmstore_t *s, const struct cli_target *t, const char *ar
     }
     if (o.kind == SHMSTORE_KIND_TABLE)
         return info_table(s, t, &o);
+    if (o.kind == SHMSTORE_KIND_SET) {
+        printf("members      %s\n", cli_fmt_type(&o, type, sizeof type));
+        printf("lifetime     %s (created by pid %d)\n",
+               o.set_flags & SHMSTORE_SET_TIED ? "tied to its creator" : "persistent",
+               (int)o.set_owner_pid);
+        printf("size         %s (%" PRIu64 " bytes of payload)\n", cli_fmt_bytes(o.size, b[0], 32),
+               o.size);
+        printf("footprint    %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o.footprint, b[1], 32),
+               o.footprint);
+        printf("created      %s\n", cli_fmt_time(o.mtime_ns, when, sizeof when));
+        if (!o.set_loading)
+            cli_print_set_tree(s, o.name, stdout);
+        return CLI_EX_OK;
+    }
     printf("type         %s\n", o.version ? cli_fmt_desc(&o.desc, type, sizeof type)
                                           : "- (never written)");
     printf("size         %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o.size, b[0], 32), o.size);

@@ -69,6 +69,12 @@ const char *cli_fmt_type(const shmstore_obj_info_t *o, char *buf, size_t cap)
                  o->capacity, o->record_size);
         return buf;
     }
+    if (o->kind == SHMSTORE_KIND_SET) {
+        snprintf(buf, cap, "%" PRIu64 " members%s%s%s", o->count, o->set_loading ? ", loading" : "",
+                 o->set_flags & SHMSTORE_SET_TIED ? ", tied" : "",
+                 o->set_flags & SHMSTORE_SET_WRITABLE ? ", writable" : "");
+        return buf;
+    }
     if (!o->version) {
         snprintf(buf, cap, "-");
         return buf;

@@ -255,6 +255,7 @@ typedef enum shmstore_kind {
     SHMSTORE_KIND_VALUE = 1,
     SHMSTORE_KIND_QUEUE = 2,
     SHMSTORE_KIND_TABLE = 4,
+    SHMSTORE_KIND_SET = 5, /* array sets (3 and 4 are the ring and table kinds) */
 } shmstore_kind_t;
 
 /* The name of a kind ("value", ...), or "unknown". Never NULL. */
@@ -289,6 +290,10 @@ typedef struct shmstore_obj_info {
     uint64_t n_invalid;    /* records lost to writers that died mid-record */
     uint32_t n_fields;     /* fields of the schema (shmstore_table_fields() lists them) */
     uint32_t is_prioritized; /* created with SHMSTORE_TABLE_PRIORITIZED */
+    /* Array sets (also: count = members, size = payload bytes, is_sealed). */
+    uint32_t set_flags;    /* SHMSTORE_SET_TIED | SHMSTORE_SET_WRITABLE */
+    uint32_t set_loading;  /* 1 while its creator is still loading it (invisible) */
+    int32_t set_owner_pid; /* the creating process */
     /* All kinds. */
     uint32_t n_waiting;    /* processes with a thread asleep on the object (any wait) */
 } shmstore_obj_info_t;
@@ -756,6 +761,157 @@ SHMSTORE_API double shmstore_table_priority_max(const shmstore_table_t *t);
 
 /* Describe the table (as shmstore_info()). Returns 0 or -ESTALE. */
 SHMSTORE_API int shmstore_table_info(shmstore_table_t *t, shmstore_obj_info_t *out);
+
+/* ------------------------------------------------------------------------------------
+ * Array sets: a name prefix of arrays (and scalars, strings) loaded all-or-nothing
+ *
+ * A set is one object named by its prefix ("myproject", "runs/42") whose members have
+ * names relative to it ("a", "b/b1": a tree). All members live in one block of the
+ * store, described by a directory written with them; the set becomes visible to
+ * readers in one atomic step (shmstore_set_commit()) with every member complete. A set
+ * being loaded is invisible (opening it gives -ENOENT), and if its creator fails, calls
+ * shmstore_set_abort(), or dies at any instruction, nothing of it remains: recovery
+ * (on the next attach, shmstore_gc(), or the creator's close) removes the partial set.
+ * A committed set is persistent until removed (shmstore_delete(), shmstore_delete_prefix())
+ * unless created SHMSTORE_SET_TIED: then it is removed when its creator closes the store,
+ * exits or dies; readers never remove anything. Members are read-only for readers and
+ * immutable (sealed), unless the set was created SHMSTORE_SET_WRITABLE: then every
+ * process may write them in place, with no versioning and no synchronization (the
+ * users' own lock orders writers and readers). A view of a member pins the whole
+ * set's block with one lease, whatever the number of members.
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct shmstore_set shmstore_set_t;
+
+/* Flags of shmstore_set_create(). */
+#define SHMSTORE_SET_TIED 0x1u      /* removed when the creating process exits or dies */
+#define SHMSTORE_SET_WRITABLE 0x2u  /* shared-writable members (unsynchronized) */
+#define SHMSTORE_SET_OVERWRITE 0x4u /* replace an existing object of that name at commit */
+
+/* One member of a set: its name relative to the set's prefix ("b/b1": components
+ * separated by '/', none empty; prefix + "/" + name at most SHMSTORE_NAME_MAX bytes),
+ * its descriptor (attrs included) and its payload length. In shmstore_set_member()'s
+ * answer, `name` (NUL-terminated) and desc.attrs point into the store's mapping and stay
+ * valid while the set handle is open. */
+typedef struct shmstore_set_member {
+    const char *name;
+    shmstore_datum_t desc;
+    uint64_t len;
+} shmstore_set_member_t;
+
+/* Begin loading the set `prefix` with members m[0..n): allocate one block for all of
+ * them (committed memory: a full store or /dev/shm is -ENOSPC here, never a SIGBUS
+ * later) and write the directory. The set is invisible until shmstore_set_commit(); fill
+ * each member through shmstore_set_data() meanwhile. Members are stored sorted by name:
+ * use shmstore_set_find() for a member's index. Takes the metadata lock (the allocation
+ * commits the memory, so it may take a while for large sets). Returns 0, -EEXIST (an
+ * object `prefix` exists, no SHMSTORE_SET_OVERWRITE), -EINVAL (bad descriptor, duplicate
+ * member, a member that is also another's group, n == 0 is allowed), SHMSTORE_ENAME (a
+ * joined name too long, or invalid; the message names it), -ENOSPC, SHMSTORE_ELEASES
+ * (this process already holds SLOT_HELD records: 8 sets being loaded or tied). */
+SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned flags,
+                                     const shmstore_set_member_t *m, size_t n,
+                                     shmstore_set_t **out);
+
+/* Where member `i`'s payload bytes go: writable while the set is being loaded by this
+ * handle, and always for a SHMSTORE_SET_WRITABLE set; NULL otherwise or if i is out of
+ * range. The memory belongs to the store. */
+SHMSTORE_API void *shmstore_set_data(shmstore_set_t *set, size_t i);
+
+/* Copy `len` bytes from `src` into member `i` at `offset` (as the store's own puts do:
+ * non-temporal stores for large copies, which keep the caller's cache). The member must
+ * be writable (shmstore_set_data()). Never blocks. Returns 0, -EINVAL, -ERANGE. */
+SHMSTORE_API int shmstore_set_write(shmstore_set_t *set, size_t i, uint64_t offset,
+                                    const void *src, size_t len);
+
+/* Publish a set being loaded: every member becomes visible at once. With
+ * SHMSTORE_SET_OVERWRITE, the object previously of that name is removed first (readers
+ * holding views of it keep them). Returns 0, -EINVAL (not a set being loaded),
+ * -ESTALE (the set was deleted meanwhile: nothing published). The handle stays open
+ * for reading. On failure the set is removed. */
+SHMSTORE_API int shmstore_set_commit(shmstore_set_t *set);
+
+/* Remove a set being loaded (nothing of it stays) and close the handle; on a committed
+ * set, only closes. Accepts NULL. */
+SHMSTORE_API void shmstore_set_abort(shmstore_set_t *set);
+
+/* Open the committed set `prefix` for reading. The handle keeps the set's block leased:
+ * its members stay valid even if the set is deleted, until shmstore_set_close().
+ * Returns 0, -ENOENT (none, or still being loaded), SHMSTORE_EKIND, SHMSTORE_ENAME,
+ * SHMSTORE_ELEASES, SHMSTORE_ECORRUPT (a directory that does not fit its block). */
+SHMSTORE_API int shmstore_set_open(shmstore_t *s, const char *prefix, shmstore_set_t **out);
+
+/* Close a handle (views taken through it stay valid). On a set still being loaded this
+ * is shmstore_set_abort(). Accepts NULL. */
+SHMSTORE_API void shmstore_set_close(shmstore_set_t *set);
+
+/* The number of members. Never fails. */
+SHMSTORE_API size_t shmstore_set_count(const shmstore_set_t *set);
+
+/* Describe member `i` (0 <= i < count, in name order). Returns 0 or -ERANGE. */
+SHMSTORE_API int shmstore_set_member(const shmstore_set_t *set, size_t i,
+                                     shmstore_set_member_t *out);
+
+/* The index of the member called `name` (relative). Returns 0 or -ENOENT. */
+SHMSTORE_API int shmstore_set_find(const shmstore_set_t *set, const char *name, size_t *i);
+
+/* A leased, zero-copy view of member `i` (version 1, mtime = commit time). It stays
+ * valid after shmstore_set_close() and after the set is deleted, until
+ * shmstore_view_release(). For a SHMSTORE_SET_WRITABLE set, view.data may be written
+ * (cast away const). Never blocks. Returns 0, -ERANGE, SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_set_view(shmstore_set_t *set, size_t i, shmstore_view_t *out);
+
+/* Describe the set (as shmstore_info()). Returns 0 or -ESTALE. */
+SHMSTORE_API int shmstore_set_info(shmstore_set_t *set, shmstore_obj_info_t *out);
+
+/* Remove every object named `prefix` or starting with `prefix` + "/" (sets, values,
+ * queues, ... ; NULL or "" is refused: -EINVAL), e.g. a set and the values put beside it.
+ * `*n_deleted` (may be NULL) counts them. Views stay valid. Returns 0 (also when nothing
+ * matched), -EINVAL, SHMSTORE_ENAME, or the first error of a deletion. */
+SHMSTORE_API int shmstore_delete_prefix(shmstore_t *s, const char *prefix, uint64_t *n_deleted);
+
+/* ------------------------------------------------------------------------------------
+ * HDF5 import and export (when built with libhdf5)
+ * ---------------------------------------------------------------------------------- */
+
+/* Flags of shmstore_hdf5_load(). */
+#define SHMSTORE_H5_OVERWRITE 0x1u   /* replace an existing set of that prefix */
+#define SHMSTORE_H5_SKIP_UNSUPPORTED 0x2u /* skip datasets and attributes of types that have
+                                             no datum (variable-length, references, ...) */
+#define SHMSTORE_H5_TIED 0x4u        /* the set is SHMSTORE_SET_TIED */
+#define SHMSTORE_H5_WRITABLE 0x8u    /* the set is SHMSTORE_SET_WRITABLE */
+
+/* Progress of a load: called before each dataset is read (done_bytes of total_bytes so
+ * far, `path` the dataset's path in the file) and once at the end with path NULL.
+ * Returning non-zero cancels the load (-ECANCELED, nothing left behind). */
+typedef int (*shmstore_progress_fn)(const char *path, uint64_t done_bytes, uint64_t total_bytes,
+                                    void *arg);
+
+/* Whether this build of the library has HDF5 support (1) or not (0). */
+SHMSTORE_API int shmstore_hdf5_available(void);
+
+/* Load the HDF5 file `path` as the set `prefix`: groups become name components,
+ * datasets members (every integer and float size, bool enums, complex compounds as h5py
+ * writes them, fixed-length strings, other compounds as raw bytes with their numpy
+ * layout in attr "__dtype__", scalar datasets as scalars, chunked and compressed
+ * datasets), attributes of the root, groups and datasets become attrs (scalars and
+ * strings; arrays of them as their numpy repr in a string attr). Each dataset is read
+ * by libhdf5 straight into its member's memory. All-or-nothing (shmstore_set_create()).
+ * `*n_loaded` (may be NULL) counts datasets. May block for as long as the reads take.
+ * Returns 0, -ENOSYS (built without HDF5), -ENOENT / -EIO (missing or unreadable file,
+ * the message names it), SHMSTORE_EDTYPE (unsupported type: the message names it and
+ * its path; SHMSTORE_H5_SKIP_UNSUPPORTED skips it), -EEXIST, -ENOSPC, SHMSTORE_ENAME,
+ * -ECANCELED, or what shmstore_set_create() returns. */
+SHMSTORE_API int shmstore_hdf5_load(shmstore_t *s, const char *path, const char *prefix,
+                                    unsigned flags, shmstore_progress_fn progress, void *arg,
+                                    uint64_t *n_loaded);
+
+/* Write the set `prefix` to a new HDF5 file `path` (replaced if it exists): members
+ * become datasets under their groups, attrs become attributes. The file is written to
+ * "<path>.tmp" and renamed into place, so a failure leaves no partial file. Returns 0,
+ * -ENOSYS (built without HDF5), -ENOENT (no such set), -EIO (the message names the
+ * file), SHMSTORE_EDTYPE. */
+SHMSTORE_API int shmstore_hdf5_save(shmstore_t *s, const char *prefix, const char *path);
 
 /* ------------------------------------------------------------------------------------
  * Conveniences by name (each opens, acts and closes; use handles on hot paths)

@@ -39,12 +39,20 @@ if not os.path.exists(STATIC) and "egg_info" not in os.sys.argv and "dist_info" 
 sources = sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "src", "*.c")))
 include = os.environ.get("SHMSTORE_INCLUDE_DIR", os.path.join(ROOT, "include"))
 
+# Libraries libshmstore.a itself needs (libhdf5 when built with it), listed by CMake.
+_libs_file = os.path.join(LIB_DIR, "libshmstore.libs")
+extra_link = []
+if os.path.exists(_libs_file):
+    with open(_libs_file) as f:
+        extra_link = [ln.strip() for ln in f if ln.strip()]
+
 ext = Extension(
     "shmstore._shmstore",
     sources=sources,
     include_dirs=[include],
     extra_objects=[STATIC],
     libraries=["pthread"],
+    extra_link_args=extra_link,
     extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror",
                         "-fvisibility=hidden", "-D_POSIX_C_SOURCE=200809L"],
     depends=[os.path.join("src", "ext.h"), STATIC],
@@ -58,5 +66,10 @@ setup(
     package_data={"shmstore": ["py.typed", "*.pyi", "compat/*.pyi"]},
     ext_modules=[ext],
     python_requires=">=3.9",
+    entry_points={"console_scripts": [
+        "cute-shm-hdf5 = shmstore.compat.cute_shm:main_hdf5",
+        "cute-shm-list = shmstore.compat.cute_shm:main_list",
+        "cute-shm-unlink = shmstore.compat.cute_shm:main_unlink",
+    ]},
     zip_safe=False,
 )

@@ -355,4 +355,58 @@ static_assert(offsetof(struct ver_hdr, shape) == 64, "FORMAT.md: shape at 64");
 static_assert(offsetof(struct ver_hdr, inline_data) == 48, "FORMAT.md: inline data at 48");
 static_assert(sizeof(struct ver_hdr) == 320, "FORMAT.md: ver_hdr is 320 bytes");
 
+
+/* ---- array sets --------------------------------------------------------------------- */
+
+/* A set is an OBJ (struct obj_hdr + struct set_body) named by its prefix, and one DATA
+ * block (owner = the set's generation) that holds, from its payload start: struct
+ * set_dir, n_members x struct set_member sorted by name, the names, the attrs (each
+ * 8-aligned), then the payloads, each 64-byte aligned. Offsets in set_member are from
+ * the start of the DATA block (its blk_hdr). */
+#define SET_LOADING 1u   /* being written by its owner: invisible to readers */
+#define SET_READY 2u     /* complete, published */
+#define SET_F_TIED 0x1u      /* removed when the owner process exits or dies */
+#define SET_F_WRITABLE 0x2u  /* members are shared-writable (no versions) */
+#define SET_DIR_MAGIC 0x31544553u /* "SET1" */
+
+struct set_body {
+    _Atomic uint32_t state;  /* SET_LOADING / SET_READY (release: pairs with open) */
+    uint32_t flags;          /* SET_F_* */
+    uint32_t owner_slot;     /* process slot of the creator */
+    int32_t owner_pid;
+    uint64_t owner_attach_ns; /* the creator slot's attach_ns: tells it from a later owner */
+    uint64_t data_off;       /* the DATA block, 0 until allocated */
+    uint64_t n_members;
+    uint64_t payload_len;    /* sum of the members' payload bytes */
+    uint64_t reserved0[2];
+};
+static_assert(sizeof(struct set_body) == 64, "set_body is one cache line");
+
+struct set_dir {
+    uint32_t magic;          /* SET_DIR_MAGIC */
+    uint32_t reserved0;
+    uint64_t n_members;
+    uint64_t names_off;      /* from the block start */
+    uint64_t names_len;
+    uint64_t end_off;        /* end of the last payload, from the block start */
+    uint64_t reserved1[3];
+};
+static_assert(sizeof(struct set_dir) == 64, "set_dir is one cache line");
+
+struct set_member {
+    uint64_t data_off;       /* payload, from the block start, 64-aligned */
+    uint64_t len;            /* payload bytes */
+    uint32_t type;           /* shmstore_type_t */
+    uint32_t ndim;
+    char dtype[8];
+    uint64_t attrs_off;      /* from the block start, 0 = none */
+    uint32_t attrs_len;
+    uint32_t name_len;       /* name relative to the set's prefix, no NUL */
+    uint64_t name_off;       /* from the block start */
+    uint64_t reserved0;
+    uint64_t shape[32];
+};
+static_assert(sizeof(struct set_member) == 320, "set_member is 320 bytes");
+static_assert(offsetof(struct set_member, shape) == 64, "FORMAT.md: shape at 64");
+
 #endif

@@ -251,6 +251,13 @@ PyObject *np_dtype_of(modstate *st, const char *dtype);
 int attrs_encode(PyObject *dict, char **buf, uint32_t *len);
 PyObject *attrs_decode(const void *attrs, uint32_t len);
 
+/* ---- tree.c: array sets (Store methods) ---- */
+PyObject *tree_put(StoreObject *self, PyObject *args, PyObject *kw);
+PyObject *tree_get(StoreObject *self, PyObject *args, PyObject *kw);
+PyObject *tree_delete(StoreObject *self, PyObject *prefix);
+PyObject *tree_load_hdf5(StoreObject *self, PyObject *args, PyObject *kw);
+PyObject *tree_save_hdf5(StoreObject *self, PyObject *args);
+
 /* Compiler-warning-free cast for PyMethodDef entries. */
 #define METH(f) ((PyCFunction)(void (*)(void))(f))
 

@@ -863,6 +863,29 @@ static PyMethodDef store_methods[] = {
     {"gc", store_gc, METH_NOARGS, store_gc_doc},
     {"check", store_check, METH_NOARGS, store_check_doc},
     {"procs", store_procs, METH_NOARGS, store_procs_doc},
+    {"put_tree", METH(tree_put), METH_VARARGS | METH_KEYWORDS,
+     "put_tree(prefix, nested, *, seal=True, overwrite=False, persistent=True)\n--\n\n"
+     "Store a nested dict of arrays, scalars and strings as the array set `prefix`,\n"
+     "all-or-nothing. seal=False makes the members shared-writable (every process\n"
+     "writes them in place, unsynchronized); persistent=False removes the set when\n"
+     "this process closes the store or dies. FileExistsError without overwrite;\n"
+     "TypeError for arrays of Python objects; MemoryError/OSError when full."},
+    {"get_tree", METH(tree_get), METH_VARARGS | METH_KEYWORDS,
+     "get_tree(prefix, *, attrs=False)\n--\n\n"
+     "The set `prefix` as the nested dict it was stored as, of zero-copy arrays that\n"
+     "hold a lease (valid whatever else is dropped). attrs=True: the same nesting of\n"
+     "each member's attrs dicts, group attributes under the key '.attrs'."},
+    {"delete_tree", METH(tree_delete), METH_O,
+     "delete_tree(prefix)\n--\n\nRemove every object named prefix or under prefix/; "
+     "returns how many."},
+    {"load_hdf5", METH(tree_load_hdf5), METH_VARARGS | METH_KEYWORDS,
+     "load_hdf5(path, prefix, *, progress=False, overwrite=False, persistent=True,\n"
+     "          writable=False, skip_unsupported=False)\n--\n\n"
+     "Load an HDF5 file as the array set `prefix` (all-or-nothing); progress=True\n"
+     "draws a bar on stderr, a callable gets (path, done, total) and may return True\n"
+     "to cancel. Returns the number of datasets."},
+    {"save_hdf5", METH(tree_save_hdf5), METH_VARARGS,
+     "save_hdf5(prefix, path)\n--\n\nWrite the array set `prefix` to an HDF5 file."},
     {NULL, NULL, 0, NULL},
 };
 

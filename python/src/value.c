@@ -691,6 +691,19 @@ PyObject *obj_info_dict(const shmstore_obj_info_t *in)
             "invalid", (unsigned long long)in->n_invalid, "fields", in->n_fields, "prioritized",
             in->is_prioritized ? Py_True : Py_False);
     }
+    if (in->kind == SHMSTORE_KIND_SET) { /* array sets */
+        Py_DECREF(shape);
+        return Py_BuildValue("{s:s,s:s,s:O,s:K,s:K,s:K,s:K,s:O,s:O,s:O,s:i}", "name", in->name,
+                             "kind", "set", "sealed", in->is_sealed ? Py_True : Py_False,
+                             "mtime_ns", (unsigned long long)in->mtime_ns, "size",
+                             (unsigned long long)in->size, "footprint",
+                             (unsigned long long)in->footprint, "members",
+                             (unsigned long long)in->count, "loading",
+                             in->set_loading ? Py_True : Py_False, "tied",
+                             in->set_flags & SHMSTORE_SET_TIED ? Py_True : Py_False, "writable",
+                             in->set_flags & SHMSTORE_SET_WRITABLE ? Py_True : Py_False,
+                             "owner_pid", (int)in->set_owner_pid);
+    }
     return Py_BuildValue("{s:s,s:s,s:O,s:K,s:K,s:K,s:K,s:s,s:s,s:N}", "name", in->name, "kind",
                          shmstore_kind_name(in->kind), "sealed",
                          in->is_sealed ? Py_True : Py_False, "version",

@@ -5,6 +5,8 @@
   of entries, with no server process.
 - ``shmstore.compat.replay``: the replay-buffer recipe of seed 001 (``Memory`` of
   ``Transition``s, 1,000 lock stripes over SharedMemory) on a table, with no lock.
+- ``shmstore.compat.cute_shm``: cute-shm: nested dicts of arrays and HDF5 files as
+  all-or-nothing array sets, shared-writable, persistent or tied to their creator.
 
 They only adapt names and signatures; all data goes through the C extension.
 """

@@ -1,0 +1,794 @@
+/* arrayset.c - array sets: a name prefix of arrays loaded all-or-nothing.
+ *
+ * Theory of operation
+ * - A set is one OBJ named by its prefix (struct obj_hdr + struct set_body) and one DATA
+ *   block that holds everything else (layout.h): a directory (struct set_dir), the
+ *   members sorted by name (struct set_member), their names, their attrs and their
+ *   payloads. One block per set, not one per member: a reader's view of any member pins
+ *   that block, so a set of 10,000 arrays costs one lease slot, and opening a set is one
+ *   name lookup and one pin whatever its size (O(members) only to validate the
+ *   directory, which is process-local arithmetic).
+ * - Life cycle. shmstore_set_create() makes the OBJ in state LOADING under the metadata
+ *   mutex and, in the same critical section, records it in the creator's held[] list
+ *   (tag SET_REC_TAG): from the first instant the object is reachable, recovery of the
+ *   creator's slot (its death, or its shmstore_close()) knows to remove it. Then the
+ *   DATA block is allocated (committed with fallocate: ENOSPC here, never SIGBUS later)
+ *   and its offset stored in the body under the mutex, so gc always sees it referenced.
+ *   The creator writes the directory and the payloads without any lock: nobody else
+ *   reads a LOADING set (open refuses it). Commit stores READY under the mutex
+ *   (release; the directory and payloads were written before, and opens read the state
+ *   under the same mutex), and drops the held[] record unless the set is TIED.
+ * - Recovery (set_recover) removes the set when the dead slot is still its owner (slot
+ *   and attach time both match: an offset reused by another process's set is left
+ *   alone) and it is LOADING or TIED. Readers never remove anything.
+ * - Overwrite: a set replacing an existing object is loaded under a temporary name
+ *   (".shmstore-loading-<pid>-<n>") and renamed at commit, after the old object is
+ *   deleted: readers see the old set until the new one is complete, then (for the span
+ *   of one deletion) neither, then the new one.
+ * - Deletion marks the OBJ deleted, unindexes it and releases both blocks: freed now, or
+ *   ORPHAN until the last lease (a handle, a view) is dropped.
+ * - Shared-writable sets (SET_F_WRITABLE) hand out writable pointers to every process:
+ *   no versions, no seal, no synchronization (the users' own lock).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* held[] tag: this slot created the set (loading, or tied to its life). */
+#define SET_REC_TAG 0x1ull
+
+struct shmstore_set {
+    shmstore_t *s;
+    uint64_t obj_off;   /* OBJ block, pinned by the handle */
+    uint64_t gen;
+    struct obj_hdr *obj;
+    struct set_body *body;
+    uint64_t data_off;  /* DATA block, pinned by the handle (0 = none) */
+    char *blk;          /* the DATA block's start in our mapping */
+    uint64_t blk_len;   /* its whole size */
+    const struct set_member *mem;
+    size_t n;
+    unsigned flags;     /* SET_F_* */
+    bool is_loading;    /* created by this handle, not yet committed */
+    char target[SHMSTORE_NAME_MAX + 1]; /* overwrite: the final name ("" = the same) */
+};
+
+static struct set_body *body_of(struct obj_hdr *o)
+{
+    return (struct set_body *)(o + 1);
+}
+
+static uint64_t align_up(uint64_t x, uint64_t a)
+{
+    return (x + a - 1) & ~(a - 1);
+}
+
+/* ---- member names -------------------------------------------------------------------- */
+
+static int cmp_names(const void *a, const void *b)
+{
+    const shmstore_set_member_t *x = *(const shmstore_set_member_t *const *)a;
+    const shmstore_set_member_t *y = *(const shmstore_set_member_t *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+/* A relative member name: non-empty components separated by single '/', UTF-8. */
+static int member_name_check(const char *prefix, size_t prefix_len, const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0)
+        return shmstore__seterr(SHMSTORE_ENAME, "set '%s': a member has an empty name", prefix);
+    if (prefix_len + 1 + len > SHMSTORE_NAME_MAX)
+        return shmstore__seterr(SHMSTORE_ENAME, "set '%s': member '%.255s' makes a name of %zu bytes "
+                                "(prefix + '/' + name), more than %d", prefix, name,
+                                prefix_len + 1 + len, SHMSTORE_NAME_MAX);
+    if (name[0] == '/' || name[len - 1] == '/' || strstr(name, "//"))
+        return shmstore__seterr(SHMSTORE_ENAME, "set '%s': member '%s' has an empty path component",
+                                prefix, name);
+    if (!shmstore__utf8_valid((const unsigned char *)name, len))
+        return shmstore__seterr(SHMSTORE_ENAME, "set '%s': member name is not valid UTF-8", prefix);
+    return 0;
+}
+
+/* Sorted members: no duplicates, and no member that is also another's group ("b" and
+ * "b/c"): the set must read back as a tree. */
+static int tree_check(const char *prefix, shmstore_set_member_t *const *v, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (strcmp(v[i]->name, v[i + 1]->name) == 0)
+            return shmstore__seterr(-EINVAL, "set '%s': member '%s' is given twice", prefix,
+                                    v[i]->name);
+        /* Names starting with "x/" sort after "x" and before any "x" + c with c > '/',
+         * so they follow x after only names x + c with c < '/' (e.g. "x-1", "x.y"). */
+        size_t l = strlen(v[i]->name);
+        for (size_t j = i + 1; j < n && strncmp(v[j]->name, v[i]->name, l) == 0; j++)
+            if (v[j]->name[l] == '/')
+                return shmstore__seterr(-EINVAL, "set '%s': '%s' is both a member and the group "
+                                        "of '%s'", prefix, v[i]->name, v[j]->name);
+    }
+    return 0;
+}
+
+/* ---- the directory --------------------------------------------------------------------- */
+
+/* Check that the directory in the DATA block fits it and describes valid members. */
+static int dir_validate(shmstore_t *s, const char *name, const char *blk, uint64_t blk_len,
+                        uint64_t n_expected)
+{
+    const struct set_dir *d = (const struct set_dir *)(blk + BLK_HDR_SIZE);
+    uint64_t first = BLK_HDR_SIZE + sizeof(*d);
+    if (blk_len < first || d->magic != SET_DIR_MAGIC || d->n_members != n_expected ||
+        d->n_members > (blk_len - first) / sizeof(struct set_member) || d->end_off > blk_len ||
+        d->names_off > blk_len || d->names_len > blk_len - d->names_off)
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': set '%.255s' has a directory that "
+                                "does not fit its block", s->name, name);
+    const struct set_member *m = (const struct set_member *)(d + 1);
+    for (uint64_t i = 0; i < d->n_members; i++) {
+        shmstore_datum_t dd;
+        const struct set_member *e = &m[i];
+        bool ok = e->data_off % BLK_ALIGN == 0 && e->data_off <= d->end_off &&
+                  e->len <= d->end_off - e->data_off && e->name_off >= d->names_off &&
+                  e->name_len > 0 && e->name_len <= SHMSTORE_NAME_MAX &&
+                  e->name_off - d->names_off < d->names_len &&
+                  e->name_len < d->names_len - (e->name_off - d->names_off) &&
+                  blk[e->name_off + e->name_len] == '\0' && e->type < SHMSTORE_T__COUNT &&
+                  e->ndim <= SHMSTORE_NDIM_MAX && e->attrs_len <= SHMSTORE_ATTRS_MAX &&
+                  (e->attrs_len == 0 ||
+                   (e->attrs_off <= blk_len && e->attrs_len <= blk_len - e->attrs_off));
+        if (ok) {
+            dd.type = e->type;
+            dd.ndim = e->ndim;
+            memcpy(dd.dtype, e->dtype, sizeof(dd.dtype));
+            dd.dtype[SHMSTORE_DTYPE_MAX - 1] = '\0';
+            memcpy(dd.shape, e->shape, e->ndim * sizeof(e->shape[0]));
+            dd.attrs = e->attrs_len ? blk + e->attrs_off : NULL;
+            dd.attrs_len = e->attrs_len;
+            ok = shmstore_datum_validate(&dd, e->len) == 0;
+        }
+        if (!ok)
+            return shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': set '%.255s': member %" PRIu64
+                                    " has a descriptor that does not fit its block", s->name,
+                                    name, i);
+    }
+    return 0;
+}
+
+/* Bytes of the DATA block's payload for members v[0..n), and the offsets of each part. */
+static int layout(shmstore_set_member_t *const *v, size_t n, uint64_t *names_off,
+                  uint64_t *names_len, uint64_t *attrs_off, uint64_t *data_start, uint64_t *end)
+{
+    uint64_t pos = BLK_HDR_SIZE + sizeof(struct set_dir) + n * sizeof(struct set_member);
+    *names_off = pos;
+    for (size_t i = 0; i < n; i++)
+        pos += strlen(v[i]->name) + 1;
+    *names_len = pos - *names_off;
+    pos = align_up(pos, 8);
+    *attrs_off = pos;
+    for (size_t i = 0; i < n; i++)
+        pos += align_up(v[i]->desc.attrs_len, 8);
+    pos = align_up(pos, BLK_ALIGN);
+    *data_start = pos;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i]->len > UINT64_MAX / 4 - pos)
+            return -ENOSPC;
+        pos = align_up(pos + v[i]->len, BLK_ALIGN);
+    }
+    *end = pos;
+    return 0;
+}
+
+static void write_dir(struct shmstore_set *set, shmstore_set_member_t *const *v, size_t n,
+                      uint64_t names_off, uint64_t names_len, uint64_t attrs_off,
+                      uint64_t data_start, uint64_t end)
+{
+    char *blk = set->blk;
+    struct set_dir *d = (struct set_dir *)(blk + BLK_HDR_SIZE);
+    memset(d, 0, sizeof(*d));
+    d->magic = SET_DIR_MAGIC;
+    d->n_members = n;
+    d->names_off = names_off;
+    d->names_len = names_len;
+    d->end_off = end;
+    struct set_member *m = (struct set_member *)(d + 1);
+    uint64_t npos = names_off, apos = attrs_off, dpos = data_start;
+    for (size_t i = 0; i < n; i++) {
+        const shmstore_set_member_t *src = v[i];
+        struct set_member *e = &m[i];
+        size_t l = strlen(src->name);
+        memset(e, 0, offsetof(struct set_member, shape));
+        e->type = src->desc.type;
+        e->ndim = src->desc.type == SHMSTORE_T_ARRAY ? src->desc.ndim : 0;
+        if (src->desc.type == SHMSTORE_T_ARRAY)
+            memcpy(e->dtype, src->desc.dtype, sizeof(e->dtype));
+        for (uint32_t k = 0; k < e->ndim; k++)
+            e->shape[k] = src->desc.shape[k];
+        e->len = src->len;
+        e->name_off = npos;
+        e->name_len = (uint32_t)l;
+        memcpy(blk + npos, src->name, l + 1);
+        npos += l + 1;
+        if (src->desc.attrs_len) {
+            e->attrs_off = apos;
+            e->attrs_len = src->desc.attrs_len;
+            memcpy(blk + apos, src->desc.attrs, src->desc.attrs_len);
+            apos += align_up(src->desc.attrs_len, 8);
+        }
+        e->data_off = dpos;
+        dpos = align_up(dpos + src->len, BLK_ALIGN);
+    }
+}
+
+/* ---- deletion and recovery ------------------------------------------------------------- */
+
+/* Mutex held: remove set `o` at `off` (generation already checked). */
+static void set_remove_locked(shmstore_t *s, struct obj_hdr *o, uint64_t off)
+{
+    struct set_body *sb = body_of(o);
+    atomic_fetch_or_explicit(&o->flags, OBJ_F_DELETED, memory_order_seq_cst);
+    shmstore__index_remove(s, o->hash, off);
+    s->hdr->n_objects--;
+    if (sb->data_off)
+        shmstore__blk_release_locked(s, sb->data_off);
+    /* Our own record (a set we are loading or that is tied to us) goes with it. */
+    if (sb->owner_slot == s->slot && sb->owner_attach_ns == s->attach_ns)
+        shmstore__proc_unhold(s, off | SET_REC_TAG);
+    shmstore__blk_release_locked(s, off);
+}
+
+static int set_delete(shmstore_t *s, uint64_t off, uint64_t gen)
+{
+    int r = shmstore__lock(s);
+    if (r < 0)
+        return r;
+    struct obj_hdr *o = shmstore__obj(s, off);
+    if (o && o->gen == gen && !(atomic_load_explicit(&o->flags, memory_order_acquire) & OBJ_F_DELETED))
+        set_remove_locked(s, o, off);
+    else
+        r = shmstore__seterr(-ENOENT, "set was deleted meanwhile");
+    shmstore__unlock(s);
+    return r;
+}
+
+static void set_recover(shmstore_t *s, struct obj_hdr *o, uint64_t rec, uint32_t dead)
+{
+    uint64_t off = rec & ~REC_TAG_MASK;
+    struct set_body *sb = body_of(o);
+    if (shmstore__lock(s) < 0)
+        return;
+    const struct proc_slot *ps = shmstore__proc_slot(s, dead);
+    if (o->kind == SHMSTORE_KIND_SET && sb->owner_slot == dead &&
+        sb->owner_attach_ns == ps->attach_ns &&
+        !(atomic_load_explicit(&o->flags, memory_order_acquire) & OBJ_F_DELETED) &&
+        (atomic_load_explicit(&sb->state, memory_order_acquire) == SET_LOADING ||
+         (sb->flags & SET_F_TIED)))
+        set_remove_locked(s, o, off);
+    shmstore__unlock(s);
+}
+
+/* ---- creating ---------------------------------------------------------------------------- */
+
+struct create_ctx {
+    unsigned flags;
+    uint64_t rec;  /* held[] record made by init, 0 = none */
+};
+
+/* Mutex held, before the object is indexed: the record goes in first, so that from the
+ * moment the set is reachable our death removes it. */
+static int set_init(shmstore_t *s, struct obj_hdr *o, void *arg)
+{
+    struct create_ctx *c = arg;
+    struct set_body *sb = body_of(o);
+    uint64_t off = shmstore__off(s, o) - BLK_HDR_SIZE;
+    atomic_store_explicit(&sb->state, SET_LOADING, memory_order_relaxed);
+    sb->flags = c->flags;
+    sb->owner_slot = s->slot;
+    sb->owner_pid = (int32_t)getpid();
+    sb->owner_attach_ns = s->attach_ns;
+    int r = shmstore__proc_hold(s, off | SET_REC_TAG);
+    if (r < 0)
+        return shmstore__seterr(r, "store '%s': this process already holds %u sets being loaded, "
+                                "tied sets and writer locks; commit or remove some", s->name,
+                                SLOT_HELD_MAX);
+    c->rec = off | SET_REC_TAG;
+    return 0;
+}
+
+static _Atomic uint64_t tmp_counter;
+
+SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned flags,
+                                     const shmstore_set_member_t *m, size_t n,
+                                     shmstore_set_t **out)
+{
+    shmstore__clearerr();
+    size_t prefix_len;
+    int r = shmstore__check_fork(s);
+    if (r < 0 || (r = shmstore__name_check(prefix, &prefix_len)) < 0)
+        return r;
+    if (flags & ~(SHMSTORE_SET_TIED | SHMSTORE_SET_WRITABLE | SHMSTORE_SET_OVERWRITE))
+        return shmstore__seterr(-EINVAL, "set '%s': unknown flags 0x%x", prefix, flags);
+    if (n && !m)
+        return shmstore__seterr(-EINVAL, "set '%s': no members given", prefix);
+    if (n > (UINT64_MAX / 4) / sizeof(struct set_member))
+        return shmstore__seterr(-EINVAL, "set '%s': too many members", prefix);
+    shmstore_set_member_t **v = malloc((n ? n : 1) * sizeof(*v));
+    struct shmstore_set *set = calloc(1, sizeof(*set));
+    if (!v || !set) {
+        free(v);
+        free(set);
+        return shmstore__seterr(-ENOMEM, "out of process memory");
+    }
+    for (size_t i = 0; i < n && r == 0; i++) {
+        v[i] = (shmstore_set_member_t *)&m[i];
+        if ((r = member_name_check(prefix, prefix_len, m[i].name)) == 0 &&
+            (r = shmstore_datum_validate(&m[i].desc, m[i].len)) < 0)
+            shmstore__seterr(r, "set '%s': member '%s': %s", prefix, m[i].name,
+                             shmstore_errmsg()[0] ? shmstore_errmsg() : shmstore_strerror(r));
+    }
+    if (r == 0) {
+        qsort(v, n, sizeof(*v), cmp_names);
+        r = tree_check(prefix, v, n);
+    }
+    uint64_t names_off = 0, names_len = 0, attrs_off = 0, data_start = 0, end = 0;
+    if (r == 0 && layout(v, n, &names_off, &names_len, &attrs_off, &data_start, &end) < 0)
+        r = shmstore__seterr(-ENOSPC, "set '%s' is larger than any store", prefix);
+    if (r < 0)
+        goto fail_free;
+
+    unsigned kflags = (flags & SHMSTORE_SET_TIED ? SET_F_TIED : 0) |
+                      (flags & SHMSTORE_SET_WRITABLE ? SET_F_WRITABLE : 0);
+    struct create_ctx c = {kflags, 0};
+    char tmp[64];
+    uint64_t off;
+    r = shmstore__obj_open(s, prefix, SHMSTORE_KIND_SET, true, true, sizeof(struct set_body),
+                           set_init, &c, &off, NULL);
+    if (r == -EEXIST && (flags & SHMSTORE_SET_OVERWRITE)) {
+        snprintf(tmp, sizeof(tmp), ".shmstore-loading-%d-%" PRIu64, (int)getpid(),
+                 atomic_fetch_add_explicit(&tmp_counter, 1, memory_order_relaxed));
+        snprintf(set->target, sizeof(set->target), "%s", prefix);
+        shmstore__clearerr();
+        r = shmstore__obj_open(s, tmp, SHMSTORE_KIND_SET, true, true, sizeof(struct set_body),
+                               set_init, &c, &off, NULL);
+    }
+    if (r < 0) {
+        if (c.rec) /* init ran, then the insert failed: the object is gone */
+            shmstore__proc_unhold(s, c.rec);
+        if (r == -EEXIST)
+            shmstore__seterr(r, "store '%s': '%s' already exists (remove it, or overwrite)",
+                             s->name, prefix);
+        goto fail_free;
+    }
+    shmstore__store_ref(s);
+    set->s = s;
+    set->obj_off = off;
+    set->obj = shmstore__obj(s, off);
+    set->gen = set->obj->gen;
+    set->body = body_of(set->obj);
+    set->flags = kflags;
+    set->is_loading = true;
+    set->n = n;
+
+    /* The block, under the mutex so that it is referenced from the instant it exists. */
+    uint64_t data_off = 0;
+    if ((r = shmstore__lock(s)) == 0) {
+        if (shmstore__obj_stale(set->obj, set->gen))
+            r = shmstore__seterr(-ESTALE, "set '%s' was deleted while being created", prefix);
+        else if ((r = shmstore__alloc(s, end - BLK_HDR_SIZE, BLK_TAG_DATA, set->gen, &data_off)) == 0 &&
+                 (r = shmstore__pin(s, data_off, NULL)) == 0) {
+            set->body->data_off = data_off;
+            set->body->n_members = n;
+            uint64_t total = 0;
+            for (size_t i = 0; i < n; i++)
+                total += m[i].len;
+            set->body->payload_len = total;
+        } else if (data_off) {
+            shmstore__free(s, data_off);
+            data_off = 0;
+        }
+        shmstore__unlock(s);
+    }
+    if (r < 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
+        if (r == -ENOSPC)
+            snprintf(msg, sizeof(msg), "store '%s': no room for set '%s' (%" PRIu64 " bytes): %s",
+                     s->name, prefix, end, shmstore_errmsg());
+        set_delete(s, off, set->gen);
+        set->is_loading = false;
+        shmstore_set_close(set);
+        free(v);
+        shmstore__errmsg_restore(msg);
+        return r;
+    }
+    set->data_off = data_off;
+    set->blk = (char *)shmstore__blk(s, data_off);
+    set->blk_len = end;
+    write_dir(set, v, n, names_off, names_len, attrs_off, data_start, end);
+    set->mem = (const struct set_member *)((char *)set->blk + BLK_HDR_SIZE + sizeof(struct set_dir));
+    free(v);
+    *out = set;
+    return 0;
+
+fail_free:
+    free(v);
+    free(set);
+    return r;
+}
+
+SHMSTORE_API void *shmstore_set_data(shmstore_set_t *set, size_t i)
+{
+    if (!set || i >= set->n || !set->blk || !(set->is_loading || (set->flags & SET_F_WRITABLE)))
+        return NULL;
+    return set->blk + set->mem[i].data_off;
+}
+
+SHMSTORE_API int shmstore_set_write(shmstore_set_t *set, size_t i, uint64_t offset,
+                                    const void *src, size_t len)
+{
+    char *dst = shmstore_set_data(set, i);
+    if (!dst)
+        return shmstore__seterr(-EINVAL, "member %zu is not writable here", i);
+    const struct set_member *e = &set->mem[i];
+    if (offset > e->len || len > e->len - offset)
+        return shmstore__seterr(-ERANGE, "write of %zu bytes at %" PRIu64 " past member %zu's "
+                                "%" PRIu64 " bytes", len, offset, i, e->len);
+    shmstore__copy_in(dst + offset, src, len);
+    return 0;
+}
+
+/* Mutex held: give the loaded set its final name (overwrite). */
+static int rename_locked(shmstore_set_t *set)
+{
+    shmstore_t *s = set->s;
+    struct obj_hdr *o = set->obj;
+    size_t len = strlen(set->target);
+    uint64_t other;
+    if (shmstore__index_find(s, set->target, len, &other) == 0)
+        return shmstore__seterr(-EEXIST, "store '%s': '%s' was created again while the new set "
+                                "was loading", s->name, set->target);
+    shmstore__index_remove(s, o->hash, set->obj_off);
+    memset(o->name, 0, sizeof(o->name));
+    memcpy(o->name, set->target, len);
+    o->name_len = (uint32_t)len;
+    o->hash = shmstore__hash(set->target, len);
+    return shmstore__index_insert(s, o->hash, set->obj_off);
+}
+
+SHMSTORE_API int shmstore_set_commit(shmstore_set_t *set)
+{
+    shmstore__clearerr();
+    if (!set || !set->is_loading)
+        return shmstore__seterr(-EINVAL, "not a set being loaded");
+    shmstore_t *s = set->s;
+    int r = shmstore__check_fork(s);
+    if (r < 0)
+        return r;
+    if (set->target[0]) {
+        r = shmstore_delete(s, set->target);
+        if (r == -ENOENT)
+            r = 0;
+    }
+    if (r == 0 && (r = shmstore__lock(s)) == 0) {
+        if (shmstore__obj_stale(set->obj, set->gen))
+            r = shmstore__seterr(-ESTALE, "set was deleted while being loaded; nothing published");
+        else if (set->target[0])
+            r = rename_locked(set);
+        if (r == 0) {
+            if (!(set->flags & SET_F_WRITABLE))
+                atomic_fetch_or_explicit(&set->obj->flags, OBJ_F_SEALED, memory_order_relaxed);
+            /* release: the directory and payloads before the state; pairs with the
+             * acquire in shmstore_set_open() (under the same mutex, too) */
+            atomic_store_explicit(&set->body->state, SET_READY, memory_order_release);
+            if (!(set->flags & SET_F_TIED))
+                shmstore__proc_unhold(s, set->obj_off | SET_REC_TAG);
+        }
+        shmstore__unlock(s);
+    }
+    if (r < 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
+        set_delete(s, set->obj_off, set->gen);
+        shmstore__errmsg_restore(msg);
+    }
+    set->is_loading = false;
+    set->target[0] = '\0';
+    return r;
+}
+
+SHMSTORE_API void shmstore_set_abort(shmstore_set_t *set)
+{
+    if (!set)
+        return;
+    if (set->is_loading && shmstore__check_fork(set->s) == 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
+        set_delete(set->s, set->obj_off, set->gen);
+        shmstore__errmsg_restore(msg);
+    }
+    set->is_loading = false;
+    shmstore_set_close(set);
+}
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+SHMSTORE_API int shmstore_set_open(shmstore_t *s, const char *prefix, shmstore_set_t **out)
+{
+    shmstore__clearerr();
+    int r = shmstore__check_fork(s);
+    if (r < 0)
+        return r;
+    struct shmstore_set *set = calloc(1, sizeof(*set));
+    if (!set)
+        return shmstore__seterr(-ENOMEM, "out of process memory");
+    uint64_t off, data_off = 0;
+    r = shmstore__obj_open(s, prefix, SHMSTORE_KIND_SET, false, false, sizeof(struct set_body),
+                           NULL, NULL, &off, NULL);
+    if (r < 0) {
+        free(set);
+        return r;
+    }
+    shmstore__store_ref(s);
+    set->s = s;
+    set->obj_off = off;
+    set->obj = shmstore__obj(s, off);
+    set->gen = set->obj->gen;
+    set->body = body_of(set->obj);
+    if ((r = shmstore__lock(s)) == 0) {
+        struct set_body *sb = set->body;
+        if (shmstore__obj_stale(set->obj, set->gen) ||
+            atomic_load_explicit(&sb->state, memory_order_acquire) != SET_READY)
+            r = shmstore__seterr(-ENOENT, "set '%s' in store '%s' is being loaded (by pid %d)",
+                                 prefix, s->name, (int)sb->owner_pid);
+        else if (!(data_off = sb->data_off) || !shmstore__blk(s, data_off) ||
+                 shmstore__blk(s, data_off)->tag != BLK_TAG_DATA ||
+                 shmstore__blk(s, data_off)->owner != set->gen)
+            r = shmstore__seterr(SHMSTORE_ECORRUPT, "store '%s': set '%s' has no valid block",
+                                 s->name, prefix);
+        else
+            r = shmstore__pin(s, data_off, NULL);
+        if (r == 0) {
+            set->flags = sb->flags;
+            set->n = sb->n_members;
+        }
+        shmstore__unlock(s);
+    }
+    if (r == 0) {
+        set->data_off = data_off;
+        set->blk = (char *)shmstore__blk(s, data_off);
+        set->blk_len = shmstore__blk_footprint(s, data_off);
+        set->mem = (const struct set_member *)(set->blk + BLK_HDR_SIZE + sizeof(struct set_dir));
+        r = dir_validate(s, prefix, set->blk, set->blk_len, set->n);
+    }
+    if (r < 0) {
+        shmstore_set_close(set);
+        return r;
+    }
+    *out = set;
+    return 0;
+}
+
+SHMSTORE_API void shmstore_set_close(shmstore_set_t *set)
+{
+    if (!set)
+        return;
+    if (set->is_loading) {
+        shmstore_set_abort(set);
+        return;
+    }
+    shmstore_t *s = set->s;
+    pthread_mutex_lock(&s->lease_mu);
+    bool is_closed = s->is_closed;
+    pthread_mutex_unlock(&s->lease_mu);
+    if (!is_closed && shmstore__check_fork(s) == 0) {
+        if (set->data_off)
+            shmstore__unpin(s, set->data_off);
+        shmstore__unpin(s, set->obj_off);
+    }
+    free(set);
+    shmstore__store_unref(s);
+}
+
+SHMSTORE_API size_t shmstore_set_count(const shmstore_set_t *set)
+{
+    return set ? set->n : 0;
+}
+
+static void member_datum(const shmstore_set_t *set, const struct set_member *e, shmstore_datum_t *d)
+{
+    d->type = e->type;
+    d->ndim = e->ndim;
+    memcpy(d->dtype, e->dtype, sizeof(d->dtype));
+    d->dtype[SHMSTORE_DTYPE_MAX - 1] = '\0';
+    memcpy(d->shape, e->shape, e->ndim * sizeof(e->shape[0]));
+    d->attrs = e->attrs_len ? set->blk + e->attrs_off : NULL;
+    d->attrs_len = e->attrs_len;
+}
+
+SHMSTORE_API int shmstore_set_member(const shmstore_set_t *set, size_t i, shmstore_set_member_t *out)
+{
+    if (!set || i >= set->n)
+        return shmstore__seterr(-ERANGE, "member %zu of a set of %zu", i, set ? set->n : 0);
+    const struct set_member *e = &set->mem[i];
+    out->name = set->blk + e->name_off;
+    out->len = e->len;
+    member_datum(set, e, &out->desc);
+    return 0;
+}
+
+SHMSTORE_API int shmstore_set_find(const shmstore_set_t *set, const char *name, size_t *i)
+{
+    size_t lo = 0, hi = set ? set->n : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(set->blk + set->mem[mid].name_off, name);
+        if (c == 0) {
+            *i = mid;
+            return 0;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return shmstore__seterr(-ENOENT, "no member '%s' in the set", name ? name : "");
+}
+
+SHMSTORE_API int shmstore_set_view(shmstore_set_t *set, size_t i, shmstore_view_t *out)
+{
+    if (!set || i >= set->n || !set->blk)
+        return shmstore__seterr(-ERANGE, "member %zu of a set of %zu", i, set ? set->n : 0);
+    shmstore_t *s = set->s;
+    int r = shmstore__check_fork(s);
+    /* We hold a lease on the block already: this only counts one more. */
+    if (r < 0 || (r = shmstore__pin(s, set->data_off, NULL)) < 0)
+        return r;
+    const struct set_member *e = &set->mem[i];
+    member_datum(set, e, &out->desc);
+    out->data = set->blk + e->data_off;
+    out->len = e->len;
+    out->version = 1;
+    out->mtime_ns = set->obj->ctime_ns;
+    shmstore__store_ref(s);
+    out->store = s;
+    out->block_off = set->data_off;
+    return 0;
+}
+
+SHMSTORE_API int shmstore_set_info(shmstore_set_t *set, shmstore_obj_info_t *out)
+{
+    int r = shmstore__check_fork(set->s);
+    if (r < 0)
+        return r;
+    if (shmstore__obj_stale(set->obj, set->gen))
+        return shmstore__seterr(-ESTALE, "set was deleted");
+    shmstore__obj_info(set->s, set->obj, out);
+    return 0;
+}
+
+/* ---- prefix deletion -------------------------------------------------------------------- */
+
+struct name_list {
+    const char *prefix;
+    size_t prefix_len;
+    char (*names)[SHMSTORE_NAME_MAX + 1];
+    size_t n, cap;
+    int err;
+};
+
+static int collect(const shmstore_obj_info_t *info, void *arg)
+{
+    struct name_list *l = arg;
+    size_t len = strlen(info->name);
+    if (len > l->prefix_len && info->name[l->prefix_len] != '/')
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        void *p = realloc(l->names, cap * sizeof(*l->names));
+        if (!p) {
+            l->err = -ENOMEM;
+            return 1;
+        }
+        l->names = p;
+        l->cap = cap;
+    }
+    memcpy(l->names[l->n++], info->name, len + 1);
+    return 0;
+}
+
+SHMSTORE_API int shmstore_delete_prefix(shmstore_t *s, const char *prefix, uint64_t *n_deleted)
+{
+    shmstore__clearerr();
+    char p[SHMSTORE_NAME_MAX + 1];
+    size_t len = prefix ? strlen(prefix) : 0;
+    while (len && prefix[len - 1] == '/')
+        len--;
+    if (len == 0)
+        return shmstore__seterr(-EINVAL, "refusing to delete an empty prefix (every object)");
+    if (len > SHMSTORE_NAME_MAX)
+        return shmstore__seterr(SHMSTORE_ENAME, "prefix longer than %d bytes", SHMSTORE_NAME_MAX);
+    memcpy(p, prefix, len);
+    p[len] = '\0';
+    struct name_list l = {p, len, NULL, 0, 0, 0};
+    int r = shmstore_list(s, p, collect, &l);
+    if (r == 1 || (r == 0 && l.err))
+        r = shmstore__seterr(l.err, "out of process memory");
+    uint64_t n = 0;
+    for (size_t i = 0; i < l.n && r >= 0; i++) {
+        int d = shmstore_delete(s, l.names[i]);
+        if (d == 0)
+            n++;
+        else if (d != -ENOENT) /* deleted meanwhile by someone else: fine */
+            r = d;
+    }
+    free(l.names);
+    if (n_deleted)
+        *n_deleted = n;
+    return r < 0 ? r : 0;
+}
+
+/* ---- kind operations --------------------------------------------------------------------- */
+
+static void set_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out)
+{
+    struct set_body *sb = body_of(o);
+    uint32_t state = atomic_load_explicit(&sb->state, memory_order_acquire);
+    out->count = sb->n_members;
+    out->size = sb->payload_len;
+    out->version = state == SET_READY;
+    out->mtime_ns = o->ctime_ns;
+    out->footprint += shmstore__blk_footprint(s, sb->data_off);
+    out->set_flags = (sb->flags & SET_F_TIED ? SHMSTORE_SET_TIED : 0) |
+                     (sb->flags & SET_F_WRITABLE ? SHMSTORE_SET_WRITABLE : 0);
+    out->set_loading = state != SET_READY;
+    out->set_owner_pid = sb->owner_pid;
+}
+
+static int set_check(shmstore_t *s, struct obj_hdr *o, char *rep, size_t cap, size_t *pos)
+{
+    struct set_body *sb = body_of(o);
+    uint32_t state = atomic_load_explicit(&sb->state, memory_order_acquire);
+    struct blk_hdr *b = sb->data_off ? shmstore__blk(s, sb->data_off) : NULL;
+    const char *why = NULL;
+    if (state != SET_LOADING && state != SET_READY)
+        why = "has an invalid state";
+    else if (sb->data_off && (!b || b->tag != BLK_TAG_DATA || b->owner != o->gen))
+        why = "names a block that is not its data block";
+    else if (state == SET_READY && !b)
+        why = "is published without a data block";
+    else if (state == SET_READY &&
+             dir_validate(s, o->name, (const char *)b, shmstore__blk_footprint(s, sb->data_off),
+                          sb->n_members) < 0)
+        why = "has a directory that does not fit its block";
+    if (!why)
+        return 0;
+    shmstore__report(rep, cap, pos, "set '%.*s' %s\n", (int)o->name_len, o->name, why);
+    return SHMSTORE_ECORRUPT;
+}
+
+static int set_refs(shmstore_t *s, struct obj_hdr *o, int (*add)(void *, uint64_t), void *arg)
+{
+    (void)s;
+    return add(arg, body_of(o)->data_off);
+}
+
+static _Atomic uint64_t *set_waiters(struct obj_hdr *o, unsigned which)
+{
+    (void)o;
+    (void)which;
+    return NULL;
+}
+
+const struct shmstore__kind_ops shmstore__set_ops = {
+    .name = "set",
+    .body_len = sizeof(struct set_body),
+    .info = set_info,
+    .check = set_check,
+    .refs = set_refs,
+    .recover = set_recover,
+    .waiters = set_waiters,
+    .del = set_delete,
+};
