@@ -8,7 +8,9 @@ this order and in the same invocation:
 - `shmstore bench --json` (every C case; $SHMSTORE_BIN or build-release/cli/shmstore),
 - python/bench/bench_python.py --json (values and the SharedObject drop-in),
 - python/bench/bench_queue.py --json (queues and the SMOS drop-in),
-and writes c_bench.json, python_values.json, python_queue.json, the charts
+- python/bench/bench_table.py --json (tables and compat.replay),
+- python/bench/bench_hdf5.py --json (array sets, HDF5 loading, compat.cute_shm),
+and writes c_bench.json and python_*.json, the charts
 - c_ratios.png: every C case's median as a ratio to its same-run floor, with its
   target where the target is a ratio ("<= 1.25x"),
 - latency.png: p50 / p99 / p99.9 of the wake and frame cases, with their floors,
@@ -45,6 +47,15 @@ SPEEDUP_TARGETS = {
     "multiprocessing.Queue / shmstore.Queue (small_obj)": 10.0,
     "SMOS-style baseline / shmstore SMOS drop-in (read_release)": 100.0,
     "SMOS-style baseline / shmstore SMOS drop-in (large_8m)": 20.0,
+    "table: pushes / striped-lock baseline": 3.0,
+    "table: batches / striped-lock baseline": 3.0,
+    "compat: pushes / striped-lock baseline": 3.0,
+    "compat: batches / striped-lock baseline": 3.0,
+    "load_contig: h5py read / load_hdf5": 0.9,
+    "load_contig: cute-shm approach / load_hdf5": 1.5,
+    "load_gzip: h5py read / load_hdf5": 1.5,
+    "load_gzip: cute-shm approach / load_hdf5": 1.5,
+    "put_tree: memcpy / put_tree": 0.9,
 }
 LATENCY_CASES = ("notify_spin", "notify_sleep", "queue_wake", "frame_get", "frame_put_reader")
 
@@ -141,8 +152,8 @@ def chart_latency(rows, path):
     plt.close(fig)
 
 
-def speedups(values, queue):
-    """[(kind, name, speedup)] from the two Python benchmarks' results."""
+def speedups(values, queue, table=None, sets=None):
+    """[(kind, name, speedup)] from the Python benchmarks' results."""
     out = []
     for name, x in values.get("ratios", {}).items():
         if isinstance(x, (int, float)) and x > 0:
@@ -151,6 +162,24 @@ def speedups(values, queue):
         if case.endswith("_speedup") and isinstance(d, dict):
             for name, x in d.items():
                 out.append(("queues", f"{name} ({case[:-len('_speedup')]})", x))
+    for kind in ("table", "compat", "compat+sample"):
+        d = (table or {}).get(kind) or {}
+        for what, key in (("pushes", "speedup_push"), ("batches", "speedup_batch")):
+            if isinstance(d.get(key), (int, float)):
+                out.append(("tables", f"{kind}: {what} / striped-lock baseline", d[key]))
+    for case in ("load_contig", "load_gzip"):
+        d = (sets or {}).get(case) or {}
+        for base, key in (("h5py read", "ratio_h5py"), ("cute-shm approach", "ratio_cute_shm")):
+            if isinstance(d.get(key), (int, float)):
+                out.append(("array sets", f"{case}: {base} / load_hdf5", d[key]))
+    pt = (sets or {}).get("put_tree") or {}
+    if isinstance(pt.get("ratio_to_floor"), (int, float)):
+        out.append(("array sets", "put_tree: memcpy / put_tree", pt["ratio_to_floor"]))
+    att = (sets or {}).get("attach_ms") or {}
+    cute = (sets or {}).get("attach_cute_shm_ms") or {}
+    if att.get("median") and cute.get("median"):
+        out.append(("array sets", "attach: cute-shm reader / new process attaching",
+                    cute["median"] / att["median"]))
     return out
 
 
@@ -210,7 +239,9 @@ def main():
     values, _ = run_py("bench_python.py", os.path.join(a.out, "python_values.json"), a.quick,
                        ["--require-c"])
     queue, _ = run_py("bench_queue.py", os.path.join(a.out, "python_queue.json"), a.quick)
-    sp = speedups(values, queue)
+    table, _ = run_py("bench_table.py", os.path.join(a.out, "python_table.json"), a.quick)
+    sets, _ = run_py("bench_hdf5.py", os.path.join(a.out, "python_sets.json"), a.quick)
+    sp = speedups(values, queue, table, sets)
     pngs = [os.path.join(a.out, n) for n in ("c_ratios.png", "latency.png", "baselines.png")]
     chart_ratios(c_rows, pngs[0])
     chart_latency(c_rows, pngs[1])
