@@ -207,6 +207,7 @@ struct shmstore__kind_ops {
 const struct shmstore__kind_ops *shmstore__kind(uint32_t kind);
 extern const struct shmstore__kind_ops shmstore__value_ops;
 extern const struct shmstore__kind_ops shmstore__queue_ops;
+extern const struct shmstore__kind_ops shmstore__ring_ops;
 
 /* Low bits of held[] and waits[] records (offsets are 64-aligned): a tag for the kind. */
 #define REC_TAG_MASK 0x3full
