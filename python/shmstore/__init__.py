@@ -7,6 +7,8 @@
         v = store.wait("camera/rgb", timeout=1)  # next version
         q = store.queue("batches", capacity=64)  # a FIFO of entries for many processes
         q.push(batch); batch = q.pop(timeout=1)
+        r = store.ring("eeg", dtype="f4", frame_shape=(64,), capacity=30000)
+        r.write(chunk); frames, cursor, lost = r.read_since(cursor)
 
 Everything is implemented in the C extension ``shmstore._shmstore``; this package only
 re-exports it. Compatibility modules for existing tools live in ``shmstore.compat``.
@@ -22,6 +24,7 @@ from ._shmstore import (  # noqa: F401
     NotFoundError,
     Queue,
     QueueReservation,
+    Ring,
     SealedError,
     StaleError,
     Store,
@@ -36,7 +39,7 @@ from ._shmstore import (  # noqa: F401
 __version__ = "0.1.0"
 
 __all__ = [
-    "Store", "Value", "Queue", "QueueReservation", "Buffer", "WriteContext", "unlink",
+    "Store", "Value", "Queue", "QueueReservation", "Ring", "Buffer", "WriteContext", "unlink",
     "list_stores", "strerror", "Error", "NotFoundError", "StaleError", "NoValueError",
     "LayoutError", "SealedError", "CorruptError", "LimitError", "FullError",
 ]
