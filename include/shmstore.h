@@ -706,7 +706,8 @@ SHMSTORE_API int shmstore_ring_view_since(shmstore_ring_t *r, uint64_t cursor, u
                                           shmstore_ring_view_t *out);
 
 /* A view of the whole storage of the handle's generation (n[0] = capacity frames, in
- * storage order: frame p is at index p % capacity), leased as above. Returns 0,
+ * storage order: frame p is at index (p - base) % capacity, base being the generation's
+ * first position; span.first = base), leased as above. Returns 0,
  * SHMSTORE_ENOVALUE, -ESTALE, SHMSTORE_ELEASES. */
 SHMSTORE_API int shmstore_ring_view_storage(shmstore_ring_t *r, shmstore_ring_view_t *out);
 

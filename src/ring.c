@@ -4,9 +4,10 @@
  * - Positions. Frame k of a ring's stream has position k, across generations. A
  *   generation holds its frames in one block of the store (layout.h: a DATA block in the
  *   version format whose payload is struct ring_gen and then `capacity` frames); frame p
- *   lives at index p % capacity. Its `total` is the position of the next frame; the
- *   write index and wrap count of other designs are total % capacity and total /
- *   capacity, derived, so nothing can tear.
+ *   lives at index (p - base) % capacity, base being the generation's first position.
+ *   Its `total` is the position of the next frame; the write index and wrap count of
+ *   other designs are (total - base) % capacity and (total - base) / capacity, derived,
+ *   so nothing can tear.
  * - Writing (one writer: the handle holding `wlock`). A write of n frames ending at
  *   position e = total + n first stores `intent` = e, then copies the frames (only the
  *   last `capacity` of them when n is larger), then stores `total` = e. A write overwrites
@@ -533,7 +534,7 @@ SHMSTORE_API int shmstore_ring_write(shmstore_ring_t *r, const void *frames, uin
     /* release fence: the intent store before the frame stores below; pairs with the
      * acquire fence a reader puts between its frame loads and its intent re-check */
     atomic_thread_fence(memory_order_release);
-    uint64_t slot = (end - m) % cap, k = cap - slot < m ? cap - slot : m;
+    uint64_t slot = (end - m - r->base) % cap, k = cap - slot < m ? cap - slot : m;
     shmstore__copy_in(r->frames + slot * fl, src, k * fl);
     if (m > k)
         shmstore__copy_in(r->frames, src + k * fl, (m - k) * fl);
@@ -620,7 +621,7 @@ static void span_drop(shmstore_ring_span_t *sp, uint64_t k)
 static SHMSTORE__RACY void copy_out(const shmstore_ring_t *r, uint64_t first, uint64_t n, char *dst)
 {
     uint64_t cap = r->cap, fl = r->frame_len;
-    uint64_t slot = first % cap, k = cap - slot < n ? cap - slot : n;
+    uint64_t slot = (first - r->base) % cap, k = cap - slot < n ? cap - slot : n;
     shmstore__seqlock_copy(dst, r->frames + slot * fl, k * fl);
     if (n > k)
         shmstore__seqlock_copy(dst + k * fl, r->frames, (n - k) * fl);
@@ -690,7 +691,7 @@ static int view_of(shmstore_ring_t *r, uint64_t first, uint64_t n, shmstore_ring
         return rc;
     }
     uint64_t cap = r->cap, fl = r->frame_len;
-    uint64_t slot = first % cap, k = cap - slot < n ? cap - slot : n;
+    uint64_t slot = (first - r->base) % cap, k = cap - slot < n ? cap - slot : n;
     out->data[0] = r->frames + slot * fl;
     out->n[0] = k;
     out->data[1] = n > k ? r->frames : NULL;
@@ -730,9 +731,9 @@ SHMSTORE_API int shmstore_ring_view_storage(shmstore_ring_t *r, shmstore_ring_vi
     if (!r->g)
         return shmstore__seterr(SHMSTORE_ENOVALUE, "ring '%.255s' has no generation yet",
                                 r->obj->name);
-    if ((rc = view_of(r, 0, r->cap, out)) < 0)
+    if ((rc = view_of(r, r->base, r->cap, out)) < 0)
         return rc;
-    out->span = (shmstore_ring_span_t){.n = r->cap, .cursor = r->cap};
+    out->span = (shmstore_ring_span_t){.n = r->cap, .first = r->base, .cursor = r->base + r->cap};
     return 0;
 }
 

@@ -695,7 +695,7 @@ static PyObject *r_view_since(PyObject *self, PyObject *args, PyObject *kw)
         PyObject *stor = storage_of(h);
         if (!stor)
             return NULL;
-        Py_ssize_t i0 = (Py_ssize_t)(v.span.first % h->cap);
+        Py_ssize_t i0 = (Py_ssize_t)((v.span.first - h->base) % h->cap);
         PyObject *p0 = PySequence_GetSlice(stor, i0, i0 + (Py_ssize_t)n0);
         PyObject *p1 = p0 && n1 ? PySequence_GetSlice(stor, 0, (Py_ssize_t)n1) : NULL;
         if (!p0 || (n1 && !p1)) {
@@ -1068,7 +1068,7 @@ static PyGetSetDef r_getset[] = {
     {"writer_pid", r_get_state, NULL, "The process holding the writer role, or None.", (void *)1},
     {"is_current", r_get_state, NULL, "False once a newer generation exists.", (void *)3},
     {"buffer", r_get_buffer, NULL, "The generation's storage: a read-only array (capacity, "
-     "*frame_shape), frame p at index p % capacity (leased).", NULL},
+     "*frame_shape), frame p at index (p - base) % capacity (leased).", NULL},
     {"closed", r_get_closed, NULL, "True after close().", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -419,7 +419,7 @@ static void test_ring_views(void **state)
     assert_int_equal(whole.n[1], 0);
     T_OK(shmstore_delete(f->s, "v"));
     shmstore_ring_close(r);
-    for (uint64_t p = 27; p < 37; p++) /* storage order: frame p at index p % 10 */
+    for (uint64_t p = 27; p < 37; p++) /* storage order: frame p at index (p - 0) % 10 */
         assert_true(ramp_ok((const uint64_t *)whole.data[0] + (p % 10) * 2, p, 1, 2));
     t_assert_clean(f->s);
     shmstore_ring_view_release(&v);
