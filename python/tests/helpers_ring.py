@@ -59,3 +59,41 @@ def die_as_writer(store_name, ring, ready):
     r.write(ramp(r.total, 3, 4))
     ready.set()
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Axis:
+    """An AxisArray-like axis: a linear one (gain/offset) or a coordinate one (data)."""
+
+    def __init__(self, gain=None, offset=0.0, data=None):
+        if gain is not None:
+            self.gain = gain
+            self.offset = offset
+        if data is not None:
+            self.data = data
+
+
+class Msg:
+    """The smallest AxisArray-like message ShMemCircBuff accepts."""
+
+    def __init__(self, data, dims, axes, key=""):
+        self.data = data
+        self.dims = dims
+        self.axes = axes
+        self.key = key
+
+
+def mirror_reader(name, n_expected, results):
+    """A mirror in another process: reads until it got n_expected frames (or lost some),
+    checking each is the ramp (frame p = p), then exits (which must remove nothing)."""
+    from shmstore.compat.ezmsg_shmem import EZShmMirror
+    m = EZShmMirror(name)
+    got, overflow, t0 = 0, False, time.time()
+    while got < n_expected and time.time() - t0 < 60:
+        arr, ov = m.auto_view(timeout=0.5)
+        overflow |= ov
+        if arr.size:
+            assert arr.ndim == 2
+            assert np.array_equal(arr[:, 0] - arr[0, 0], np.arange(len(arr)))
+            got += len(arr)
+    m.disconnect()
+    results.put((got, overflow))

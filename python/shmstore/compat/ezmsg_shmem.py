@@ -86,7 +86,8 @@ def to_bytes(data: typing.Any) -> bytes:
     if isinstance(data, bool):
         return data.to_bytes(2, byteorder=BYTEORDER, signed=False)
     elif isinstance(data, int):
-        return np.int64(data).to_bytes(UINT64_SIZE, BYTEORDER, signed=False)
+        # The seed's np.int64(data).to_bytes(...) fails on numpy's int64: the same bytes.
+        return (int(data) & 0xFFFFFFFFFFFFFFFF).to_bytes(UINT64_SIZE, BYTEORDER, signed=False)
 
 
 def shorten_shmem_name(long_name: typing.Optional[str]) -> typing.Optional[str]:
@@ -423,6 +424,9 @@ class EZShmMirror:
         self._store_name = store or store_name()
         self._store: typing.Optional[shmstore.Store] = None
         self._ring: typing.Optional[shmstore.Ring] = None
+        self._head: typing.Optional[shmstore.Ring] = None  # follows at once, for `meta`
+        self._head_gen = -1
+        self._head_attrs: dict = {}
         self._shmem_name: typing.Optional[str] = None
         self._change_callback: typing.Optional[typing.Callable] = None
         self._gen = -1
@@ -442,9 +446,11 @@ class EZShmMirror:
 
     def disconnect(self) -> None:
         """Let go of the ring (never removes anything)."""
-        if self._ring is not None:
-            self._ring.close()
-        self._ring = None
+        for h in (self._ring, self._head):
+            if h is not None:
+                h.close()
+        self._ring = self._head = None
+        self._head_gen = -1
         self._buffer = None
         self._empty = None
         self._gen = -1
@@ -453,14 +459,22 @@ class EZShmMirror:
 
     @property
     def meta(self) -> typing.Optional[ShmemArrMeta]:
+        """The header as it is now (the ring's current generation: the reading handle may
+        still be finishing an older one). A snapshot: its fields agree with each other."""
         if self._ring is None:
             return None
         try:
-            self._refresh()
-        except shmstore.StaleError:
+            if self._head is None:
+                self._head = self._store.ring(self._shmem_name, create=False)
+            head = self._head
+            head.follow()
+            if head.generation != self._head_gen:
+                self._head_gen = head.generation
+                self._head_attrs = head.attrs if head.generation else {}
+            return _meta_of(head, self._head_attrs)
+        except (shmstore.StaleError, FileNotFoundError, KeyError):
             self._drop_ring()
             return None
-        return _meta_of(self._ring, self._attrs)
 
     @property
     def buffer(self) -> typing.Optional[np.ndarray]:
