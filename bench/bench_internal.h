@@ -179,5 +179,7 @@ int bench__case_notify(struct bench_ctx *c, const char *name);
 int bench__case_queue_small(struct bench_ctx *c, const char *name);
 int bench__case_queue_large(struct bench_ctx *c, const char *name);
 int bench__case_queue_wake(struct bench_ctx *c, const char *name);
+int bench__case_ring_copy(struct bench_ctx *c, const char *name);
+int bench__case_ring_wake(struct bench_ctx *c, const char *name);
 
 #endif

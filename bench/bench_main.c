@@ -46,6 +46,12 @@ static const struct bench_case cases[] = {
     {"queue_8m", bench__case_queue_large, "8 MiB push + pop view + release"},
     {"queue_zc_8m", bench__case_queue_large, "8 MiB reserve + commit + pop view + release"},
     {"queue_wake", bench__case_queue_wake, "push -> return from pop, consumer asleep"},
+    {"ring_write_1", bench__case_ring_copy, "ring write of 1 frame (64 ch f32)"},
+    {"ring_write_32", bench__case_ring_copy, "ring write of 32 frames (64 ch f32)"},
+    {"ring_write_1024", bench__case_ring_copy, "ring write of 1024 frames (64 ch f32)"},
+    {"ring_read_32", bench__case_ring_copy, "ring read_since of 32 frames (64 ch f32)"},
+    {"ring_read_1024", bench__case_ring_copy, "ring read_since of 1024 frames (64 ch f32)"},
+    {"ring_wake", bench__case_ring_wake, "ring write -> return from wait, reader asleep"},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 

@@ -49,7 +49,8 @@ struct shared {
     enum role role;
     uint64_t seed;
     _Atomic int stop_writer, stop_reader, victim_ready;
-    _Atomic uint64_t final_total; /* set by the parent once the last writer stopped */
+    _Atomic uint64_t final_total; /* set by the parent once the last writer stopped... */
+    _Atomic int has_final;        /* ...and then this */
     _Atomic uint64_t got, lost, bad, gens;
     char why[256];
 };
@@ -194,13 +195,14 @@ static void comp_reader(void *arg)
         cursor = sp.cursor;
         if (sp.n)
             continue;
+        int has_fin = atomic_load(&sh->has_final);
         uint64_t fin = atomic_load(&sh->final_total);
-        if (fin && cursor >= fin) {
+        if (has_fin && cursor >= fin) {
             if (cursor != fin)
                 note_bad(sh, "the checker read past the end");
             break;
         }
-        if (fin && shmstore_ring_follow(r) == 1)
+        if (has_fin && shmstore_ring_follow(r) == 1)
             continue;
         shmstore_ring_wait(r, cursor, 20 * MS, NULL);
     }
@@ -268,6 +270,7 @@ static void run_trial(shmstore_t *s, struct shared *sh, unsigned k, unsigned *pe
     uint64_t total;
     T_OK(shmstore_ring_total(r, &total));
     atomic_store(&sh->final_total, total);
+    atomic_store(&sh->has_final, 1);
     rc = t_wait_child(rd, 20000);
     if (rc != 0 || atomic_load(&sh->bad) || sh->got + sh->lost != total)
         fail_msg("trial %u (victim %s, seed %llu): reader exit %d, %llu got + %llu lost of %llu: "
