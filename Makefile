@@ -50,6 +50,7 @@ bench: build
 	./$(BUILD)-release/cli/shmstore bench
 	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_python.py
 	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_queue.py
+	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_ring.py
 
 install: build
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

@@ -37,5 +37,9 @@ if(SHMSTORE_PYTHON)
              ${PYTHON} ${_py_dir}/bench/bench_queue.py --quick
              --json ${CMAKE_BINARY_DIR}/bench_queue_smoke.json)
     set_tests_properties(python_bench_queue_smoke PROPERTIES LABELS "python;nosan;bench" TIMEOUT 300)
+    add_test(NAME python_bench_ring_smoke COMMAND ${CMAKE_COMMAND} -E env SHMSTORE_BIN=$<TARGET_FILE:shmstore_cli>
+             ${PYTHON} ${_py_dir}/bench/bench_ring.py --quick
+             --json ${CMAKE_BINARY_DIR}/bench_ring_smoke.json)
+    set_tests_properties(python_bench_ring_smoke PROPERTIES LABELS "python;nosan;bench" TIMEOUT 300)
   endif()
 endif()

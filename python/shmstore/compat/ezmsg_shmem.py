@@ -549,30 +549,30 @@ class EZShmMirror:
             if self._ring is None:
                 return np.array([[]]), False
         ring = self._ring
+        before = self._cursor
         try:
             if timeout is not None:
                 try:
-                    ring.wait(self._cursor + (n - 1 if n else 0), timeout)
+                    ring.wait(before + (n - 1 if n else 0), timeout)
                 except TimeoutError:
                     pass
-            if not self._valid and ring.follow():
-                self._refresh()
             if not self._valid:
-                self._refresh()
+                if ring.follow() or ring.generation != self._gen:
+                    self._refresh()
                 if not self._valid:
                     return np.array([[]]), False
-            before = self._cursor
+                before = self._cursor
             pieces, cursor, lost = ring.view_since(before, n)
         except shmstore.StaleError:  # the sink went away: reconnect later
             self._drop_ring()
             return np.array([[]]), False
+        got = cursor - before - lost  # frames in `pieces`
         if ring.generation != self._gen:  # the read followed a reconfiguration
             lost -= max(0, ring.base - before)  # frames of older buffers: not an overflow
             self._refresh()
             if not self._valid:
                 self._cursor = cursor
                 return np.array([[]]), False
-        got = sum(len(p) for p in pieces)
         if got == 0 or (n is not None and got < n):
             # Not enough yet: keep the frames for later; after an overflow go on from the
             # oldest frame held.
