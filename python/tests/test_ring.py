@@ -282,3 +282,37 @@ def test_ring_fork_child_reads(store):
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
+
+
+CLI = os.environ.get("SHMSTORE_BIN") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "build", "cli", "shmstore")
+
+
+def test_cli_shows_rings(store, store_name):
+    if not os.path.exists(CLI):
+        pytest.skip("the CLI is not built")
+    import json
+    r = store.ring("eeg/raw", dtype="f4", frame_shape=(8,), capacity=100,
+                   attrs={"srate": 30000.0, "axis": "time"})
+    r.write(np.arange(8 * 130, dtype=np.float32).reshape(130, 8))
+    store.ring("empty")
+    out = json.loads(subprocess.check_output([CLI, "ls", "--json", store_name]))
+    (o,) = [o for o in out["objects"] if o["name"] == "eeg/raw"]
+    assert o["kind"] == "ring" and o["generation"] == 1 and o["capacity"] == 100
+    assert o["frames_written"] == 130 and o["held"] == 100 and o["shape"] == [8]
+    assert o["dtype"] == "<f4" and o["has_writer"]
+    ls = subprocess.check_output([CLI, "ls", store_name]).decode()
+    assert "frames <f4 (8,) x 100" in ls
+    text = subprocess.check_output([CLI, "info", f"{store_name}/eeg/raw"]).decode()
+    for want in ("capacity     100 frames", "written      130 frames", "held         30 .. 130",
+                 "generation   1", "rate         30000 Hz", f"writer       process {os.getpid()}",
+                 'axis         "time"'):
+        assert want in text, (want, text)
+    assert "not configured" in subprocess.check_output([CLI, "info", f"{store_name}/empty"]).decode()
+    cat = subprocess.check_output([CLI, "cat", "-n", "3", f"{store_name}/eeg/raw"]).decode()
+    assert "frames 127 .. 130" in cat and "(3, 8)" in cat
+    raw = subprocess.check_output([CLI, "cat", "--raw", "-n", "2", f"{store_name}/eeg/raw"])
+    assert np.array_equal(np.frombuffer(raw, np.float32), np.arange(8 * 128, 8 * 130, dtype=np.float32))
+    assert subprocess.run([CLI, "cat", f"{store_name}/empty"], capture_output=True).returncode != 0
+    subprocess.check_call([CLI, "check", store_name], stdout=subprocess.DEVNULL)
