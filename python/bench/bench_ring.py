@@ -14,7 +14,7 @@ shmstore is faster):
   auto_view() (a view when contiguous).
 - age_1khz: a writer process sends chunks of 10 frames every 10 ms (1 kHz), the newest
   frame stamped with CLOCK_MONOTONIC; the reader takes each chunk as it comes and
-  measures stamp -> has it. The drop-in waits (auto_view(10, timeout=...)); the baseline
+  measures stamp -> has it. The drop-in waits (auto_view(timeout=...)); the baseline
   polls, sleeping between polls as the seed's own test does (chunk / rate). The floor is
   the C ring_wake latency of the same run (target: p99 <= 2x).
 - C: `shmstore bench --json ring_write_1 ring_write_32 ring_write_1024 ring_read_32
@@ -101,7 +101,8 @@ def case_read(chunk, n_calls):
         t3 = ns()
         b, bov = bm.auto_view()
         t4 = ns()
-        assert len(a) == chunk and len(f) == chunk and len(b) in (chunk, chunk - 1, 0), (len(a), len(b))
+        # (The baseline returns other counts at some wraps: the seed's arithmetic.)
+        assert len(a) == chunk and len(f) == chunk, (len(a), len(f))
         t["auto_view"].append(t1 - t0)
         t["read_since"].append(t2 - t1)
         t["view_since"].append(t3 - t2)
@@ -159,7 +160,7 @@ def case_age(kind, n_chunks):
         m.auto_view()
         deadline = time.monotonic() + n_chunks * 0.01 + 10
         while len(seen) < n_chunks and time.monotonic() < deadline:
-            arr, ov = m.auto_view(10, timeout=0.5)
+            arr, ov = m.auto_view(timeout=0.5)
             if arr.size:
                 now = time.monotonic_ns()
                 seen.add(int(arr[-1, 1]))
@@ -170,7 +171,7 @@ def case_age(kind, n_chunks):
         m.auto_view()
         deadline = time.monotonic() + n_chunks * 0.01 + 10
         while len(seen) < n_chunks - 1 and time.monotonic() < deadline:
-            arr, ov = m.auto_view(10)
+            arr, ov = m.auto_view()
             if arr.size:
                 now = time.monotonic_ns()
                 seen.add(int(arr[-1, 1]))
@@ -178,7 +179,8 @@ def case_age(kind, n_chunks):
             time.sleep(10 / 1000.0)  # the seed's test: poll every chunk / rate
         m.close()
     p.join(30)
-    return {"median_ns": pct(ages, 50), "p99_ns": pct(ages, 99), "chunks": len(seen),
+    return {"median_ns": pct(ages, 50), "p90_ns": pct(ages, 90), "p99_ns": pct(ages, 99),
+            "max_ns": max(ages) if ages else float("nan"), "chunks": len(seen),
             "missed": n_chunks - len(seen)}
 
 
@@ -224,8 +226,10 @@ def main():
         r = res["age_1khz"][impl]
         extra = ""
         if wake.get("p99_ns") and impl == "shmstore":
-            extra = f"  p99 / C ring_wake p99 {r['p99_ns'] / wake['p99_ns']:.2f}x (median/median {r['median_ns'] / wake['median_ns']:.2f}x)"
+            extra = (f"; C ring_wake {wake['median_ns'] / 1e3:.1f} / {wake['p99_ns'] / 1e3:.1f} us: "
+                     f"p99 / C p99 {r['p99_ns'] / wake['p99_ns']:.2f}x")
         print(f"age_1khz      {impl:11s} {r['median_ns'] / 1e3:8.1f} us {r['p99_ns'] / 1e3:8.1f} us  "
+              f"(p90 {r['p90_ns'] / 1e3:.1f} us, max {r['max_ns'] / 1e3:.1f} us) "
               f"{r['chunks']} chunks, {r['missed']} missed{extra}")
     for k, r in res["c"].items():
         if "median_ns" in r:

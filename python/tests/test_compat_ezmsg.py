@@ -283,6 +283,8 @@ def test_compat_mirror_independent_program(sink):
 import sys, numpy as np
 from shmstore.compat.ezmsg_shmem import EZShmMirror
 m = EZShmMirror(sys.argv[1])
+m.auto_view()
+print("ready", flush=True)
 got = 0
 while got < 200:
     arr, ov = m.auto_view(timeout=1.0)
@@ -294,7 +296,7 @@ print("ok", got)
 '''
     p = subprocess.Popen([sys.executable, "-c", code, name], stdout=subprocess.PIPE,
                          env=dict(os.environ))
-    time.sleep(0.2)
+    assert p.stdout.readline() == b"ready\n"  # connected: everything from now on is owed
     for k in range(0, 200, 10):
         run(sink.on_message(chunk(k, 10)))
         time.sleep(0.01)
