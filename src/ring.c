@@ -37,7 +37,9 @@
  *   for the handle's life: a second writer gets -EBUSY (naming the holder), not a wait,
  *   since two writers would interleave their streams. A writer killed mid-write leaves
  *   intent > total: the frames it was overwriting count as lost, those it was writing
- *   were never published, and the next writer carries intent on (it never goes back).
+ *   were never published, and the next writer carries intent on (it never goes back);
+ *   recovery moves total up to intent - capacity when the dead write was longer than
+ *   the storage (ring_recover).
  * - Waits go through wait.c on `fseq`/`waiters`: a write makes a system call only when a
  *   reader sleeps. The poll reads `total` and `cur` (seq_cst) after the waiter's bit;
  *   the writer stores them (seq_cst) before reading the bits.
@@ -289,13 +291,33 @@ static void drop_role(shmstore_ring_t *r)
     r->is_writer = 0;
 }
 
-/* Kind op `recover`: a dead slot held (or was taking) the writer role. */
+/* Kind op `recover`: a dead slot held (or was taking) the writer role. A writer killed
+ * mid-write leaves intent > total; if its write overwrote more than the frames it would
+ * publish (intent - capacity > total), positions below intent - capacity are lost for
+ * good, so total moves up to there: the next writer goes on from a position whose
+ * storage slots are its own, and readers count the gap as lost. (With total left where
+ * it was, the next writer's first frames would land below intent - capacity, where
+ * readers must treat every frame as overwritten.) The dead slot's lease still pins the
+ * generation block: its leases are dropped after its held[] records (proc.c). */
 static void ring_recover(shmstore_t *s, struct obj_hdr *o, uint64_t rec, uint32_t dead)
 {
-    (void)s;
     (void)rec;
     struct ring_body *rb = (struct ring_body *)(o + 1);
-    uint32_t c = dead + 1;
+    uint32_t c = atomic_load_explicit(&rb->wlock, memory_order_acquire);
+    if (c != dead + 1)
+        return; /* it was only taking the role, and failed */
+    struct gen_info gi;
+    uint64_t off = atomic_load_explicit(&rb->cur, memory_order_acquire);
+    if (off && gen_validate(s, o, off, &gi) == 0) {
+        uint64_t t = atomic_load_explicit(&gi.g->total, memory_order_relaxed);
+        uint64_t i = atomic_load_explicit(&gi.g->intent, memory_order_relaxed);
+        if (i > gi.cap && i - gi.cap > t) {
+            /* seq_cst: as every store of total (sleeping readers, wait.c) */
+            atomic_store_explicit(&gi.g->total, i - gi.cap, memory_order_seq_cst);
+            shmstore__wake(&rb->fseq, rb->waiters);
+        }
+    }
+    /* release: the counters above before the next writer's acquire of the role */
     atomic_compare_exchange_strong_explicit(&rb->wlock, &c, 0, memory_order_release,
                                             memory_order_relaxed);
 }

@@ -203,6 +203,7 @@ typedef struct RingObject {
     StoreObject *store;  /* strong */
     PyObject *name;      /* str */
     int busy;            /* >0 while a GIL-released call uses r */
+    int is_writer;       /* the handle holds the writer role (kept until close) */
     modstate *st;
     /* What the handle's generation is (refreshed when the handle moves). */
     uint64_t cached_gen; /* (uint64_t)-1: nothing cached; 0: the ring has no generation */

@@ -118,6 +118,7 @@ static int ring_reopen(RingObject *h)
         return shm_raise(h->st, rc);
     shmstore_ring_close(h->r); /* the inherited handle: only its memory is freed */
     h->r = r;
+    h->is_writer = 0; /* the role is the parent's */
     Py_SETREF(h->core, (CoreObject *)Py_NewRef(h->store->core));
     cache_clear(h);
     return cache_fill(h);
@@ -329,6 +330,7 @@ PyObject *ring_open_args(StoreObject *store, PyObject *args, PyObject *kw)
     h->name = Py_NewRef(name);
     h->st = st;
     h->cached_gen = (uint64_t)-1;
+    h->is_writer = writer;
     if (cache_fill(h) < 0 || (has_layout && check_layout(h, dtype, shape, cap) < 0)) {
         Py_DECREF(h);
         return NULL;
@@ -427,13 +429,23 @@ static PyObject *r_write(PyObject *self, PyObject *frames)
         if (!h->cached_gen)
             return shm_raise(h->st, shmstore_ring_write(h->r, NULL, 1)), NULL;
     }
+    if (!h->is_writer) {
+        /* Take the role first: it moves the handle to the current generation, whose
+         * layout the frames are then checked against (a write sized for another
+         * generation's frames would read past them). */
+        int rc0 = shmstore_ring_write(h->r, NULL, 0);
+        if (rc0 < 0)
+            return shm_raise(h->st, rc0), NULL;
+        h->is_writer = 1;
+        if (cache_fill(h) < 0)
+            return NULL;
+    }
     Py_buffer pb;
     PyObject *keep;
     uint64_t n;
     if (frames_of(h, frames, &pb, &keep, &n) < 0)
         return NULL;
     int rc;
-    uint64_t gen = h->cached_gen;
     if ((size_t)pb.len >= GIL_COPY_MIN) {
         shmstore_ring_t *r = h->r;
         h->busy++;
@@ -448,17 +460,6 @@ static PyObject *r_write(PyObject *self, PyObject *frames)
     Py_DECREF(keep);
     if (rc < 0)
         return shm_raise(h->st, rc), NULL;
-    /* Taking the role moved the handle to the current generation: the layout checked
-     * above must still be the one written (it is, unless another writer reconfigured in
-     * between, which only a role change allows: then the data went to the new layout's
-     * storage with the old layout's size check, so refuse it loudly). */
-    if (cache_fill(h) < 0)
-        return NULL;
-    if (h->cached_gen != gen) {
-        PyErr_Format(h->st->LayoutError, "ring '%U' was reconfigured by another writer before "
-                     "this handle took the writer role; write again in the new layout", h->name);
-        return NULL;
-    }
     uint64_t t = 0;
     shmstore_ring_total(h->r, &t);
     return PyLong_FromUnsignedLongLong(t);
@@ -493,6 +494,7 @@ static PyObject *r_reconfigure(PyObject *self, PyObject *args, PyObject *kw)
     PyMem_Free(abuf);
     if (rc < 0)
         return shm_raise(h->st, rc), NULL;
+    h->is_writer = 1;
     if (cache_fill(h) < 0)
         return NULL;
     Py_RETURN_NONE;

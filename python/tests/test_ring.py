@@ -316,3 +316,15 @@ def test_cli_shows_rings(store, store_name):
     assert np.array_equal(np.frombuffer(raw, np.float32), np.arange(8 * 128, 8 * 130, dtype=np.float32))
     assert subprocess.run([CLI, "cat", f"{store_name}/empty"], capture_output=True).returncode != 0
     subprocess.check_call([CLI, "check", store_name], stdout=subprocess.DEVNULL)
+
+
+def test_ring_write_checks_the_layout_of_the_generation_it_writes(store):
+    a = store.ring("lay", dtype="f8", frame_shape=(4,), capacity=8)
+    b = store.ring("lay", writer=True)
+    b.reconfigure(frame_shape=(8,))  # a is still on generation 1
+    b.close()
+    with pytest.raises(ValueError, match="shape"):
+        a.write(np.zeros((3, 4)))  # checked against generation 2, which a writes to
+    assert a.generation == 2 and a.writer
+    a.write(np.ones((3, 8)))
+    assert np.array_equal(a.latest(3), np.ones((3, 8)))
