@@ -528,6 +528,50 @@ static void test_ring_dead_writer(void **state)
     shmstore_ring_close(r);
 }
 
+/* A writer dies in the middle of a write of 3 capacities: the frames it overwrote are lost,
+ * and the next writer goes on from where its storage slots are intact again. */
+struct midwrite_arg {
+    const char *store;
+};
+
+static void midwrite_child(void *arg)
+{
+    struct midwrite_arg *a = arg;
+    shmstore_t *s;
+    shmstore_ring_t *r;
+    shmstore_ring_view_t v;
+    T_CHILD_RC(shmstore_open(a->store, 0, NULL, &s), 0);
+    T_CHILD_RC(shmstore_ring_open(s, "mw", SHMSTORE_R_WRITER, NULL, &r), 0);
+    T_CHILD_RC(shmstore_ring_view_storage(r, &v), 0);
+    struct ring_gen *g = (struct ring_gen *)v.lease.data;
+    /* as a write of 24 frames that stored its intent and died copying */
+    atomic_store(&g->intent, atomic_load(&g->total) + 24);
+    _exit(0);
+}
+
+static void test_ring_writer_dies_mid_write(void **state)
+{
+    struct fixture *f = *state;
+    shmstore_ring_t *r = open_u64(f->s, "mw", 1, 8, 0);
+    write_ramp(r, 0, 5, 1);
+    shmstore_ring_close(r); /* gives the writer role up, for the child */
+    T_OK(shmstore_ring_open(f->s, "mw", 0, NULL, &r));
+    struct midwrite_arg a = {f->name};
+    assert_int_equal(t_wait_child(t_fork(midwrite_child, &a), 10000), 0);
+    uint64_t buf[8];
+    shmstore_ring_span_t sp;
+    T_OK(shmstore_ring_read_since(r, 0, buf, 8, &sp)); /* the dead write overwrote them all */
+    assert_int_equal(sp.n, 0);
+    write_ramp(r, 21, 2, 1); /* the role is taken over: total went up to 29 - 8 = 21 */
+    assert_int_equal(total_of(r), 23);
+    T_OK(shmstore_ring_read_since(r, 0, buf, 8, &sp));
+    assert_int_equal(sp.first, 21);
+    assert_int_equal(sp.lost, 21);
+    assert_int_equal(sp.n, 2);
+    assert_true(ramp_ok(buf, 21, 2, 1));
+    shmstore_ring_close(r);
+}
+
 /* ---- streaming: a writer at full speed, readers at different speeds -------------------- */
 
 #define WIDTH 8
@@ -769,6 +813,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ring_views, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_dead_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ring_writer_dies_mid_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_stream_ramp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_stream_generations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_fuzz_headers, setup, teardown),
