@@ -185,5 +185,7 @@ int bench__case_table_append(struct bench_ctx *c, const char *name);
 int bench__case_table_sample(struct bench_ctx *c, const char *name);
 int bench__case_table_small(struct bench_ctx *c, const char *name);
 int bench__case_table_prio(struct bench_ctx *c, const char *name);
+int bench__case_ring_copy(struct bench_ctx *c, const char *name);
+int bench__case_ring_wake(struct bench_ctx *c, const char *name);
 
 #endif

@@ -53,6 +53,12 @@ static const struct bench_case cases[] = {
     {"table_small_1w", bench__case_table_small, "64 B records appended by 1 writer process"},
     {"table_small_2w", bench__case_table_small, "64 B records appended by 2 writer processes"},
     {"table_prio_32", bench__case_table_prio, "prioritized sample(32) over uniform"},
+    {"ring_write_1", bench__case_ring_copy, "ring write of 1 frame (64 ch f32)"},
+    {"ring_write_32", bench__case_ring_copy, "ring write of 32 frames (64 ch f32)"},
+    {"ring_write_1024", bench__case_ring_copy, "ring write of 1024 frames (64 ch f32)"},
+    {"ring_read_32", bench__case_ring_copy, "ring read_since of 32 frames (64 ch f32)"},
+    {"ring_read_1024", bench__case_ring_copy, "ring read_since of 1024 frames (64 ch f32)"},
+    {"ring_wake", bench__case_ring_wake, "ring write -> return from wait, reader asleep"},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 

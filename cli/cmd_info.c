@@ -16,7 +16,9 @@ const struct cli_cmd cli_cmd_info = {
     "\n"
     "Describe the store STORE (file, capacity, memory committed and used, objects,\n"
     "attached processes, owner, creation time) or the object STORE/NAME (kind, type,\n"
-    "dtype and shape, size, memory it occupies, version, time of the last change).\n"
+    "dtype and shape, size, memory it occupies, version, time of the last change; for a\n"
+    "ring: frame dtype and shape, capacity, frames written and held, generation, rate,\n"
+    "writer, attrs).\n"
     "\n"
     "Options:\n"
     "  -j, --json  one JSON document (sizes in bytes, times in ns since the epoch)\n"};
@@ -108,6 +110,87 @@ static int info_table(shmstore_t *s, const struct cli_target *t, const shmstore_
     return CLI_EX_OK;
 }
 
+/* One attribute, as `key = value` (strings quoted, bytes as their length). */
+static int print_attr(const char *key, shmstore_type_t type, const void *val, uint32_t len,
+                      void *arg)
+{
+    (void)arg;
+    int64_t i;
+    double d;
+    printf("  %-11s  ", key);
+    switch (type) {
+    case SHMSTORE_T_BOOL:
+        printf("%s\n", *(const unsigned char *)val ? "true" : "false");
+        break;
+    case SHMSTORE_T_INT64:
+        memcpy(&i, val, 8);
+        printf("%" PRId64 "\n", i);
+        break;
+    case SHMSTORE_T_FLOAT64:
+        memcpy(&d, val, 8);
+        printf("%.17g\n", d);
+        break;
+    case SHMSTORE_T_STR:
+        printf("\"%.*s\"\n", (int)(len > 200 ? 200 : len), (const char *)val);
+        break;
+    default:
+        printf("(%s, %" PRIu32 " bytes)\n", cli_type_name(type), len);
+        break;
+    }
+    return 0;
+}
+
+/* A ring: its generation's layout, counters and attrs (srate is shown as the rate). */
+static int info_ring(shmstore_t *s, const struct cli_target *t, const shmstore_obj_info_t *o)
+{
+    char type[512], b[32], when[48];
+    shmstore_ring_t *r;
+    shmstore_ring_state_t st;
+    int rc = shmstore_ring_open(s, t->name, 0, NULL, &r);
+    if (rc == 0 && (rc = shmstore_ring_state(r, &st)) < 0)
+        shmstore_ring_close(r);
+    if (rc < 0)
+        return cli_error(rc, t->store, "%s/%s: cannot open the ring", t->store, t->name);
+    if (!st.generation) {
+        printf("generation   0 (not configured yet: no writer has set its layout)\n");
+    } else {
+        printf("frame        %s (%" PRIu64 " bytes)\n", cli_fmt_desc(&st.cfg.frame, type, sizeof type),
+               st.frame_len);
+        printf("capacity     %" PRIu64 " frames (%s)\n", st.cfg.capacity,
+               cli_fmt_bytes(st.cfg.capacity * st.frame_len, b, sizeof b));
+        printf("written      %" PRIu64 " frames (%" PRIu64 " in this generation)\n", st.total,
+               st.total - st.base);
+        printf("held         %" PRIu64 " .. %" PRIu64 " (%" PRIu64 " frames)\n", st.oldest, st.total,
+               st.total - st.oldest);
+        printf("generation   %" PRIu64 " (from frame %" PRIu64 ", made %s)\n", st.generation,
+               st.base, cli_fmt_time(o->mtime_ns, when, sizeof when));
+        const void *val;
+        shmstore_type_t ty;
+        uint32_t vl;
+        double rate;
+        if (shmstore_attrs_get(st.cfg.frame.attrs, st.cfg.frame.attrs_len, "srate", &ty, &val,
+                               &vl) == 0 && ty == SHMSTORE_T_FLOAT64) {
+            memcpy(&rate, val, 8);
+            printf("rate         %.10g Hz\n", rate);
+        } else {
+            printf("rate         - (no srate attr)\n");
+        }
+    }
+    if (st.writer_pid)
+        printf("writer       process %d\n", (int)st.writer_pid);
+    else
+        printf("writer       none\n");
+    printf("waiting      %" PRIu32 " reader processes\n", o->consumers_waiting);
+    printf("footprint    %s (%" PRIu64 " bytes)\n", cli_fmt_bytes(o->footprint, b, sizeof b),
+           o->footprint);
+    if (st.generation && st.cfg.frame.attrs_len) {
+        printf("attrs\n");
+        shmstore_attrs_foreach(st.cfg.frame.attrs, st.cfg.frame.attrs_len, print_attr, NULL);
+    }
+    shmstore_ring_close(r);
+    return CLI_EX_OK;
+}
+
 static int info_object(shmstore_t *s, const struct cli_target *t, const char *arg, int is_json)
 {
     shmstore_obj_info_t o;
@@ -128,6 +211,8 @@ static int info_object(shmstore_t *s, const struct cli_target *t, const char *ar
     }
     printf("object       %s/%s\n", t->store, o.name);
     printf("kind         %s%s\n", shmstore_kind_name(o.kind), o.is_sealed ? " (sealed)" : "");
+    if (o.kind == SHMSTORE_KIND_RING)
+        return info_ring(s, t, &o);
     if (o.kind == SHMSTORE_KIND_QUEUE) {
         printf("entries      %" PRIu64 " of %" PRIu64 " (when full: %s)\n", o.count, o.capacity,
                cli_queue_full_name(o.full));

@@ -3,9 +3,12 @@
  *
  * Each interval takes one snapshot (shmstore_list + shmstore_procs: the metadata lock
  * for the walk, no writer lock, nothing written) and compares it with the previous one:
- * an object's update rate is how much its counter grew (a value's version, a queue's
- * commits: shmstore_obj_info_t.version for every kind) per second, smoothed with a
- * time constant of RATE_TAU_S so that one late interval does not make it jump.
+ * an object's update rate is how much its counter grew per second (counter(): what a
+ * kind has written ever - a queue's entries, a ring's frames, a table's records, in
+ * shmstore_obj_info_t.next_index - or else its version), smoothed with a time constant of
+ * RATE_TAU_S so that one late interval does not make it jump. A ring's readers keep
+ * their cursors to themselves (they write nothing shared), so no view can show their
+ * lag; WAIT shows the ones asleep for frames.
  *
  * Output: full-screen through ncurses on a terminal (ncurses sends only what changed, so
  * nothing flickers, and it knows the terminal's size and keys, also over SSH); plain
@@ -36,8 +39,9 @@ const struct cli_cmd cli_cmd_watch = {
     "Usage: shmstore watch [--interval S] [--json] [--count N] [--sort KEY] STORE[/PREFIX]\n"
     "\n"
     "Show the objects of STORE (those starting with PREFIX) and the processes attached to\n"
-    "it, refreshed every interval: per object its kind, type, size, version or count,\n"
-    "update rate per second (smoothed over ~2 s), age of the last update, processes\n"
+    "it, refreshed every interval: per object its kind, type, size, version, update rate\n"
+    "per second (entries, frames or records written; smoothed over ~2 s), age of the\n"
+    "last update, processes\n"
     "waiting on it and views pinning it; for queues their depth and the age of the\n"
     "oldest entry. Per process its pid, whether it is alive, its leases and the object\n"
     "it is writing to. It only reads: it takes no writer lock and never makes a writer\n"
@@ -141,6 +145,11 @@ static int add_proc(const shmstore_proc_info_t *info, void *arg)
     return 0;
 }
 
+static uint64_t counter(const shmstore_obj_info_t *o)
+{
+    return o->next_index ? o->next_index : o->version;
+}
+
 static int cmp_name(const void *a, const void *b)
 {
     return strcmp(((const struct row *)a)->info.name, ((const struct row *)b)->info.name);
@@ -171,17 +180,19 @@ static int take_snapshot(struct view *v)
         struct row *r = &sn->rows[i];
         const struct row *p = pv->n ? bsearch(r, pv->rows, pv->n, sizeof(struct row), cmp_name)
                                     : NULL;
-        if (p && (p->info.kind != r->info.kind || p->info.version > r->info.version))
+        if (p && (p->info.kind != r->info.kind || counter(&p->info) > counter(&r->info)))
             p = NULL; /* deleted and made again meanwhile: start over */
         r->rate = NAN;
         r->changed_ns = p ? p->changed_ns : 0;
         if (p && dt > 0) {
-            double inst = (double)(r->info.version - p->info.version) / dt;
+            double inst = (double)(counter(&r->info) - counter(&p->info)) / dt;
             r->rate = isnan(p->rate) ? inst : p->rate + alpha * (inst - p->rate);
-            if (r->info.version != p->info.version)
+            if (counter(&r->info) != counter(&p->info))
                 r->changed_ns = sn->real_ns;
         }
-        uint64_t last = r->info.mtime_ns ? r->info.mtime_ns : r->changed_ns;
+        /* The later of its own time (a value's version, a queue's newest entry; a ring's
+         * is its generation's) and when we saw it change. */
+        uint64_t last = r->info.mtime_ns > r->changed_ns ? r->info.mtime_ns : r->changed_ns;
         r->age_s = last && sn->real_ns > last ? (double)(sn->real_ns - last) / NS
                                               : last ? 0 : NAN;
         r->oldest_age_s = NAN;

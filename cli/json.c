@@ -114,7 +114,16 @@ void cli_json_obj_members(FILE *f, const shmstore_obj_info_t *o)
                    ", \"first_index\": %" PRIu64 ", \"invalid\": %" PRIu64 ", \"prioritized\": %s",
                 o->count, o->capacity, o->record_size, o->n_fields, o->next_index, o->first_index,
                 o->n_invalid, o->is_prioritized ? "true" : "false");
-    else if (o->version == 0)
+    else if (o->kind == SHMSTORE_KIND_RING && o->version == 0)
+        fputs("\"type\": null, \"generation\": 0, \"frames_written\": 0", f);
+    else if (o->kind == SHMSTORE_KIND_RING) {
+        cli_json_desc(f, &o->desc); /* the frame's dtype and shape */
+        fprintf(f, ", \"generation\": %" PRIu64 ", \"capacity\": %" PRIu64 ", \"frame_bytes\": %"
+                   PRIu64 ", \"frames_written\": %" PRIu64 ", \"oldest\": %" PRIu64
+                   ", \"held\": %" PRIu64 ", \"has_writer\": %s, \"readers_waiting\": %" PRIu32,
+                o->version, o->capacity, o->size, o->next_index, o->first_index, o->count,
+                o->producers_waiting ? "true" : "false", o->consumers_waiting);
+    } else if (o->version == 0)
         fputs("\"type\": null", f); /* never written: there is no descriptor yet */
     else
         cli_json_desc(f, &o->desc);

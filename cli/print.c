@@ -79,6 +79,13 @@ const char *cli_fmt_type(const shmstore_obj_info_t *o, char *buf, size_t cap)
         snprintf(buf, cap, "-");
         return buf;
     }
+    if (o->kind == SHMSTORE_KIND_RING) { /* "frames <f4 (64,) x 30000" */
+        char d[400];
+        const char *fd = cli_fmt_desc(&o->desc, d, sizeof d);
+        snprintf(buf, cap, "frames %s x %" PRIu64, strncmp(fd, "array ", 6) ? fd : fd + 6,
+                 o->capacity);
+        return buf;
+    }
     return cli_fmt_desc(&o->desc, buf, cap);
 }
 

@@ -2,9 +2,11 @@
  *
  * A *store* is one file in /dev/shm (or $SHMSTORE_DIR) that every process maps once. It
  * holds named objects of several kinds: *values*, latest-value registers that a writer
- * updates and readers copy, view without copying, or wait on; *queues*, bounded
- * FIFO rings of entries that producers push and consumers pop; and *tables*, rings of
- * fixed records (replay buffers) that writers append and readers sample. There is no server:
+ * updates and readers copy, view without copying, or wait on; *queues*, bounded FIFO
+ * rings of entries that producers push and consumers pop; *rings*, circular buffers
+ * of time-series frames that one writer appends to and readers follow with a cursor;
+ * and *tables*, rings of fixed records (replay buffers) that writers append and
+ * readers sample. There is no server:
  * processes coordinate through atomics and futexes inside the mapping, and a process
  * killed at any point is cleaned up by the next process that attaches, by a timed-out
  * wait, or by shmstore_gc().
@@ -254,6 +256,7 @@ SHMSTORE_API int shmstore_attrs_foreach(const void *attrs, uint32_t attrs_len,
 typedef enum shmstore_kind {
     SHMSTORE_KIND_VALUE = 1,
     SHMSTORE_KIND_QUEUE = 2,
+    SHMSTORE_KIND_RING = 3,
     SHMSTORE_KIND_TABLE = 4,
     SHMSTORE_KIND_SET = 5, /* array sets (3 and 4 are the ring and table kinds) */
 } shmstore_kind_t;
@@ -283,6 +286,12 @@ typedef struct shmstore_obj_info {
     uint32_t producers_waiting; /* processes with a producer asleep for room */
     uint32_t consumers_waiting; /* processes with a consumer asleep for an entry */
     uint64_t oldest_mtime_ns;   /* time the oldest entry in the queue was committed */
+    /* Rings reuse the fields above: version = generation (0: not configured yet),
+     * next_index = frames ever written, first_index = position of the oldest frame held,
+     * count = frames held, capacity = frames the storage holds, size = bytes per frame,
+     * desc = the frame's descriptor (dtype and frame shape; attrs = NULL), mtime_ns = when
+     * the generation was made, producers_waiting = 1 while a writer holds the ring,
+     * consumers_waiting = processes with a reader asleep. */
     /* Tables (also: count = valid records, capacity = records it holds, first_index /
      * next_index = oldest index still held / records ever appended, size = bytes of the
      * valid records, version = next_index). */
@@ -912,6 +921,170 @@ SHMSTORE_API int shmstore_hdf5_load(shmstore_t *s, const char *path, const char 
  * -ENOSYS (built without HDF5), -ENOENT (no such set), -EIO (the message names the
  * file), SHMSTORE_EDTYPE. */
 SHMSTORE_API int shmstore_hdf5_save(shmstore_t *s, const char *prefix, const char *path);
+
+/* ------------------------------------------------------------------------------------
+ * Rings: circular buffers of time-series frames
+ *
+ * A ring holds the newest `capacity` frames of a stream (a frame: one sample of every
+ * channel, an array of a fixed dtype and frame shape, or a scalar for 1-D streams) and
+ * counts every frame ever written: frame k of the stream has *position* k, and `total`
+ * (the position of the next frame) is the only thing a write changes, in one 64-bit
+ * store, so no index/wrap pair can tear. One writer at a time appends any number of
+ * frames; readers keep a cursor (a position) and copy, view or wait for what came since.
+ * Readers write nothing shared and never block the writer: a reader that the writer
+ * laps is told exactly how many frames it lost, and is never handed a torn frame
+ * without knowing. Reconfiguring (another dtype, frame shape, capacity or attrs) makes
+ * a new *generation* of the ring under the same name; positions go on counting across
+ * generations, readers follow, and an old generation's memory is freed when its last
+ * reader lets go.
+ *
+ * A ring handle may be used from any thread, one call at a time for
+ * shmstore_ring_follow(), shmstore_ring_reconfigure() and shmstore_ring_close() (they
+ * move the handle to another generation); every other call may run concurrently.
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct shmstore_ring shmstore_ring_t;
+
+/* A ring's layout: the frame descriptor (an ARRAY datum: dtype, frame ndim 0..31 and
+ * frame shape; its attrs are the ring's attrs: "srate", axis names, channel labels...)
+ * and the capacity in frames (> 0). */
+typedef struct shmstore_ring_config {
+    shmstore_datum_t frame;
+    uint64_t capacity;
+} shmstore_ring_config_t;
+
+/* Flags of shmstore_ring_open(). */
+#define SHMSTORE_R_CREATE 0x1u /* create the ring if it does not exist */
+#define SHMSTORE_R_EXCL 0x2u   /* with R_CREATE: fail with -EEXIST if it exists */
+#define SHMSTORE_R_WRITER 0x4u /* take the writer role now (see shmstore_ring_write) */
+
+/* Open the ring `name`. With SHMSTORE_R_CREATE a missing ring is created; `cfg` (may be
+ * NULL) configures a ring that has no generation yet (a new one, or one a reader created
+ * before any writer came), and is ignored otherwise: the current generation stands (see
+ * shmstore_ring_reconfigure). The handle is on the ring's current generation and keeps
+ * it leased. May block briefly on the metadata lock. Returns 0, -ENOENT, -EEXIST,
+ * -EINVAL (bad config), SHMSTORE_EDTYPE, -EBUSY (R_WRITER: another handle holds the
+ * writer role), SHMSTORE_EKIND, SHMSTORE_ENAME, SHMSTORE_ELEASES, -ENOSPC. */
+SHMSTORE_API int shmstore_ring_open(shmstore_t *s, const char *name, unsigned flags,
+                                    const shmstore_ring_config_t *cfg, shmstore_ring_t **out);
+
+/* Close a handle: give up the writer role if it holds it and the lease of its
+ * generation (views taken through it stay valid). Accepts NULL. */
+SHMSTORE_API void shmstore_ring_close(shmstore_ring_t *r);
+
+/* Append frames[0..n) (n * frame_len bytes, in the current generation's layout). Any n:
+ * with n > capacity the newest `capacity` frames are kept and the others count as
+ * written and overrun. The frames are copied, then published with one release store of
+ * `total`; waiting readers are woken (no system call when nobody sleeps). The first
+ * write through a handle takes the ring's writer role, kept until the handle closes:
+ * one writer at a time, and a dead writer's role is reclaimed. Never blocks. Returns 0,
+ * -EBUSY (another live handle, in this process or another, is the writer), SHMSTORE_ENOVALUE
+ * (the ring has no generation yet: reconfigure it first), -ESTALE, SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_ring_write(shmstore_ring_t *r, const void *frames, uint64_t n);
+
+/* Make a new generation with layout `cfg` (as the writer: takes the role as write does)
+ * and move this handle to it. Positions go on: the new generation's first frame is the
+ * next position. Readers see the change (SHMSTORE_EGENERATION) and follow; the old
+ * generation's block is freed when the last handle or view on it lets go. Returns 0,
+ * -EINVAL, SHMSTORE_EDTYPE, -EBUSY, -ENOSPC (the old generation stays current), -ESTALE. */
+SHMSTORE_API int shmstore_ring_reconfigure(shmstore_ring_t *r, const shmstore_ring_config_t *cfg);
+
+/* Where a read landed, in positions. Frames [cursor given, first) are lost to this
+ * reader for good: overrun by the writer, or written in generations it skipped. */
+typedef struct shmstore_ring_span {
+    uint64_t n;          /* frames returned */
+    uint64_t first;      /* position of the first frame returned */
+    uint64_t cursor;     /* first + n: the cursor for the next read */
+    uint64_t lost;       /* first - the cursor given */
+    int is_older_cursor; /* the cursor given was from an older generation than the
+                            handle's: `lost` includes that generation's frames after it */
+} shmstore_ring_span_t;
+
+/* Copy the frames written since position `cursor`, at most `max` of them (the oldest
+ * first), into `buf` (room for max * frame_len bytes), and say in `*out` where they came
+ * from. Frames the writer overwrote before or during the copy are not returned and are
+ * counted in out->lost, exactly. With nothing new, out->n is 0. Never blocks. Returns 0,
+ * -EINVAL (a cursor past the frames written: from the future), SHMSTORE_EGENERATION
+ * (the handle's generation was superseded and the cursor has read all of it: call
+ * shmstore_ring_follow()), SHMSTORE_ENOVALUE (not configured), -ESTALE. */
+SHMSTORE_API int shmstore_ring_read_since(shmstore_ring_t *r, uint64_t cursor, void *buf,
+                                          uint64_t max, shmstore_ring_span_t *out);
+
+/* Copy the newest `k` frames of the handle's generation (fewer if fewer are held) into
+ * `buf` (room for k * frame_len bytes), oldest first. Never blocks. Returns 0,
+ * SHMSTORE_ENOVALUE, -ESTALE. */
+SHMSTORE_API int shmstore_ring_latest(shmstore_ring_t *r, uint64_t k, void *buf,
+                                      shmstore_ring_span_t *out);
+
+/* A zero-copy, leased view of frames in a ring's storage: one piece, or two when the
+ * range wraps around the end of the storage. */
+typedef struct shmstore_ring_view {
+    const void *data[2];       /* frames [span.first, +n[0]) then, wrapped, the rest */
+    uint64_t n[2];             /* frames in each piece (n[1] = 0: one piece) */
+    uint64_t frame_len;
+    uint64_t generation;
+    shmstore_ring_span_t span;
+    shmstore_view_t lease;     /* internal: the generation block's lease */
+} shmstore_ring_view_t;
+
+/* As shmstore_ring_read_since(), without copying: `*out` points at the frames in the
+ * ring's storage and leases the generation (the memory stays mapped and allocated until
+ * shmstore_ring_view_release(), even after a reconfiguration or deletion). The writer is
+ * not held back: it may overwrite viewed frames, so check the view after using it
+ * (shmstore_ring_view_check). Returns as shmstore_ring_read_since(), and
+ * SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_ring_view_since(shmstore_ring_t *r, uint64_t cursor, uint64_t max,
+                                          shmstore_ring_view_t *out);
+
+/* A view of the whole storage of the handle's generation (n[0] = capacity frames, in
+ * storage order: frame p is at index (p - base) % capacity, base being the generation's
+ * first position; span.first = base), leased as above. Returns 0,
+ * SHMSTORE_ENOVALUE, -ESTALE, SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_ring_view_storage(shmstore_ring_t *r, shmstore_ring_view_t *out);
+
+/* After using a view: how many of its frames, from its first on, the writer has
+ * overwritten or is overwriting now (0: everything read through the view so far was
+ * intact). One load; never blocks. Returns 0 or -EINVAL (a released view). */
+SHMSTORE_API int shmstore_ring_view_check(const shmstore_ring_view_t *v, uint64_t *n_overwritten);
+
+/* Release a view's lease. Accepts a zeroed or released view. */
+SHMSTORE_API void shmstore_ring_view_release(shmstore_ring_view_t *v);
+
+/* Block until frames past position `cursor` exist in the handle's generation, or the
+ * ring gets a new generation, or `timeout_ns` passes. Spins briefly, then sleeps on a
+ * futex. Returns 0 with the frames written (> cursor) in `*total` (may be NULL),
+ * SHMSTORE_EGENERATION (a new generation and nothing more in the handle's: follow),
+ * -ETIMEDOUT, -EINTR, -ESTALE. */
+SHMSTORE_API int shmstore_ring_wait(shmstore_ring_t *r, uint64_t cursor, int64_t timeout_ns,
+                                    uint64_t *total);
+
+/* Move the handle to the ring's current generation (its views stay valid). Returns 1 if
+ * it moved, 0 if it was on it already, -ESTALE, SHMSTORE_ELEASES, SHMSTORE_ECORRUPT. */
+SHMSTORE_API int shmstore_ring_follow(shmstore_ring_t *r);
+
+/* Frames written so far, as the handle's generation counts them (one load). Returns 0
+ * or -ESTALE. */
+SHMSTORE_API int shmstore_ring_total(shmstore_ring_t *r, uint64_t *total);
+
+/* The handle's generation, as a ring reader sees it. */
+typedef struct shmstore_ring_state {
+    shmstore_ring_config_t cfg; /* cfg.frame.attrs point into the store: valid while the
+                                   handle stays on this generation */
+    uint64_t frame_len;
+    uint64_t generation;        /* 0: the ring has no generation yet */
+    uint64_t base;              /* position of the generation's first frame */
+    uint64_t total;             /* frames written */
+    uint64_t oldest;            /* position of the oldest frame still held intact */
+    int is_current;             /* no newer generation exists */
+    int is_writer;              /* this handle holds the writer role */
+    int32_t writer_pid;         /* the process holding the role, 0 = none */
+} shmstore_ring_state_t;
+
+/* Describe the handle's generation. Never blocks. Returns 0 or -ESTALE. */
+SHMSTORE_API int shmstore_ring_state(shmstore_ring_t *r, shmstore_ring_state_t *out);
+
+/* Describe the ring (as shmstore_info()). Returns 0 or -ESTALE. */
+SHMSTORE_API int shmstore_ring_info(shmstore_ring_t *r, shmstore_obj_info_t *out);
 
 /* ------------------------------------------------------------------------------------
  * Conveniences by name (each opens, acts and closes; use handles on hot paths)

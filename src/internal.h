@@ -212,6 +212,7 @@ extern const struct shmstore__kind_ops shmstore__value_ops;
 extern const struct shmstore__kind_ops shmstore__queue_ops;
 extern const struct shmstore__kind_ops shmstore__table_ops;
 extern const struct shmstore__kind_ops shmstore__set_ops;
+extern const struct shmstore__kind_ops shmstore__ring_ops;
 
 /* Low bits of held[] and waits[] records (offsets are 64-aligned): a tag for the kind. */
 #define REC_TAG_MASK 0x3full

@@ -8,6 +8,7 @@
 static const struct shmstore__kind_ops *const kinds[] = {
     [SHMSTORE_KIND_VALUE] = &shmstore__value_ops,
     [SHMSTORE_KIND_QUEUE] = &shmstore__queue_ops,
+    [SHMSTORE_KIND_RING] = &shmstore__ring_ops,
     [SHMSTORE_KIND_TABLE] = &shmstore__table_ops,
     [SHMSTORE_KIND_SET] = &shmstore__set_ops,
 };

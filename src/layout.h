@@ -12,6 +12,7 @@
  * Objects are blocks tagged OBJ whose payload is struct obj_hdr then the kind's body.
  * Values keep up to VAL_ROT blocks tagged DATA ("version blocks"), each holding one
  * version: struct ver_hdr (the datum descriptor), the attrs bytes, then the payload.
+ * Rings keep one DATA block in the same format per generation (struct ring_gen, frames).
  *
  * Rules: only fixed-width fields; offsets from the start of the file, never pointers;
  * every offset read from the mapping is checked against the capacity before use; fields
@@ -337,6 +338,49 @@ static_assert(sizeof(struct table_body) == 128 + 32 * 160, "table_body size");
 static_assert(sizeof(struct table_body) % 64 == 0, "table_body is whole cache lines");
 static_assert(offsetof(struct table_body, tail) == 64, "FORMAT.md: table tail at 64");
 static_assert(offsetof(struct table_body, fields) == 128, "FORMAT.md: table fields at 128");
+/* ---- rings ------------------------------------------------------------------------- */
+
+/* Body of a ring object. A ring's frames live in one *generation block* at a time: a
+ * DATA block in the version format (datum.c: struct ver_hdr, the ring's attrs, then the
+ * payload), whose payload is struct ring_gen followed by `capacity` frames, and whose
+ * blk_hdr.seq is 2 * generation. Reconfiguring makes a new generation block and
+ * publishes it in `cur`; the old one is released (freed by its last lease). */
+struct ring_body {
+    /* Read by every reader's "still current?" check; written once per reconfiguration. */
+    alignas(64) _Atomic uint64_t cur;    /* the current generation block, 0 = not configured */
+    uint64_t reserved0[7];
+    /* The writer role: taken by the writing handle, held until it closes. */
+    alignas(64) _Atomic uint32_t wlock;  /* 0 free, else holder slot + 1 */
+    uint32_t reserved1;
+    uint64_t reserved2[7];
+    /* Waits: written only when a reader registers or a waker finds one (wait.c); read by
+     * every write. */
+    alignas(64) _Atomic uint32_t fseq;   /* futex word */
+    uint32_t reserved3;
+    uint64_t reserved4[3];
+    _Atomic uint64_t waiters[PIN_WORDS]; /* bit i: slot i has a reader asleep */
+};
+static_assert(sizeof(struct ring_body) == 192, "ring_body is three cache lines");
+
+/* The head of a generation block's payload; the frames follow (64-byte aligned). */
+struct ring_gen {
+    /* Set when the generation is made, then only read. */
+    uint64_t generation;  /* 1, 2, ... within the ring */
+    uint64_t base;        /* frames written before this generation: its first frame's position */
+    uint64_t capacity;    /* frames the storage holds */
+    uint64_t frame_len;   /* bytes per frame: itemsize * prod(frame_shape) */
+    uint64_t ctime_ns;
+    uint32_t frame_ndim;  /* 0 (scalar frames) .. SHMSTORE_NDIM_MAX - 1 */
+    uint32_t reserved0;
+    char dtype[8];        /* numpy dtype string of the frame's items */
+    uint64_t reserved1;
+    /* Written by every write, read by every read: the only line that moves. */
+    alignas(64) _Atomic uint64_t intent; /* frames written once the write in progress ends */
+    _Atomic uint64_t total;              /* frames written and complete (position of the next) */
+    uint64_t reserved2[6];
+    uint64_t frame_shape[32];
+};
+static_assert(sizeof(struct ring_gen) == 384, "ring_gen is six cache lines");
 
 /* The offsets docs/FORMAT.md documents. */
 #include <stddef.h>
@@ -354,6 +398,10 @@ static_assert(offsetof(struct val_body, waiters) == 80, "FORMAT.md: waiters at 8
 static_assert(offsetof(struct ver_hdr, shape) == 64, "FORMAT.md: shape at 64");
 static_assert(offsetof(struct ver_hdr, inline_data) == 48, "FORMAT.md: inline data at 48");
 static_assert(sizeof(struct ver_hdr) == 320, "FORMAT.md: ver_hdr is 320 bytes");
+static_assert(offsetof(struct ring_body, wlock) == 64, "FORMAT.md: ring wlock at 64");
+static_assert(offsetof(struct ring_body, waiters) == 160, "FORMAT.md: ring waiters at 160");
+static_assert(offsetof(struct ring_gen, intent) == 64, "FORMAT.md: ring intent at 64");
+static_assert(offsetof(struct ring_gen, frame_shape) == 128, "FORMAT.md: ring frame_shape at 128");
 
 
 /* ---- array sets --------------------------------------------------------------------- */

@@ -27,7 +27,8 @@
     X(EOWNER, -4009, "store belongs to another user")                                       \
     X(ENOVALUE, -4010, "value has no version yet")                                          \
     X(EDTYPE, -4011, "invalid or unsupported dtype string")                                 \
-    X(ENAME, -4012, "invalid name: empty, longer than 255 bytes, or not valid UTF-8")
+    X(ENAME, -4012, "invalid name: empty, longer than 255 bytes, or not valid UTF-8")      \
+    X(EGENERATION, -4013, "ring was reconfigured: follow it to its new generation")
 
 enum {
 #define SHMSTORE__ERR_ENUM(name, val, msg) SHMSTORE_##name = (val),

@@ -10,6 +10,7 @@ this order and in the same invocation:
 - python/bench/bench_queue.py --json (queues and the SMOS drop-in),
 - python/bench/bench_table.py --json (tables and compat.replay),
 - python/bench/bench_hdf5.py --json (array sets, HDF5 loading, compat.cute_shm),
+- python/bench/bench_ring.py --json (rings and the ezmsg mirror),
 and writes c_bench.json and python_*.json, the charts
 - c_ratios.png: every C case's median as a ratio to its same-run floor, with its
   target where the target is a ratio ("<= 1.25x"),
@@ -56,8 +57,12 @@ SPEEDUP_TARGETS = {
     "load_gzip: h5py read / load_hdf5": 1.5,
     "load_gzip: cute-shm approach / load_hdf5": 1.5,
     "put_tree: memcpy / put_tree": 0.9,
+    "read_10: seed baseline / auto_view": 5.0,
+    "read_10: seed baseline / read_since": 5.0,
+    "read_1024: seed baseline / read_since": 1.0,
 }
-LATENCY_CASES = ("notify_spin", "notify_sleep", "queue_wake", "frame_get", "frame_put_reader")
+LATENCY_CASES = ("notify_spin", "notify_sleep", "queue_wake", "ring_wake", "frame_get",
+                 "frame_put_reader")
 
 
 def cli_path():
@@ -152,7 +157,7 @@ def chart_latency(rows, path):
     plt.close(fig)
 
 
-def speedups(values, queue, table=None, sets=None):
+def speedups(values, queue, table=None, sets=None, ring=None):
     """[(kind, name, speedup)] from the Python benchmarks' results."""
     out = []
     for name, x in values.get("ratios", {}).items():
@@ -175,6 +180,13 @@ def speedups(values, queue, table=None, sets=None):
     pt = (sets or {}).get("put_tree") or {}
     if isinstance(pt.get("ratio_to_floor"), (int, float)):
         out.append(("array sets", "put_tree: memcpy / put_tree", pt["ratio_to_floor"]))
+    for case in ("read_10", "read_1024"):
+        d = (ring or {}).get(case) or {}
+        b = (d.get("baseline") or {}).get("median_ns")
+        for impl in ("auto_view", "read_since", "view_since"):
+            m = (d.get(impl) or {}).get("median_ns")
+            if b and m:
+                out.append(("rings", f"{case}: seed baseline / {impl}", b / m))
     att = (sets or {}).get("attach_ms") or {}
     cute = (sets or {}).get("attach_cute_shm_ms") or {}
     if att.get("median") and cute.get("median"):
@@ -241,7 +253,8 @@ def main():
     queue, _ = run_py("bench_queue.py", os.path.join(a.out, "python_queue.json"), a.quick)
     table, _ = run_py("bench_table.py", os.path.join(a.out, "python_table.json"), a.quick)
     sets, _ = run_py("bench_hdf5.py", os.path.join(a.out, "python_sets.json"), a.quick)
-    sp = speedups(values, queue, table, sets)
+    ring, _ = run_py("bench_ring.py", os.path.join(a.out, "python_ring.json"), a.quick)
+    sp = speedups(values, queue, table, sets, ring)
     pngs = [os.path.join(a.out, n) for n in ("c_ratios.png", "latency.png", "baselines.png")]
     chart_ratios(c_rows, pngs[0])
     chart_latency(c_rows, pngs[1])

@@ -10,6 +10,8 @@
         t = store.table("replay", fields={"obs": ("u1", (84, 84)), "reward": "f8"},
                         capacity=100_000)            # fixed records, a replay buffer
         t.append({"obs": obs, "reward": 1.0}); batch = t.sample(32)
+        r = store.ring("eeg", dtype="f4", frame_shape=(64,), capacity=30000)
+        r.write(chunk); frames, cursor, lost = r.read_since(cursor)
 
 Everything is implemented in the C extension ``shmstore._shmstore``; this package only
 re-exports it. Compatibility modules for existing tools live in ``shmstore.compat``.
@@ -25,6 +27,7 @@ from ._shmstore import (  # noqa: F401
     NotFoundError,
     Queue,
     QueueReservation,
+    Ring,
     SealedError,
     StaleError,
     Store,
@@ -40,7 +43,7 @@ from ._shmstore import (  # noqa: F401
 __version__ = "0.1.0"
 
 __all__ = [
-    "Store", "Value", "Queue", "QueueReservation", "Buffer", "WriteContext", "unlink",
+    "Store", "Value", "Queue", "QueueReservation", "Ring", "Buffer", "WriteContext", "unlink",
     "list_stores", "strerror", "Error", "NotFoundError", "StaleError", "NoValueError",
     "LayoutError", "SealedError", "CorruptError", "LimitError", "FullError", "Table",
 ]

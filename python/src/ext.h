@@ -45,6 +45,7 @@ typedef struct modstate {
     PyTypeObject *Write_type;
     PyTypeObject *Queue_type;
     PyTypeObject *Reserve_type;
+    PyTypeObject *Ring_type;
     /* exceptions */
     PyObject *Error;         /* shmstore.Error(Exception): base of our own classes below */
     PyObject *NotFoundError; /* (FileNotFoundError, KeyError) */
@@ -200,6 +201,31 @@ extern PyType_Spec Table_spec;
 /* Store.table(name, *, fields=None, capacity=None, prioritized=False, create=True,
  * exclusive=False). */
 PyObject *table_open_args(StoreObject *store, PyObject *args, PyObject *kw);
+/* ---- ring.c ---- */
+typedef struct RingObject {
+    PyObject_HEAD
+    shmstore_ring_t *r;  /* NULL once closed */
+    CoreObject *core;    /* the Core r belongs to */
+    StoreObject *store;  /* strong */
+    PyObject *name;      /* str */
+    int busy;            /* >0 while a GIL-released call uses r */
+    int is_writer;       /* the handle holds the writer role (kept until close) */
+    modstate *st;
+    /* What the handle's generation is (refreshed when the handle moves). */
+    uint64_t cached_gen; /* (uint64_t)-1: nothing cached; 0: the ring has no generation */
+    uint64_t cap, frame_len, base;
+    uint32_t frame_ndim;
+    uint64_t frame_dims[SHMSTORE_NDIM_MAX];
+    char dtype_str[SHMSTORE_DTYPE_MAX];
+    PyObject *np_dtype;    /* numpy dtype */
+    PyObject *frame_shape; /* tuple */
+    PyObject *storage;     /* read-only ndarray over the generation's storage, or NULL */
+    shmstore_ring_view_t sview; /* the storage's view (its lease is owned by the array's root) */
+} RingObject;
+extern PyType_Spec Ring_spec;
+/* Store.ring(name, *, dtype=None, frame_shape=None, capacity=None, attrs=None, create=True,
+ * exclusive=False, writer=False). */
+PyObject *ring_open_args(StoreObject *store, PyObject *args, PyObject *kw);
 
 /* ---- buffer.c ---- */
 extern PyType_Spec Buffer_spec;

@@ -393,7 +393,8 @@ static int mod_exec(PyObject *m)
         !(st->Write_type = add_type(m, &Write_spec)) ||
         !(st->Queue_type = add_type(m, &Queue_spec)) ||
         !(st->Reserve_type = add_type(m, &Reserve_spec)) ||
-        !(st->Table_type = add_type(m, &Table_spec)))
+        !(st->Table_type = add_type(m, &Table_spec)) ||
+        !(st->Ring_type = add_type(m, &Ring_spec)))
         return -1;
     if (!(st->Error = new_exc(m, "Error", NULL, "Base of the exceptions that only shmstore raises.")))
         return -1;
@@ -437,6 +438,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->Buffer_type);
     Py_VISIT(st->Write_type);
     Py_VISIT(st->Queue_type);
+    Py_VISIT(st->Ring_type);
     Py_VISIT(st->Reserve_type);
     Py_VISIT(st->Table_type);
     Py_VISIT(st->FullError);
@@ -472,6 +474,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->Buffer_type);
     Py_CLEAR(st->Write_type);
     Py_CLEAR(st->Queue_type);
+    Py_CLEAR(st->Ring_type);
     Py_CLEAR(st->Reserve_type);
     Py_CLEAR(st->Table_type);
     Py_CLEAR(st->FullError);

@@ -600,6 +600,22 @@ static PyObject *store_table(PyObject *self, PyObject *args, PyObject *kw)
     return table_open_args(SSELF, args, kw);
 }
 
+PyDoc_STRVAR(store_ring_doc,
+"ring(name, *, dtype=None, frame_shape=(), capacity=None, attrs=None, create=True,\n"
+"     exclusive=False, writer=False)\n--\n\n"
+"A shmstore.Ring: a circular buffer of time-series frames (one writer, readers with a\n"
+"cursor). A layout (dtype, frame_shape, capacity in frames, default 1024; attrs such as\n"
+"{'srate': 30000.0}) configures a ring that has none and must match one that has\n"
+"(LayoutError; change it with Ring.reconfigure). Without a dtype the ring is opened as it\n"
+"is (created without a layout if missing, for a writer to configure). writer=True takes\n"
+"the writer role now. Raises NotFoundError (create=False and none), FileExistsError\n"
+"(exclusive and it exists), TypeError (another kind), OSError EBUSY (another writer).");
+
+static PyObject *store_ring(PyObject *self, PyObject *args, PyObject *kw)
+{
+    return ring_open_args(SSELF, args, kw);
+}
+
 PyDoc_STRVAR(store_write_doc,
 "write(name, *, timeout=None)\n--\n\n"
 "In-place update of the array (or bytes) value `name`:\n\n"
@@ -858,6 +874,7 @@ static PyMethodDef store_methods[] = {
     {"value", METH(store_value), METH_VARARGS | METH_KEYWORDS, store_value_doc},
     {"queue", METH(store_queue), METH_VARARGS | METH_KEYWORDS, store_queue_doc},
     {"table", METH(store_table), METH_VARARGS | METH_KEYWORDS, store_table_doc},
+    {"ring", METH(store_ring), METH_VARARGS | METH_KEYWORDS, store_ring_doc},
     {"write", METH(store_write), METH_VARARGS | METH_KEYWORDS, store_write_doc},
     {"stat", store_stat, METH_NOARGS, store_stat_doc},
     {"gc", store_gc, METH_NOARGS, store_gc_doc},

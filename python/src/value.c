@@ -704,6 +704,16 @@ PyObject *obj_info_dict(const shmstore_obj_info_t *in)
                              in->set_flags & SHMSTORE_SET_WRITABLE ? Py_True : Py_False,
                              "owner_pid", (int)in->set_owner_pid);
     }
+    if (in->kind == SHMSTORE_KIND_RING) /* the frame's dtype and shape, and the counters */
+        return Py_BuildValue(
+            "{s:s,s:s,s:K,s:K,s:s,s:N,s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:I}", "name", in->name, "kind",
+            "ring", "generation", (unsigned long long)in->version, "mtime_ns",
+            (unsigned long long)in->mtime_ns, "dtype", in->version ? in->desc.dtype : "",
+            "frame_shape", shape, "frame_nbytes", (unsigned long long)in->size, "capacity",
+            (unsigned long long)in->capacity, "frames_written", (unsigned long long)in->next_index,
+            "oldest", (unsigned long long)in->first_index, "held", (unsigned long long)in->count,
+            "footprint", (unsigned long long)in->footprint, "has_writer",
+            in->producers_waiting ? Py_True : Py_False, "readers_waiting", in->consumers_waiting);
     return Py_BuildValue("{s:s,s:s,s:O,s:K,s:K,s:K,s:K,s:s,s:s,s:N}", "name", in->name, "kind",
                          shmstore_kind_name(in->kind), "sealed",
                          in->is_sealed ? Py_True : Py_False, "version",

@@ -20,6 +20,8 @@ import shmstore  # noqa: E402
 
 # The compat module's default store, unique for this session.
 os.environ["SHMSTORE_COMPAT_STORE"] = f"t_compat_{os.getpid()}"
+# The ezmsg drop-in's store, unique for this session too.
+os.environ["SHMSTORE_EZMSG_STORE"] = f"t_ezmsg_{os.getpid()}"
 
 
 def unique(prefix="t_py"):
@@ -49,7 +51,8 @@ def store(store_name):
 @pytest.fixture(scope="session", autouse=True)
 def _compat_store_cleanup():
     yield
-    try:
-        shmstore.unlink(os.environ["SHMSTORE_COMPAT_STORE"])
-    except FileNotFoundError:
-        pass
+    for var in ("SHMSTORE_COMPAT_STORE", "SHMSTORE_EZMSG_STORE"):
+        try:
+            shmstore.unlink(os.environ[var])
+        except FileNotFoundError:
+            pass

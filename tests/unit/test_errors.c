@@ -25,7 +25,7 @@ static const struct code codes[] = {
 static void test_errors_map(void **state)
 {
     (void)state;
-    assert_int_equal(N_CODES, 12);
+    assert_int_equal(N_CODES, 13);
     for (size_t i = 0; i < N_CODES; i++) {
         assert_true(codes[i].value < -4000);
         for (size_t j = 0; j < i; j++)
@@ -40,6 +40,7 @@ static void test_errors_map(void **state)
     /* The enum constants themselves. */
     assert_int_equal(SHMSTORE_ECORRUPT, -4001);
     assert_int_equal(SHMSTORE_ENAME, -4012);
+    assert_int_equal(SHMSTORE_EGENERATION, -4013);
 }
 
 static void test_errors_errno_values(void **state)

@@ -7,6 +7,8 @@
   ``Transition``s, 1,000 lock stripes over SharedMemory) on a table, with no lock.
 - ``shmstore.compat.cute_shm``: cute-shm: nested dicts of arrays and HDF5 files as
   all-or-nothing array sets, shared-writable, persistent or tied to their creator.
+- ``shmstore.compat.ezmsg_shmem``: ezmsg.tools.shmem's ShMemCircBuff sink and
+  EZShmMirror reader, on a shmstore ring.
 
 They only adapt names and signatures; all data goes through the C extension.
 """
