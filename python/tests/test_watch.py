@@ -31,16 +31,22 @@ def _cli():
 
 
 def _paced_writer(name, seconds, period, ready, out):
-    """Put a value every `period` s and push (then pop, in this process) a queue entry
-    every other put, for `seconds`; report the true rates measured here."""
+    """Put a value, write 4 ring frames and append a table record every `period` s, and
+    push (then pop, in this process) a queue entry every other put, for `seconds`; report
+    the true rates measured here."""
     with shmstore.Store(name, create=False) as s:
         v, q = s.value("cam/frame"), s.queue("jobs", capacity=64)
+        r = s.ring("eeg", dtype="f4", frame_shape=(8,), capacity=1024)
+        t = s.table("replay", fields={"x": "i8"}, capacity=4096)
+        frames = np.zeros((4, 8), np.float32)
         ready.set()
         t0 = time.monotonic()
         n = 0
         nxt = t0
         while time.monotonic() - t0 < seconds:
             v.put(np.full(16, n))
+            r.write(frames)
+            t.append({"x": n})
             if n % 2 == 0:
                 q.push(n)
                 q.pop()
@@ -71,15 +77,16 @@ def test_rates_match_the_writers(store_name):
         w.join(30)
     last = {o["name"]: o for o in snaps[-1]["objects"]}
     assert snaps[0]["objects"][0]["rate"] is None  # one snapshot tells no rate
-    assert last["cam/frame"]["kind"] == "value" and last["jobs"]["kind"] == "queue"
-    assert abs(last["cam/frame"]["rate"] - value_rate) <= RATE_TOLERANCE * value_rate, \
-        (last["cam/frame"]["rate"], value_rate)
+    assert [last[n]["kind"] for n in ("cam/frame", "jobs", "eeg", "replay")] == \
+        ["value", "queue", "ring", "table"]
+    for obj, true in (("cam/frame", value_rate), ("eeg", 4 * value_rate), ("replay", value_rate)):
+        assert abs(last[obj]["rate"] - true) <= RATE_TOLERANCE * true, (obj, last[obj]["rate"], true)
     assert abs(last["jobs"]["rate"] - queue_rate) <= RATE_TOLERANCE * queue_rate, \
         (last["jobs"]["rate"], queue_rate)
     assert last["idle"]["rate"] == 0 and last["idle"]["age_s"] > 1
     assert last["cam/frame"]["age_s"] < 1
     for snap in snaps:  # every line is a whole snapshot
-        assert snap["store"] == store_name and snap["stat"]["objects"] == 3
+        assert snap["store"] == store_name and snap["stat"]["objects"] == 5
         assert any(p["self"] for p in snap["procs"])
 
 
