@@ -263,6 +263,8 @@ int shmstore__wait(shmstore_t *s, const struct shmstore__waitq *q, int64_t timeo
 /* After a seq_cst store of the state waiters test: if any bit of the mask is set, bump
  * the word and wake every sleeper (nobody asleep: no write, no system call). */
 void shmstore__wake(_Atomic uint32_t *word, _Atomic uint64_t *mask);
+/* Processes with a waiter bit set in `mask` (PIN_WORDS words): for info and tools. */
+unsigned shmstore__waiters_count(_Atomic uint64_t *mask);
 bool shmstore__has_waiters(_Atomic uint64_t *mask);
 
 /* view.c: leased views of blocks that hold a version descriptor (struct ver_hdr), the

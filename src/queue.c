@@ -1123,14 +1123,6 @@ SHMSTORE_API int shmstore_queue_indices(shmstore_queue_t *q, uint64_t *buf, size
 
 /* ---- kind operations ------------------------------------------------------------------ */
 
-static unsigned popcount_mask(_Atomic uint64_t *m)
-{
-    unsigned n = 0;
-    for (unsigned i = 0; i < PIN_WORDS; i++)
-        n += (unsigned)__builtin_popcountll(atomic_load_explicit(&m[i], memory_order_relaxed));
-    return n;
-}
-
 static void queue_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out)
 {
     struct queue_body *qb = (struct queue_body *)(o + 1);
@@ -1165,8 +1157,8 @@ static void queue_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *ou
         if (!out->oldest_mtime_ns || out->oldest_mtime_ns > ver_of(b)->mtime_ns)
             out->oldest_mtime_ns = ver_of(b)->mtime_ns;
     }
-    out->producers_waiting = popcount_mask(qb->room_waiters);
-    out->consumers_waiting = popcount_mask(qb->entry_waiters);
+    out->producers_waiting = shmstore__waiters_count(qb->room_waiters);
+    out->consumers_waiting = shmstore__waiters_count(qb->entry_waiters);
 }
 
 SHMSTORE_API int shmstore_queue_info(shmstore_queue_t *q, shmstore_obj_info_t *out)

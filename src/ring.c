@@ -869,21 +869,13 @@ SHMSTORE_API int shmstore_ring_info(shmstore_ring_t *r, shmstore_obj_info_t *out
 
 /* ---- kind operations ---------------------------------------------------------------- */
 
-static unsigned popcount_mask(_Atomic uint64_t *m)
-{
-    unsigned n = 0;
-    for (unsigned i = 0; i < PIN_WORDS; i++)
-        n += (unsigned)__builtin_popcountll(atomic_load_explicit(&m[i], memory_order_relaxed));
-    return n;
-}
-
 static void ring_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out)
 {
     struct ring_body *rb = (struct ring_body *)(o + 1);
     uint64_t off = atomic_load_explicit(&rb->cur, memory_order_acquire);
     struct gen_info gi;
     out->producers_waiting = atomic_load_explicit(&rb->wlock, memory_order_relaxed) != 0;
-    out->consumers_waiting = popcount_mask(rb->waiters);
+    out->consumers_waiting = shmstore__waiters_count(rb->waiters);
     if (!off || gen_validate(s, o, off, &gi) < 0)
         return;
     shmstore_ring_t r = {.cap = gi.cap, .base = gi.base};

@@ -36,6 +36,14 @@ bool shmstore__has_waiters(_Atomic uint64_t *mask)
     return false;
 }
 
+unsigned shmstore__waiters_count(_Atomic uint64_t *mask)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < PIN_WORDS; i++)
+        n += (unsigned)__builtin_popcountll(atomic_load_explicit(&mask[i], memory_order_relaxed));
+    return n;
+}
+
 void shmstore__wake(_Atomic uint32_t *word, _Atomic uint64_t *mask)
 {
     /* The word moves only when someone may sleep on it: a waiter reads it after setting
