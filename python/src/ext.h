@@ -227,6 +227,22 @@ extern PyType_Spec Ring_spec;
  * exclusive=False, writer=False). */
 PyObject *ring_open_args(StoreObject *store, PyObject *args, PyObject *kw);
 
+/* 0 if the handle is open and usable in this process (re-opened after fork), or -1. */
+int ring_ready(RingObject *h);
+/* Move the handle to the current generation if no other thread is inside it: 1 if it
+ * moved, 0 if not, -1 with an exception. */
+int ring_follow(RingObject *h);
+/* The storage of the handle's generation as a read-only array (borrowed; leased), or NULL
+ * with an exception. */
+PyObject *ring_storage_of(RingObject *h);
+/* Wait for frames past `cursor`, at most `tmo` ns (-1: no limit), without the GIL: 0 with
+ * *total, -ETIMEDOUT, PYERR_SET, or another library code (not raised). */
+int ring_wait_total(RingObject *h, uint64_t cursor, int64_t tmo, uint64_t *total);
+
+/* ---- ring_mirror.c ---- */
+/* shmstore._RingMirror: the C half of compat.ezmsg_shmem.EZShmMirror (its auto_view). */
+extern PyType_Spec RingMirror_spec;
+
 /* ---- buffer.c ---- */
 extern PyType_Spec Buffer_spec;
 BufferObject *buffer_root(modstate *st, CoreObject *core, const shmstore_view_t *view);

@@ -382,6 +382,14 @@ static PyTypeObject *add_type(PyObject *m, PyType_Spec *spec)
     return t;
 }
 
+/* A type the module only exports (nothing in C refers to it by its modstate). */
+static int add_type_ref(PyObject *m, PyType_Spec *spec)
+{
+    PyTypeObject *t = add_type(m, spec);
+    Py_XDECREF(t); /* the module holds it */
+    return t != NULL;
+}
+
 static int mod_exec(PyObject *m)
 {
     modstate *st = shm_state_of(m);
@@ -394,7 +402,7 @@ static int mod_exec(PyObject *m)
         !(st->Queue_type = add_type(m, &Queue_spec)) ||
         !(st->Reserve_type = add_type(m, &Reserve_spec)) ||
         !(st->Table_type = add_type(m, &Table_spec)) ||
-        !(st->Ring_type = add_type(m, &Ring_spec)))
+        !(st->Ring_type = add_type(m, &Ring_spec)) || !add_type_ref(m, &RingMirror_spec))
         return -1;
     if (!(st->Error = new_exc(m, "Error", NULL, "Base of the exceptions that only shmstore raises.")))
         return -1;

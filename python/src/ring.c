@@ -72,7 +72,7 @@ static int cache_fill(RingObject *h)
 
 /* The storage of the handle's generation as a read-only array (capacity, *frame_shape),
  * over a root Buffer that owns one lease of the generation. */
-static PyObject *storage_of(RingObject *h)
+PyObject *ring_storage_of(RingObject *h)
 {
     if (h->storage)
         return h->storage;
@@ -124,7 +124,7 @@ static int ring_reopen(RingObject *h)
     return cache_fill(h);
 }
 
-static int ring_ready(RingObject *h)
+int ring_ready(RingObject *h)
 {
     if (!h->r) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed shmstore.Ring");
@@ -135,7 +135,7 @@ static int ring_ready(RingObject *h)
 
 /* Move to the current generation if the handle may (no other thread inside it). 1 if it
  * moved, 0 if not, -1 with an exception. */
-static int ring_follow(RingObject *h)
+int ring_follow(RingObject *h)
 {
     if (h->busy)
         return 0;
@@ -694,7 +694,7 @@ static PyObject *r_view_since(PyObject *self, PyObject *args, PyObject *kw)
         if (!v.span.n)
             return Py_BuildValue("(()KK)", (unsigned long long)v.span.cursor,
                                  (unsigned long long)v.span.lost);
-        PyObject *stor = storage_of(h);
+        PyObject *stor = ring_storage_of(h);
         if (!stor)
             return NULL;
         Py_ssize_t i0 = (Py_ssize_t)((v.span.first - h->base) % h->cap);
@@ -729,7 +729,7 @@ static PyObject *r_overwritten(PyObject *self, PyObject *args)
         return NULL;
     if (!h->cached_gen)
         return PyLong_FromLong(0);
-    if (!storage_of(h))
+    if (!ring_storage_of(h))
         return NULL;
     if (first < h->base) {
         PyErr_Format(PyExc_ValueError, "position %llu is from a generation before this handle's "
@@ -753,6 +753,61 @@ PyDoc_STRVAR(r_wait_doc,
 "follows the ring and the new generation's count is returned (it may equal `cursor`:\n"
 "see r.generation). Raises TimeoutError after `timeout` seconds (None: never).");
 
+/* Wait until frames past `cursor` exist (or the handle followed a reconfiguration), at
+ * most `tmo` ns (-1: no limit), without the GIL in WAIT_SLICE_NS slices. 0 with the
+ * frames written in *total, -ETIMEDOUT (the time is up), PYERR_SET (an exception: a
+ * signal handler raised, or the handle was closed meanwhile), or another library code
+ * (not raised). */
+int ring_wait_total(RingObject *h, uint64_t cursor, int64_t tmo, uint64_t *total)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc, first = 1;
+    Py_INCREF(h);
+    for (;;) {
+        if (ring_ready(h) < 0) { /* other threads ran between slices: h may be closed */
+            rc = PYERR_SET;
+            break;
+        }
+        int64_t slice = first ? 0 : shm_next_slice(&t0, tmo);
+        shmstore_ring_t *r = h->r;
+        if (slice == 0) {
+            rc = shmstore_ring_wait(r, cursor, 0, total);
+        } else {
+            h->busy++;
+            Py_BEGIN_ALLOW_THREADS
+            rc = shmstore_ring_wait(r, cursor, slice, total);
+            Py_END_ALLOW_THREADS
+            h->busy--;
+        }
+        if (rc == SHMSTORE_EGENERATION) {
+            int f = ring_follow(h);
+            if (f < 0) {
+                rc = PYERR_SET;
+                break;
+            }
+            if (f > 0) {
+                rc = shmstore_ring_total(h->r, total);
+                break;
+            }
+            rc = -ETIMEDOUT; /* another thread is inside the handle: go on waiting */
+        }
+        if (rc != -ETIMEDOUT && rc != -EINTR)
+            break;
+        if ((!first && slice == 0) || tmo == 0) {
+            rc = -ETIMEDOUT; /* the time is up */
+            break;
+        }
+        first = 0;
+        if (PyErr_CheckSignals() < 0) {
+            rc = PYERR_SET;
+            break;
+        }
+    }
+    Py_DECREF(h);
+    return rc;
+}
+
 static PyObject *r_wait(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"cursor", "timeout", NULL};
@@ -763,50 +818,10 @@ static PyObject *r_wait(PyObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:wait", kwlist, &cur, &timeout) ||
         ring_ready(h) < 0 || u64_arg(cur, &cursor, "cursor") < 0 || shm_timeout_ns(timeout, &tmo) < 0)
         return NULL;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc, first = 1;
-    Py_INCREF(h);
-    for (;;) {
-        if (ring_ready(h) < 0) { /* other threads ran between slices: h may be closed */
-            Py_DECREF(h);
-            return NULL;
-        }
-        int64_t slice = first ? 0 : shm_next_slice(&t0, tmo);
-        shmstore_ring_t *r = h->r;
-        if (slice == 0) {
-            rc = shmstore_ring_wait(r, cursor, 0, &total);
-        } else {
-            h->busy++;
-            Py_BEGIN_ALLOW_THREADS
-            rc = shmstore_ring_wait(r, cursor, slice, &total);
-            Py_END_ALLOW_THREADS
-            h->busy--;
-        }
-        if (rc == SHMSTORE_EGENERATION) {
-            int f = ring_follow(h);
-            if (f < 0) {
-                Py_DECREF(h);
-                return NULL;
-            }
-            if (f > 0) {
-                rc = shmstore_ring_total(h->r, &total);
-                break;
-            }
-            rc = -ETIMEDOUT; /* another thread is inside the handle: go on waiting */
-        }
-        if (rc != -ETIMEDOUT && rc != -EINTR)
-            break;
-        if ((!first && slice == 0) || tmo == 0)
-            break; /* the time is up */
-        first = 0;
-        if (PyErr_CheckSignals() < 0) {
-            Py_DECREF(h);
-            return NULL;
-        }
-    }
-    Py_DECREF(h);
-    if (rc == -ETIMEDOUT || rc == -EINTR) {
+    int rc = ring_wait_total(h, cursor, tmo, &total);
+    if (rc == PYERR_SET)
+        return NULL;
+    if (rc == -ETIMEDOUT) {
         PyErr_Format(PyExc_TimeoutError, "shmstore: ring '%U' had no frame past %llu in time",
                      h->name, (unsigned long long)cursor);
         return NULL;
@@ -924,7 +939,7 @@ static PyObject *r_get_buffer(PyObject *self, void *c)
     (void)c;
     if (ring_ready(RSELF) < 0)
         return NULL;
-    PyObject *s = storage_of(RSELF);
+    PyObject *s = ring_storage_of(RSELF);
     return s ? Py_NewRef(s) : NULL;
 }
 

@@ -302,3 +302,61 @@ print("ok", got)
         time.sleep(0.01)
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 0 and out.split() == [b"ok", b"200"]
+
+
+def test_compat_auto_view_fast_path_matches_slow_path(sink):
+    """auto_view is C (shmstore._RingMirror) for new frames in a known generation and
+    Python (_auto_view_slow) for everything else: both give the same frames, overflow
+    flags and cursors over chunks that wrap, lap the mirror, ask for exactly n, and
+    change the layout midway (300 steps, seeded)."""
+    name = sink.SETTINGS.shmem_name
+    fast, slow = EZShmMirror(name), EZShmMirror(name)
+    assert type(fast).auto_view is shmstore._shmstore._RingMirror.auto_view
+    rng = np.random.default_rng(8)
+    p, n_ch, n_fast = 0, 4, 0
+    for step in range(300):
+        if step % 97 == 96:
+            n_ch += 1  # a new generation: both follow it in the slow path
+        k = int(rng.choice([1, 3, 10, 40, 99, 130]))
+        run(sink.on_message(chunk(p, k, n_ch=n_ch)))
+        p += k
+        n = None if step % 3 else int(rng.integers(1, 60))
+        before = fast._cursor
+        a, ov_a = fast.auto_view(n)
+        b, ov_b = slow._auto_view_slow(n)
+        assert ov_a == ov_b and a.shape == b.shape and np.array_equal(a, b), step
+        assert fast._cursor == slow._cursor and fast._gen == slow._gen, step
+        n_fast += fast._cursor != before and fast._gen == slow._gen
+        if a.size and not a.flags.owndata:  # a view of the buffer: read-only
+            assert not a.flags.writeable
+    assert n_fast > 100  # the fast path ran
+    fast.disconnect()
+    slow.disconnect()
+
+
+def test_compat_auto_view_views_wraps_and_arguments(sink):
+    name = sink.SETTINGS.shmem_name
+    m = EZShmMirror(name)
+    run(sink.on_message(chunk(0, 90)))
+    arr, ov = m.auto_view()
+    assert np.shares_memory(arr, m.buffer) and not ov  # a view of the buffer
+    run(sink.on_message(chunk(90, 20)))  # frames 90..109: wrap around the end (100)
+    arr, ov = m.auto_view()
+    assert not np.shares_memory(arr, m.buffer) and np.array_equal(arr, chunk(90, 20).data)
+    run(sink.on_message(chunk(110, 5)))
+    arr, ov = m.auto_view(n=6)  # not enough yet: nothing, and the frames kept
+    assert arr.shape == (0, 4) and not ov
+    arr, ov = m.auto_view(5, timeout=0)
+    assert np.array_equal(arr, chunk(110, 5).data)
+    with pytest.raises(TypeError):
+        m.auto_view(1, 2, 3)
+    with pytest.raises(TypeError):
+        m.auto_view(count=3)
+    with pytest.raises(TypeError):
+        m.auto_view(None, timeout="soon")
+    with pytest.raises(ValueError):
+        m.auto_view(-1)
+    run(sink.on_message(chunk(115, 2)))
+    assert np.array_equal(m.auto_view(n=2, timeout=1.0)[0], chunk(115, 2).data)
+    m.disconnect()
+    assert m.auto_view()[0].size == 0  # disconnected: reconnects later, returns nothing

@@ -56,6 +56,7 @@ import uuid
 import numpy as np
 
 import shmstore
+from shmstore._shmstore import _RingMirror
 
 try:  # the sink is an ezmsg Unit when ezmsg is there; the mirror never needs it
     import ezmsg.core as ez
@@ -427,13 +428,18 @@ else:
 
 # ---- the mirror ----------------------------------------------------------------------------
 
-class EZShmMirror:
+class EZShmMirror(_RingMirror):
     """A reader of a ShMemCircBuff's buffer in another process (no ezmsg needed).
 
     ``auto_view(n=None)`` returns the frames written since the last call (all of them, or
     exactly ``n`` once ``n`` are there) and whether some were lost to overflow since: a
     zero-copy, read-only view of the buffer when they are contiguous in it, a copy when
-    they wrap around its end. ``timeout=`` (seconds) makes it wait for them."""
+    they wrap around its end. ``timeout=`` (seconds) makes it wait for them.
+
+    ``auto_view`` is inherited from ``shmstore._shmstore._RingMirror`` (C): it reads the state below
+    (``_ring``, ``_cursor``, ``_gen``, ``_valid``, ``_empty`` are its C fields) and does the
+    common case itself (new frames in the generation the mirror knows); everything else is
+    ``_auto_view_slow``."""
 
     def __init__(self, shmem_name: typing.Optional[str] = None, *,
                  store: typing.Optional[str] = None):
@@ -558,8 +564,10 @@ class EZShmMirror:
             self._buffer = None
             self._empty = None
 
-    def auto_view(self, n: typing.Optional[int] = None, timeout: typing.Optional[float] = None
-                  ) -> typing.Tuple[np.ndarray, bool]:
+    def _auto_view_slow(self, n: typing.Optional[int] = None, timeout: typing.Optional[float] = None
+                        ) -> typing.Tuple[np.ndarray, bool]:
+        """auto_view() where the C fast path does not apply: connecting, following a
+        reconfiguration, an invalid buffer, a deleted ring."""
         if self._ring is None:
             self.connect(self._shmem_name)
             if self._ring is None:

@@ -1,0 +1,232 @@
+/* ring_mirror.c - shmstore._RingMirror: the per-call half of compat.ezmsg_shmem's mirror.
+ *
+ * EZShmMirror.auto_view() is called once per chunk by a live plot or a decoder, with a
+ * few frames new each time. Written in Python it spent most of its time in the
+ * interpreter (attribute loads, the cursor arithmetic, a tuple from view_since and
+ * another to return), and on a lease taken and dropped in the ring per call. This type
+ * holds the state the call needs in C fields (exposed to the Python subclass under the
+ * names it already used: _ring, _cursor, _gen, _valid, _empty), and its auto_view() does
+ * the common case in C: the mirror's ring handle is on the generation the mirror knows,
+ * that generation is valid, and frames came since the cursor. Then it asks the ring where
+ * those frames are (shmstore_ring_since: no lease; the storage array the Ring caches
+ * holds the generation's lease) and returns a slice of the storage array, or a
+ * concatenation when the frames wrap around its end.
+ *
+ * Everything else (not connected, a reconfiguration to follow, a buffer marked invalid,
+ * a deleted ring, odd arguments) goes to the subclass's _auto_view_slow(n, timeout),
+ * which holds the seed's full semantics. With a timeout the wait is made here (without
+ * the GIL, ring.c's ring_wait_total), and the slow path is then called with no timeout,
+ * so nothing waits twice.
+ */
+#include <errno.h>
+
+#include "ext.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *ring;            /* _ring: the reading Ring handle, or NULL (None) */
+    PyObject *empty;           /* _empty: a (0, *frame_shape) view, or NULL */
+    unsigned long long cursor; /* _cursor: position of the next frame to return */
+    long long gen;             /* _gen: the generation the mirror took note of, -1 none */
+    char valid;                /* _valid: that generation holds frames (bvalid) */
+    modstate *st;
+} MirrorObject;
+
+#define MSELF ((MirrorObject *)self)
+
+static PyObject *slow(PyObject *self, PyObject *n, PyObject *timeout)
+{
+    return PyObject_CallMethod(self, "_auto_view_slow", "OO", n, timeout);
+}
+
+/* auto_view(n=None, timeout=None): the two arguments, by position or keyword. */
+static int parse(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **n,
+                 PyObject **timeout)
+{
+    *n = nargs > 0 ? args[0] : Py_None;
+    *timeout = nargs > 1 ? args[1] : Py_None;
+    if (nargs > 2)
+        goto bad;
+    Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nk; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        if (nargs < 1 && PyUnicode_CompareWithASCIIString(k, "n") == 0)
+            *n = args[nargs + i];
+        else if (nargs < 2 && PyUnicode_CompareWithASCIIString(k, "timeout") == 0)
+            *timeout = args[nargs + i];
+        else
+            goto bad;
+    }
+    return 0;
+bad:
+    PyErr_SetString(PyExc_TypeError, "auto_view(n=None, timeout=None): unexpected arguments");
+    return -1;
+}
+
+/* The ring handle when the fast path applies to it, else NULL (no exception). */
+static RingObject *fast_ring(MirrorObject *m, modstate *st)
+{
+    RingObject *h = (RingObject *)m->ring;
+    if (!h || !m->valid || Py_TYPE(h) != st->Ring_type || !h->r || h->busy ||
+        h->core->gen != shm_fork_gen || !h->cached_gen || h->cached_gen == (uint64_t)-1 ||
+        (long long)h->cached_gen != m->gen || !m->empty || m->empty == Py_None)
+        return NULL;
+    return h;
+}
+
+/* Frames [first, first + n) of the handle's generation: a slice of its storage, or a
+ * copy in one array when they wrap around its end. */
+static PyObject *frames_at(RingObject *h, uint64_t first, uint64_t n)
+{
+    PyObject *stor = ring_storage_of(h);
+    if (!stor)
+        return NULL;
+    Py_ssize_t i0 = (Py_ssize_t)((first - h->base) % h->cap);
+    Py_ssize_t k = (Py_ssize_t)(h->cap - (uint64_t)i0 < n ? h->cap - (uint64_t)i0 : n);
+    if ((uint64_t)k == n)
+        return PySequence_GetSlice(stor, i0, i0 + k);
+    PyObject *a = PySequence_GetSlice(stor, i0, i0 + k);
+    PyObject *b = a ? PySequence_GetSlice(stor, 0, (Py_ssize_t)n - k) : NULL;
+    PyObject *c = b ? PyObject_CallMethod(h->st->np, "concatenate", "((OO))", a, b) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return c;
+}
+
+PyDoc_STRVAR(m_auto_view_doc,
+"auto_view(n=None, timeout=None) -> (frames, overflow)\n--\n\n"
+"The frames written since the last call (all of them, or exactly n once n are there)\n"
+"and whether some were lost to overflow since: a read-only view of the buffer when they\n"
+"are contiguous in it, a copy when they wrap around its end. timeout (seconds) waits for\n"
+"them. See shmstore.compat.ezmsg_shmem.EZShmMirror.");
+
+static PyObject *m_auto_view(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    MirrorObject *m = MSELF;
+    PyObject *n_o, *timeout;
+    if (parse(args, nargs, kwnames, &n_o, &timeout) < 0)
+        return NULL;
+    modstate *st = m->st;
+    RingObject *h = fast_ring(m, st);
+    uint64_t n = 0;
+    if (h && n_o != Py_None) {
+        n = PyLong_Check(n_o) ? PyLong_AsUnsignedLongLong(n_o) : 0;
+        if (n == (uint64_t)-1 && PyErr_Occurred())
+            PyErr_Clear();
+        if (n == 0 || n == (uint64_t)-1 || n > h->cap)
+            h = NULL; /* the slow path says what is wrong, or returns nothing */
+    }
+    if (!h)
+        return slow(self, n_o, timeout);
+    Py_INCREF(h);
+    PyObject *res = NULL;
+    if (timeout != Py_None) {
+        int64_t tmo;
+        uint64_t total;
+        if (shm_timeout_ns(timeout, &tmo) < 0)
+            goto out;
+        int rc = ring_wait_total(h, m->cursor + (n ? n - 1 : 0), tmo, &total);
+        if (rc == PYERR_SET)
+            goto out;
+        /* Other threads ran meanwhile, or the handle followed a reconfiguration. */
+        if ((rc < 0 && rc != -ETIMEDOUT) || fast_ring(m, st) != h) {
+            res = slow(self, n_o, Py_None);
+            goto out;
+        }
+    }
+    shmstore_ring_span_t sp;
+    if (shmstore_ring_since(h->r, m->cursor, n ? n : h->cap, &sp) < 0) {
+        res = slow(self, n_o, Py_None); /* a generation to follow, a deleted ring... */
+        goto out;
+    }
+    PyObject *overflow = sp.lost ? Py_True : Py_False;
+    if (sp.n == 0 || (n && sp.n < n)) {
+        /* Not enough yet: keep the frames for later (after an overflow, from the
+         * oldest frame held). */
+        m->cursor = sp.first;
+        res = PyTuple_Pack(2, m->empty, overflow);
+        goto out;
+    }
+    PyObject *arr = frames_at(h, sp.first, sp.n);
+    if (arr) {
+        m->cursor = sp.cursor;
+        res = PyTuple_Pack(2, arr, overflow);
+        Py_DECREF(arr);
+    }
+out:
+    Py_DECREF(h);
+    return res;
+}
+
+static PyMethodDef m_methods[] = {
+    {"auto_view", (PyCFunction)(void (*)(void))m_auto_view, METH_FASTCALL | METH_KEYWORDS,
+     m_auto_view_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef m_members[] = {
+    {"_ring", T_OBJECT, offsetof(MirrorObject, ring), 0, "The reading Ring handle, or None."},
+    {"_empty", T_OBJECT, offsetof(MirrorObject, empty), 0, "An empty view of the buffer."},
+    {"_cursor", T_ULONGLONG, offsetof(MirrorObject, cursor), 0, "Position of the next frame."},
+    {"_gen", T_LONGLONG, offsetof(MirrorObject, gen), 0, "The generation taken note of (-1: none)."},
+    {"_valid", T_BOOL, offsetof(MirrorObject, valid), 0, "That generation holds frames."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyObject *m_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    (void)args;
+    (void)kw;
+    PyObject *mod = shm_module_of_type(type);
+    if (!mod)
+        return NULL;
+    MirrorObject *m = (MirrorObject *)type->tp_alloc(type, 0);
+    if (m) {
+        m->gen = -1;
+        m->st = shm_state_of(mod);
+    }
+    return (PyObject *)m;
+}
+
+static int m_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(MSELF->ring);
+    Py_VISIT(MSELF->empty);
+    return 0;
+}
+
+static int m_clear(PyObject *self)
+{
+    Py_CLEAR(MSELF->ring);
+    Py_CLEAR(MSELF->empty);
+    return 0;
+}
+
+static void m_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    m_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot m_slots[] = {
+    {Py_tp_new, m_new},
+    {Py_tp_dealloc, m_dealloc},
+    {Py_tp_traverse, m_traverse},
+    {Py_tp_clear, m_clear},
+    {Py_tp_methods, m_methods},
+    {Py_tp_members, m_members},
+    {Py_tp_doc, (void *)"The C half of shmstore.compat.ezmsg_shmem.EZShmMirror (subclass it)."},
+    {0, NULL},
+};
+
+PyType_Spec RingMirror_spec = {
+    .name = "shmstore._RingMirror",
+    .basicsize = sizeof(MirrorObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = m_slots,
+};
