@@ -239,9 +239,15 @@ PyObject *ring_storage_of(RingObject *h);
  * *total, -ETIMEDOUT, PYERR_SET, or another library code (not raised). */
 int ring_wait_total(RingObject *h, uint64_t cursor, int64_t tmo, uint64_t *total);
 
-/* ---- ring_mirror.c ---- */
-/* shmstore._RingMirror: the C half of compat.ezmsg_shmem.EZShmMirror (its auto_view). */
-extern PyType_Spec RingMirror_spec;
+/* Write `frames` (an array of the handle's layout) as Ring.write does: 0 with the frames
+ * written so far in *total, or -1 with an exception; with `soft`, frames of another
+ * dtype or shape return 1 and raise nothing. */
+int ring_write_frames(RingObject *h, PyObject *frames, int soft, uint64_t *total);
+
+/* ---- ring_compat.c ---- */
+/* shmstore._RingMirror, the C half of compat.ezmsg_shmem.EZShmMirror (its auto_view),
+ * and shmstore._RingSinkPath, the fast path of its ShMemCircBuff.write_message. */
+extern PyType_Spec RingMirror_spec, RingSinkPath_spec;
 
 /* ---- buffer.c ---- */
 extern PyType_Spec Buffer_spec;

@@ -402,7 +402,8 @@ static int mod_exec(PyObject *m)
         !(st->Queue_type = add_type(m, &Queue_spec)) ||
         !(st->Reserve_type = add_type(m, &Reserve_spec)) ||
         !(st->Table_type = add_type(m, &Table_spec)) ||
-        !(st->Ring_type = add_type(m, &Ring_spec)) || !add_type_ref(m, &RingMirror_spec))
+        !(st->Ring_type = add_type(m, &Ring_spec)) || !add_type_ref(m, &RingMirror_spec) ||
+        !add_type_ref(m, &RingSinkPath_spec))
         return -1;
     if (!(st->Error = new_exc(m, "Error", NULL, "Base of the exceptions that only shmstore raises.")))
         return -1;

@@ -418,16 +418,15 @@ PyDoc_STRVAR(r_write_doc,
 "first write takes the ring's writer role for this handle (one writer at a time: another\n"
 "live writer raises OSError(EBUSY); a dead one's role is taken over).");
 
-static PyObject *r_write(PyObject *self, PyObject *frames)
+int ring_write_frames(RingObject *h, PyObject *frames, int soft, uint64_t *total)
 {
-    RingObject *h = RSELF;
     if (ring_ready(h) < 0)
-        return NULL;
+        return -1;
     if (!h->cached_gen) { /* another writer may have configured it since */
         if (ring_follow(h) < 0)
-            return NULL;
+            return -1;
         if (!h->cached_gen)
-            return shm_raise(h->st, shmstore_ring_write(h->r, NULL, 1)), NULL;
+            return shm_raise(h->st, shmstore_ring_write(h->r, NULL, 1));
     }
     if (!h->is_writer) {
         /* Take the role first: it moves the handle to the current generation, whose
@@ -435,16 +434,21 @@ static PyObject *r_write(PyObject *self, PyObject *frames)
          * generation's frames would read past them). */
         int rc0 = shmstore_ring_write(h->r, NULL, 0);
         if (rc0 < 0)
-            return shm_raise(h->st, rc0), NULL;
+            return shm_raise(h->st, rc0);
         h->is_writer = 1;
         if (cache_fill(h) < 0)
-            return NULL;
+            return -1;
     }
     Py_buffer pb;
     PyObject *keep;
     uint64_t n;
-    if (frames_of(h, frames, &pb, &keep, &n) < 0)
-        return NULL;
+    if (frames_of(h, frames, &pb, &keep, &n) < 0) {
+        if (soft && PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            return 1;
+        }
+        return -1;
+    }
     int rc;
     if ((size_t)pb.len >= GIL_COPY_MIN) {
         shmstore_ring_t *r = h->r;
@@ -459,9 +463,17 @@ static PyObject *r_write(PyObject *self, PyObject *frames)
     PyBuffer_Release(&pb);
     Py_DECREF(keep);
     if (rc < 0)
-        return shm_raise(h->st, rc), NULL;
-    uint64_t t = 0;
-    shmstore_ring_total(h->r, &t);
+        return shm_raise(h->st, rc);
+    *total = 0;
+    shmstore_ring_total(h->r, total);
+    return 0;
+}
+
+static PyObject *r_write(PyObject *self, PyObject *frames)
+{
+    uint64_t t;
+    if (ring_write_frames(RSELF, frames, 0, &t) < 0)
+        return NULL;
     return PyLong_FromUnsignedLongLong(t);
 }
 

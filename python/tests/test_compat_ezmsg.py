@@ -360,3 +360,46 @@ def test_compat_auto_view_views_wraps_and_arguments(sink):
     assert np.array_equal(m.auto_view(n=2, timeout=1.0)[0], chunk(115, 2).data)
     m.disconnect()
     assert m.auto_view()[0].size == 0  # disconnected: reconnects later, returns nothing
+
+
+def test_compat_sink_fast_path_and_fallbacks(sink):
+    """write_message takes the C path (shmstore._RingSinkPath) for messages of the layout
+    of the current buffer and the Python path for anything else; both keep the header
+    copy (STATE.meta_struct) and the frames the same."""
+    name = sink.SETTINGS.shmem_name
+    m = EZShmMirror(name)
+    run(sink.on_message(chunk(0, 10)))
+    fast = sink._fast
+    assert isinstance(fast, shmstore._shmstore._RingSinkPath)
+    assert fast.write(chunk(10, 30)) is True  # same layout: written by C
+    run(sink.on_message(chunk(40, 95)))       # 135 frames in a ring of 100: wraps
+    assert sink._fast is fast
+    meta = sink.STATE.meta_struct
+    assert (meta.write_index, meta.wrap_counter) == (35, 1)
+    assert meta.write_index == m.meta.write_index and meta.wrap_counter == m.meta.wrap_counter
+    arr, ov = m.auto_view()
+    assert ov and np.array_equal(arr, chunk(35, 100).data)
+    # not this layout: False, nothing written
+    total = sink.STATE.ring.total
+    for other in (chunk(0, 3, key="other"), chunk(0, 3, srate=500.0), chunk(0, 3, n_ch=5),
+                  chunk(0, 3, dtype=np.float32), chunk(0, 3, time_first=False),
+                  Msg(np.zeros((3, 4)), ["time", "ch"], {"time": Axis(data=np.arange(3.0))}),
+                  Msg([[0.0] * 4] * 3, ["time", "ch"], {"time": Axis(gain=0.001)}, "k"),
+                  Msg(np.zeros((3, 4)), ["space", "ch"], {"space": Axis(gain=0.001)}, "k"),
+                  object()):
+        assert fast.write(other) is False
+    assert sink.STATE.ring.total == total
+    # the Python path takes them: axis moved first (same layout: no new generation)
+    gen = sink.STATE.ring.generation
+    run(sink.on_message(chunk(135, 4, time_first=False)))
+    assert sink.STATE.ring.generation == gen
+    assert np.array_equal(m.auto_view()[0], chunk(135, 4).data)
+    run(sink.on_message(chunk(139, 4, key="other")))  # another key: a new buffer
+    assert sink.STATE.ring.generation == gen + 1 and sink._fast is not fast
+    assert sink._fast.write(chunk(143, 2, key="other")) is True
+    arr, ov = m.auto_view()
+    assert np.array_equal(arr, chunk(139, 6).data) and m.meta.key == "other"
+    run(sink.shutdown())
+    assert sink._fast is None
+    assert fast.write(chunk(0, 1)) is False  # its ring is closed: nothing happens
+    m.disconnect()

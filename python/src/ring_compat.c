@@ -1,5 +1,7 @@
-/* ring_mirror.c - shmstore._RingMirror: the per-call half of compat.ezmsg_shmem's mirror.
+/* ring_compat.c - the per-call halves of compat.ezmsg_shmem, in C: shmstore._RingMirror
+ * (the mirror's auto_view) and shmstore._RingSinkPath (the sink's write of a message).
  *
+ * _RingMirror.
  * EZShmMirror.auto_view() is called once per chunk by a live plot or a decoder, with a
  * few frames new each time. Written in Python it spent most of its time in the
  * interpreter (attribute loads, the cursor arithmetic, a tuple from view_since and
@@ -17,8 +19,18 @@
  * which holds the seed's full semantics. With a timeout the wait is made here (without
  * the GIL, ring.c's ring_wait_total), and the slow path is then called with no timeout,
  * so nothing waits twice.
+ *
+ * _RingSinkPath. A sink in an acquisition pipeline is woken once per chunk, so its
+ * write_message runs cold: each Python step of it costs several times its warm time,
+ * and all of them come between the sample's acquisition and the reader's wake. The sink
+ * makes one of these objects whenever it sets up a buffer layout (the ring, the axis,
+ * the dtype, the axis gain and message key of that layout, its ctypes header copy), and
+ * write(msg) checks a message against it and writes it: True. A message it does not
+ * describe (another key, gain, dtype or frame shape, the axis not first, a coordinate
+ * axis, not an ndarray) is left alone: False, and the sink's Python path takes it.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "ext.h"
 
@@ -229,4 +241,199 @@ PyType_Spec RingMirror_spec = {
     .basicsize = sizeof(MirrorObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .slots = m_slots,
+};
+
+/* ---- _RingSinkPath -------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    RingObject *ring;
+    PyObject *axis, *dtype, *key, *meta; /* str, numpy dtype, str, ctypes header */
+    double gain;
+    Py_buffer mbuf;                     /* the header's bytes (writable) */
+    Py_ssize_t off_index, off_wrap;     /* of write_index and wrap_counter in them */
+    PyObject *s_dims, *s_data, *s_axes, *s_gain, *s_key, *s_dtype; /* interned names */
+    modstate *st;
+} SinkObject;
+
+#define SSELF ((SinkObject *)self)
+
+static PyObject *s_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"ring", "axis", "dtype", "gain", "key", "meta", "index_offset",
+                             "wrap_offset", NULL};
+    PyObject *mod = shm_module_of_type(type);
+    if (!mod)
+        return NULL;
+    modstate *st = shm_state_of(mod);
+    PyObject *ring, *axis, *dtype, *key, *meta;
+    double gain;
+    Py_ssize_t oi, ow;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!UOdUOnn:_RingSinkPath", kwlist, st->Ring_type,
+                                     &ring, &axis, &dtype, &gain, &key, &meta, &oi, &ow))
+        return NULL;
+    SinkObject *o = (SinkObject *)type->tp_alloc(type, 0);
+    if (!o)
+        return NULL;
+    o->st = st;
+    o->ring = (RingObject *)Py_NewRef(ring);
+    o->axis = Py_NewRef(axis);
+    o->dtype = Py_NewRef(dtype);
+    o->key = Py_NewRef(key);
+    o->meta = Py_NewRef(meta);
+    o->gain = gain;
+    if (PyObject_GetBuffer(meta, &o->mbuf, PyBUF_WRITABLE | PyBUF_SIMPLE) < 0)
+        goto fail;
+    if (oi < 0 || ow < 0 || oi + 8 > o->mbuf.len || ow + 8 > o->mbuf.len) {
+        PyErr_SetString(PyExc_ValueError, "_RingSinkPath: field offsets outside the header");
+        goto fail;
+    }
+    o->off_index = oi;
+    o->off_wrap = ow;
+    if (!(o->s_dims = PyUnicode_InternFromString("dims")) ||
+        !(o->s_data = PyUnicode_InternFromString("data")) ||
+        !(o->s_axes = PyUnicode_InternFromString("axes")) ||
+        !(o->s_gain = PyUnicode_InternFromString("gain")) ||
+        !(o->s_key = PyUnicode_InternFromString("key")) ||
+        !(o->s_dtype = PyUnicode_InternFromString("dtype")))
+        goto fail;
+    return (PyObject *)o;
+fail:
+    Py_DECREF(o);
+    return NULL;
+}
+
+/* getattr(o, name), or NULL with no exception when it has none. */
+static PyObject *attr_or_null(PyObject *o, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (!v)
+        PyErr_Clear();
+    return v;
+}
+
+/* 1: `msg` is a message of this layout, its data in *data (a new reference); 0: not. */
+static int msg_matches(SinkObject *o, PyObject *msg, PyObject **data)
+{
+    int ok = 0;
+    PyObject *dims = NULL, *first = NULL, *axes = NULL, *ax = NULL, *g = NULL, *key = NULL,
+             *dt = NULL;
+    *data = NULL;
+    if (!(dims = attr_or_null(msg, o->s_dims)) || !(first = PySequence_GetItem(dims, 0)) ||
+        !PyUnicode_Check(first) || PyUnicode_Compare(first, o->axis) != 0)
+        goto out;
+    if (!(*data = attr_or_null(msg, o->s_data)) ||
+        Py_TYPE(*data) != (PyTypeObject *)o->st->ndarray)
+        goto out;
+    if (!(axes = attr_or_null(msg, o->s_axes)) || !(ax = PyObject_GetItem(axes, o->axis)) ||
+        !(g = attr_or_null(ax, o->s_gain)) || !PyFloat_Check(g) ||
+        PyFloat_AS_DOUBLE(g) != o->gain)
+        goto out;
+    key = attr_or_null(msg, o->s_key);
+    if (key ? (!PyUnicode_Check(key) || PyUnicode_Compare(key, o->key) != 0)
+            : PyUnicode_GET_LENGTH(o->key) != 0)
+        goto out;
+    if (!(dt = attr_or_null(*data, o->s_dtype)))
+        goto out;
+    ok = dt == o->dtype || PyObject_RichCompareBool(dt, o->dtype, Py_EQ) == 1;
+out:
+    if (PyErr_Occurred())
+        PyErr_Clear(); /* whatever it was, the Python path will say it */
+    Py_XDECREF(dims);
+    Py_XDECREF(first);
+    Py_XDECREF(axes);
+    Py_XDECREF(ax);
+    Py_XDECREF(g);
+    Py_XDECREF(key);
+    Py_XDECREF(dt);
+    if (!ok)
+        Py_CLEAR(*data);
+    return ok;
+}
+
+PyDoc_STRVAR(s_write_doc,
+"write(msg) -> bool\n--\n\n"
+"Write the message's frames if it is of this layout (the axis first and linear with the\n"
+"same gain, the same key, dtype and frame shape) and update the header copy: True.\n"
+"False (nothing written) for any other message.");
+
+static PyObject *s_write(PyObject *self, PyObject *msg)
+{
+    SinkObject *o = SSELF;
+    PyObject *data;
+    if (!o->ring->r || !msg_matches(o, msg, &data))
+        Py_RETURN_FALSE;
+    uint64_t total;
+    int rc = ring_write_frames(o->ring, data, 1, &total);
+    Py_DECREF(data);
+    if (rc < 0)
+        return NULL;
+    if (rc > 0)
+        Py_RETURN_FALSE;
+    RingObject *h = o->ring;
+    uint64_t n = total - h->base, idx = n % h->cap, wrap = n / h->cap;
+    memcpy((char *)o->mbuf.buf + o->off_index, &idx, 8); /* the header is little-endian */
+    memcpy((char *)o->mbuf.buf + o->off_wrap, &wrap, 8);
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef s_methods[] = {
+    {"write", s_write, METH_O, s_write_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int s_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(SSELF->ring);
+    Py_VISIT(SSELF->dtype);
+    Py_VISIT(SSELF->meta);
+    return 0;
+}
+
+static int s_clear(PyObject *self)
+{
+    SinkObject *o = SSELF;
+    if (o->mbuf.obj)
+        PyBuffer_Release(&o->mbuf);
+    Py_CLEAR(o->ring);
+    Py_CLEAR(o->dtype);
+    Py_CLEAR(o->meta);
+    return 0;
+}
+
+static void s_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    SinkObject *o = SSELF;
+    PyObject_GC_UnTrack(self);
+    s_clear(self);
+    Py_CLEAR(o->axis);
+    Py_CLEAR(o->key);
+    Py_CLEAR(o->s_dims);
+    Py_CLEAR(o->s_data);
+    Py_CLEAR(o->s_axes);
+    Py_CLEAR(o->s_gain);
+    Py_CLEAR(o->s_key);
+    Py_CLEAR(o->s_dtype);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot s_slots[] = {
+    {Py_tp_new, s_new},
+    {Py_tp_dealloc, s_dealloc},
+    {Py_tp_traverse, s_traverse},
+    {Py_tp_clear, s_clear},
+    {Py_tp_methods, s_methods},
+    {Py_tp_doc, (void *)"_RingSinkPath(ring, axis, dtype, gain, key, meta, index_offset, "
+                        "wrap_offset): compat.ezmsg_shmem's sink fast path."},
+    {0, NULL},
+};
+
+PyType_Spec RingSinkPath_spec = {
+    .name = "shmstore._RingSinkPath",
+    .basicsize = sizeof(SinkObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = s_slots,
 };
