@@ -141,6 +141,13 @@ int shm_raise(modstate *st, int err);
 modstate *shm_state_of(PyObject *module);
 PyObject *shm_module_of_type(PyTypeObject *type); /* borrowed */
 int shm_numpy(modstate *st); /* import numpy lazily; 0 or -1 */
+/* Arguments of a METH_FASTCALL | METH_KEYWORDS method (the hot ones: no tuple or dict is
+ * built for the call). names[0..n) are the parameters in order, the first n_pos of them
+ * positional-or-keyword, the rest keyword-only; out[i] gets each one given (borrowed) and
+ * is left alone otherwise (the caller's default). The first n_req are required (their
+ * out[] start NULL). 0, or -1 with a TypeError naming `fname`. */
+int shm_fast_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                  const char *const *names, int n, int n_pos, int n_req, PyObject **out);
 int shm_pickle(modstate *st);
 
 /* ---- store.c ---- */

@@ -51,30 +51,6 @@ static PyObject *slow(PyObject *self, PyObject *n, PyObject *timeout)
     return PyObject_CallMethod(self, "_auto_view_slow", "OO", n, timeout);
 }
 
-/* auto_view(n=None, timeout=None): the two arguments, by position or keyword. */
-static int parse(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **n,
-                 PyObject **timeout)
-{
-    *n = nargs > 0 ? args[0] : Py_None;
-    *timeout = nargs > 1 ? args[1] : Py_None;
-    if (nargs > 2)
-        goto bad;
-    Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t i = 0; i < nk; i++) {
-        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-        if (nargs < 1 && PyUnicode_CompareWithASCIIString(k, "n") == 0)
-            *n = args[nargs + i];
-        else if (nargs < 2 && PyUnicode_CompareWithASCIIString(k, "timeout") == 0)
-            *timeout = args[nargs + i];
-        else
-            goto bad;
-    }
-    return 0;
-bad:
-    PyErr_SetString(PyExc_TypeError, "auto_view(n=None, timeout=None): unexpected arguments");
-    return -1;
-}
-
 /* The ring handle when the fast path applies to it, else NULL (no exception). */
 static RingObject *fast_ring(MirrorObject *m, modstate *st)
 {
@@ -116,9 +92,11 @@ static PyObject *m_auto_view(PyObject *self, PyObject *const *args, Py_ssize_t n
                              PyObject *kwnames)
 {
     MirrorObject *m = MSELF;
-    PyObject *n_o, *timeout;
-    if (parse(args, nargs, kwnames, &n_o, &timeout) < 0)
+    static const char *const names[] = {"n", "timeout"};
+    PyObject *a[2] = {Py_None, Py_None};
+    if (shm_fast_args("auto_view", args, nargs, kwnames, names, 2, 2, 0, a) < 0)
         return NULL;
+    PyObject *n_o = a[0], *timeout = a[1];
     modstate *st = m->st;
     RingObject *h = fast_ring(m, st);
     uint64_t n = 0;
