@@ -1036,6 +1036,16 @@ typedef struct shmstore_ring_view {
 SHMSTORE_API int shmstore_ring_view_since(shmstore_ring_t *r, uint64_t cursor, uint64_t max,
                                           shmstore_ring_view_t *out);
 
+/* Say which frames shmstore_ring_view_since() would view now, without leasing anything:
+ * `*out` as it would be in the view's span (frames already being overwritten left out).
+ * For readers that hold a view of the whole storage (shmstore_ring_view_storage) and
+ * address the frames in it themselves, at index (p - base) % capacity; they check what
+ * they used afterwards with shmstore_ring_view_check() on that storage view, with its
+ * span set to the frames used. One or two loads; never blocks. Returns as
+ * shmstore_ring_read_since(). */
+SHMSTORE_API int shmstore_ring_since(shmstore_ring_t *r, uint64_t cursor, uint64_t max,
+                                     shmstore_ring_span_t *out);
+
 /* A view of the whole storage of the handle's generation (n[0] = capacity frames, in
  * storage order: frame p is at index (p - base) % capacity, base being the generation's
  * first position; span.first = base), leased as above. Returns 0,

@@ -727,21 +727,32 @@ SHMSTORE_API int shmstore_ring_view_since(shmstore_ring_t *r, uint64_t cursor, u
                                           shmstore_ring_view_t *out)
 {
     shmstore_ring_span_t sp;
-    int rc = rcheck(r);
-    if (rc < 0 || (rc = plan(r, cursor, max, false, &sp)) < 0)
+    int rc = shmstore_ring_since(r, cursor, max, &sp);
+    if (rc < 0)
         return rc;
     if (!r->g) { /* nothing to lease: an empty view */
         memset(out, 0, sizeof(*out));
         out->span = sp;
         return 0;
     }
-    /* Frames already being overwritten are left out (checked after the plan's loads). */
-    atomic_thread_fence(memory_order_acquire);
-    span_drop(&sp, n_overwritten(r->g, r->cap, sp.first, sp.n));
-    sp.cursor = sp.first + sp.n;
     if ((rc = view_of(r, sp.first, sp.n, out)) < 0)
         return rc;
     out->span = sp;
+    return 0;
+}
+
+SHMSTORE_API int shmstore_ring_since(shmstore_ring_t *r, uint64_t cursor, uint64_t max,
+                                     shmstore_ring_span_t *out)
+{
+    int rc = rcheck(r);
+    if (rc < 0 || (rc = plan(r, cursor, max, false, out)) < 0)
+        return rc;
+    if (r->g) {
+        /* as in view_since: frames already being overwritten are left out */
+        atomic_thread_fence(memory_order_acquire);
+        span_drop(out, n_overwritten(r->g, r->cap, out->first, out->n));
+        out->cursor = out->first + out->n;
+    }
     return 0;
 }
 

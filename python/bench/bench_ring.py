@@ -12,9 +12,13 @@ shmstore is faster):
   each reader reads the new frames once: the drop-in's auto_view() (a view when
   contiguous), the native Ring.read_since() (a copy) and view_since(), the baseline's
   auto_view() (a view when contiguous).
+  Same-run floors, not subtracted from anything: numpy_slice (a slice of the same
+  number of frames of a ring's storage array: the view every zero-copy read returns)
+  and timer (two perf_counter_ns calls: inside every timed call).
 - age_1khz: a writer process sends chunks of 10 frames every 10 ms (1 kHz), the newest
   frame stamped with CLOCK_MONOTONIC; the reader takes each chunk as it comes and
-  measures stamp -> has it. The drop-in waits (auto_view(timeout=...)); the baseline
+  measures stamp -> has it. The writer's part (stamp -> its write returned) is reported
+  beside it. The drop-in waits (auto_view(timeout=...)); the baseline
   polls, sleeping between polls as the seed's own test does (chunk / rate). The floor is
   the C ring_wake latency of the same run (target: p99 <= 2x).
 - C: `shmstore bench --json ring_write_1 ring_write_32 ring_write_1024 ring_read_32
@@ -88,10 +92,13 @@ def case_read(chunk, n_calls):
     bm.auto_view()
     cursor = ring.total
     vcursor = cursor
-    t = {"auto_view": [], "read_since": [], "view_since": [], "baseline": []}
-    for _ in range(n_calls):
+    t = {"auto_view": [], "read_since": [], "view_since": [], "baseline": [], "timer": [],
+         "numpy_slice": []}
+    stor = ring.buffer
+    for k in range(n_calls):
         sink.write_message(msg)
         bw.write(data, CAP, SRATE)
+        i0 = (k * chunk) % (CAP - chunk)
         t0 = ns()
         a, ov = mirror.auto_view()
         t1 = ns()
@@ -101,6 +108,12 @@ def case_read(chunk, n_calls):
         t3 = ns()
         b, bov = bm.auto_view()
         t4 = ns()
+        s_ = stor[i0:i0 + chunk]
+        t5 = ns()
+        t6 = ns()
+        t["numpy_slice"].append(t5 - t4)
+        t["timer"].append(t6 - t5)
+        del s_
         # (The baseline returns other counts at some wraps: the seed's arithmetic.)
         assert len(a) == chunk and len(f) == chunk, (len(a), len(f))
         t["auto_view"].append(t1 - t0)
@@ -118,8 +131,10 @@ def case_read(chunk, n_calls):
 
 # ---- age_1khz --------------------------------------------------------------------------------
 
-def writer_proc(kind, name, n_chunks, go):
-    """Chunks of 10 frames every 10 ms; the newest frame's channel 0 holds its stamp."""
+def writer_proc(kind, name, n_chunks, go, durs):
+    """Chunks of 10 frames every 10 ms; the newest frame's channel 0 holds its stamp.
+    Puts on `durs` how long each took from its stamp to the write's return (the writer's
+    part of the sample age)."""
     data = np.zeros((10, N_CH), np.float64)
     if kind == "shmstore":
         sink = ezs.ShMemCircBuff(name, 1.0)
@@ -131,14 +146,18 @@ def writer_proc(kind, name, n_chunks, go):
     write(data)  # the layout exists before the reader starts
     go.set()
     next_t = time.monotonic() + 0.2
+    took = []
     for k in range(n_chunks):
         next_t += 0.01
         dt = next_t - time.monotonic()
         if dt > 0:
             time.sleep(dt)
         data[:, 1] = k
-        data[-1, 0] = float(time.monotonic_ns())
+        stamp = time.monotonic_ns()
+        data[-1, 0] = float(stamp)
         write(data)
+        took.append(time.monotonic_ns() - stamp)
+    durs.put(took)
     time.sleep(0.3)
     if kind == "shmstore":
         asyncio.run(sink.shutdown())
@@ -151,7 +170,8 @@ def case_age(kind, n_chunks):
             else "bench_age_" + uuid.uuid4().hex[:8])
     ctx = mp.get_context("fork")
     go = ctx.Event()
-    p = ctx.Process(target=writer_proc, args=(kind, name, n_chunks, go))
+    durs = ctx.Queue()
+    p = ctx.Process(target=writer_proc, args=(kind, name, n_chunks, go, durs))
     p.start()
     assert go.wait(30)
     ages, seen = [], set()
@@ -178,10 +198,12 @@ def case_age(kind, n_chunks):
                 ages.append(now - arr[-1, 0])
             time.sleep(10 / 1000.0)  # the seed's test: poll every chunk / rate
         m.close()
+    took = durs.get(timeout=30)
     p.join(30)
     return {"median_ns": pct(ages, 50), "p90_ns": pct(ages, 90), "p99_ns": pct(ages, 99),
             "max_ns": max(ages) if ages else float("nan"), "chunks": len(seen),
-            "missed": n_chunks - len(seen)}
+            "missed": n_chunks - len(seen), "writer_median_ns": pct(took, 50),
+            "writer_p99_ns": pct(took, 99)}
 
 
 # ---- C ---------------------------------------------------------------------------------------
@@ -218,7 +240,7 @@ def main():
     for case in ("read_10", "read_1024"):
         r = res[case]
         b = r["baseline"]["median_ns"]
-        for impl in ("auto_view", "read_since", "view_since", "baseline"):
+        for impl in ("auto_view", "read_since", "view_since", "baseline", "numpy_slice", "timer"):
             m = r[impl]["median_ns"]
             print(f"{case:13s} {impl:11s} {m / 1e3:8.2f} us {r[impl]['p99_ns'] / 1e3:8.2f} us  {b / m:6.2f}x")
     wake = res["c"].get("ring_wake", {})
@@ -230,7 +252,8 @@ def main():
                      f"p99 / C p99 {r['p99_ns'] / wake['p99_ns']:.2f}x")
         print(f"age_1khz      {impl:11s} {r['median_ns'] / 1e3:8.1f} us {r['p99_ns'] / 1e3:8.1f} us  "
               f"(p90 {r['p90_ns'] / 1e3:.1f} us, max {r['max_ns'] / 1e3:.1f} us) "
-              f"{r['chunks']} chunks, {r['missed']} missed{extra}")
+              f"{r['chunks']} chunks, {r['missed']} missed; writer stamp -> written "
+              f"{r['writer_median_ns'] / 1e3:.1f} / {r['writer_p99_ns'] / 1e3:.1f} us{extra}")
     for k, r in res["c"].items():
         if "median_ns" in r:
             print(f"C {k:17s} median {r['median_ns']:10.0f} ns  p99 {r['p99_ns']:10.0f} ns  floor "

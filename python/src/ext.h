@@ -141,6 +141,13 @@ int shm_raise(modstate *st, int err);
 modstate *shm_state_of(PyObject *module);
 PyObject *shm_module_of_type(PyTypeObject *type); /* borrowed */
 int shm_numpy(modstate *st); /* import numpy lazily; 0 or -1 */
+/* Arguments of a METH_FASTCALL | METH_KEYWORDS method (the hot ones: no tuple or dict is
+ * built for the call). names[0..n) are the parameters in order, the first n_pos of them
+ * positional-or-keyword, the rest keyword-only; out[i] gets each one given (borrowed) and
+ * is left alone otherwise (the caller's default). The first n_req are required (their
+ * out[] start NULL). 0, or -1 with a TypeError naming `fname`. */
+int shm_fast_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                  const char *const *names, int n, int n_pos, int n_req, PyObject **out);
 int shm_pickle(modstate *st);
 
 /* ---- store.c ---- */
@@ -226,6 +233,28 @@ extern PyType_Spec Ring_spec;
 /* Store.ring(name, *, dtype=None, frame_shape=None, capacity=None, attrs=None, create=True,
  * exclusive=False, writer=False). */
 PyObject *ring_open_args(StoreObject *store, PyObject *args, PyObject *kw);
+
+/* 0 if the handle is open and usable in this process (re-opened after fork), or -1. */
+int ring_ready(RingObject *h);
+/* Move the handle to the current generation if no other thread is inside it: 1 if it
+ * moved, 0 if not, -1 with an exception. */
+int ring_follow(RingObject *h);
+/* The storage of the handle's generation as a read-only array (borrowed; leased), or NULL
+ * with an exception. */
+PyObject *ring_storage_of(RingObject *h);
+/* Wait for frames past `cursor`, at most `tmo` ns (-1: no limit), without the GIL: 0 with
+ * *total, -ETIMEDOUT, PYERR_SET, or another library code (not raised). */
+int ring_wait_total(RingObject *h, uint64_t cursor, int64_t tmo, uint64_t *total);
+
+/* Write `frames` (an array of the handle's layout) as Ring.write does: 0 with the frames
+ * written so far in *total, or -1 with an exception; with `soft`, frames of another
+ * dtype or shape return 1 and raise nothing. */
+int ring_write_frames(RingObject *h, PyObject *frames, int soft, uint64_t *total);
+
+/* ---- ring_compat.c ---- */
+/* shmstore._RingMirror, the C half of compat.ezmsg_shmem.EZShmMirror (its auto_view),
+ * and shmstore._RingSinkPath, the fast path of its ShMemCircBuff.write_message. */
+extern PyType_Spec RingMirror_spec, RingSinkPath_spec;
 
 /* ---- buffer.c ---- */
 extern PyType_Spec Buffer_spec;

@@ -24,6 +24,42 @@ PyObject *shm_module_of_type(PyTypeObject *type)
     return PyType_GetModuleByDef(type, &moddef);
 }
 
+int shm_fast_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                  const char *const *names, int n, int n_pos, int n_req, PyObject **out)
+{
+    if (nargs > n_pos) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d positional arguments (%zd given)",
+                     fname, n_pos, nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        out[i] = args[i];
+    Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nk; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        int i = 0;
+        while (i < n && PyUnicode_CompareWithASCIIString(key, names[i]) != 0)
+            i++;
+        if (i == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, key);
+            return -1;
+        }
+        if (i < nargs) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+        out[i] = args[nargs + k];
+    }
+    for (int i = 0; i < n_req; i++) {
+        if (!out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- fork: one place that notices it ------------------------------------------------- */
 
 unsigned long shm_fork_gen;
@@ -382,6 +418,14 @@ static PyTypeObject *add_type(PyObject *m, PyType_Spec *spec)
     return t;
 }
 
+/* A type the module only exports (nothing in C refers to it by its modstate). */
+static int add_type_ref(PyObject *m, PyType_Spec *spec)
+{
+    PyTypeObject *t = add_type(m, spec);
+    Py_XDECREF(t); /* the module holds it */
+    return t != NULL;
+}
+
 static int mod_exec(PyObject *m)
 {
     modstate *st = shm_state_of(m);
@@ -394,7 +438,8 @@ static int mod_exec(PyObject *m)
         !(st->Queue_type = add_type(m, &Queue_spec)) ||
         !(st->Reserve_type = add_type(m, &Reserve_spec)) ||
         !(st->Table_type = add_type(m, &Table_spec)) ||
-        !(st->Ring_type = add_type(m, &Ring_spec)))
+        !(st->Ring_type = add_type(m, &Ring_spec)) || !add_type_ref(m, &RingMirror_spec) ||
+        !add_type_ref(m, &RingSinkPath_spec))
         return -1;
     if (!(st->Error = new_exc(m, "Error", NULL, "Base of the exceptions that only shmstore raises.")))
         return -1;

@@ -249,14 +249,17 @@ PyDoc_STRVAR(q_push_doc,
 "all) and raise TimeoutError; a full 'error' queue raises FullError; 'drop_oldest' never\n"
 "waits. `attrs`: a dict of str -> scalar, str or bytes kept with the entry.");
 
-static PyObject *q_push(PyObject *self, PyObject *args, PyObject *kw)
+/* push, pop and read are the per-entry calls: METH_FASTCALL, no argument tuple or dict. */
+static PyObject *q_push(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    static char *kwlist[] = {"obj", "timeout", "attrs", NULL};
-    PyObject *obj, *timeout = Py_None, *attrs = Py_None;
+    static const char *const names[] = {"obj", "timeout", "attrs"};
+    PyObject *av[3] = {NULL, Py_None, Py_None};
     QueueObject *h = QSELF;
     enc_t e;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O$O:push", kwlist, &obj, &timeout, &attrs) ||
-        queue_ready(h) < 0 || value_encode(h->st, obj, attrs, &e) < 0)
+    if (shm_fast_args("push", args, nargs, kwnames, names, 3, 2, 1, av) < 0 || queue_ready(h) < 0)
+        return NULL;
+    PyObject *obj = av[0], *timeout = av[1], *attrs = av[2];
+    if (value_encode(h->st, obj, attrs, &e) < 0)
         return NULL;
     shmstore_queue_res_t res = {0};
     struct push_arg a = {&e, NULL, 0};
@@ -329,14 +332,16 @@ PyDoc_STRVAR(q_pop_doc,
 "raises TimeoutError when the queue stayed empty. copy=False returns numpy arrays over\n"
 "the entry's bytes, read-only, that keep it alive until they are gone.");
 
-static PyObject *q_pop(PyObject *self, PyObject *args, PyObject *kw)
+static PyObject *q_pop(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    static char *kwlist[] = {"timeout", "copy", NULL};
-    PyObject *timeout = Py_None;
-    int copy = 1;
+    static const char *const names[] = {"timeout", "copy"};
+    PyObject *av[2] = {Py_None, Py_True};
     QueueObject *h = QSELF;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$p:pop", kwlist, &timeout, &copy) ||
-        queue_ready(h) < 0)
+    if (shm_fast_args("pop", args, nargs, kwnames, names, 2, 1, 0, av) < 0)
+        return NULL;
+    PyObject *timeout = av[0];
+    int copy = PyObject_IsTrue(av[1]);
+    if (copy < 0 || queue_ready(h) < 0)
         return NULL;
     _Alignas(64) char stack[512];
     struct pop_arg a;
@@ -363,15 +368,21 @@ PyDoc_STRVAR(q_read_doc,
 "NotFoundError when the queue does not hold it (popped, deleted, dropped, or not yet\n"
 "committed). copy=False: zero-copy arrays, as pop().");
 
-static PyObject *q_read(PyObject *self, PyObject *args, PyObject *kw)
+static PyObject *q_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    static char *kwlist[] = {"index", "copy", NULL};
-    unsigned long long index;
-    int copy = 1;
+    static const char *const names[] = {"index", "copy"};
+    PyObject *a[2] = {NULL, Py_True};
     QueueObject *h = QSELF;
     shmstore_view_t vw;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "K|$p:read", kwlist, &index, &copy) ||
-        queue_ready(h) < 0)
+    if (shm_fast_args("read", args, nargs, kwnames, names, 2, 1, 1, a) < 0)
+        return NULL;
+    if (!PyLong_Check(a[0])) {
+        PyErr_SetString(PyExc_TypeError, "read(): index must be an int");
+        return NULL;
+    }
+    unsigned long long index = PyLong_AsUnsignedLongLongMask(a[0]); /* as the "K" format */
+    int copy = PyObject_IsTrue(a[1]);
+    if ((index == (unsigned long long)-1 && PyErr_Occurred()) || copy < 0 || queue_ready(h) < 0)
         return NULL;
     int r = shmstore_queue_read(h->q, index, &vw);
     if (r < 0)
@@ -945,9 +956,9 @@ static void q_dealloc(PyObject *self)
 }
 
 static PyMethodDef q_methods[] = {
-    {"push", METH(q_push), METH_VARARGS | METH_KEYWORDS, q_push_doc},
-    {"pop", METH(q_pop), METH_VARARGS | METH_KEYWORDS, q_pop_doc},
-    {"read", METH(q_read), METH_VARARGS | METH_KEYWORDS, q_read_doc},
+    {"push", METH(q_push), METH_FASTCALL | METH_KEYWORDS, q_push_doc},
+    {"pop", METH(q_pop), METH_FASTCALL | METH_KEYWORDS, q_pop_doc},
+    {"read", METH(q_read), METH_FASTCALL | METH_KEYWORDS, q_read_doc},
     {"read_latest", METH(q_read_latest), METH_VARARGS | METH_KEYWORDS, q_read_latest_doc},
     {"read_batch", METH(q_read_batch), METH_VARARGS | METH_KEYWORDS, q_read_batch_doc},
     {"delete", METH(q_delete), METH_VARARGS | METH_KEYWORDS, q_delete_doc},

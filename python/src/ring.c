@@ -72,7 +72,7 @@ static int cache_fill(RingObject *h)
 
 /* The storage of the handle's generation as a read-only array (capacity, *frame_shape),
  * over a root Buffer that owns one lease of the generation. */
-static PyObject *storage_of(RingObject *h)
+PyObject *ring_storage_of(RingObject *h)
 {
     if (h->storage)
         return h->storage;
@@ -124,7 +124,7 @@ static int ring_reopen(RingObject *h)
     return cache_fill(h);
 }
 
-static int ring_ready(RingObject *h)
+int ring_ready(RingObject *h)
 {
     if (!h->r) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed shmstore.Ring");
@@ -135,7 +135,7 @@ static int ring_ready(RingObject *h)
 
 /* Move to the current generation if the handle may (no other thread inside it). 1 if it
  * moved, 0 if not, -1 with an exception. */
-static int ring_follow(RingObject *h)
+int ring_follow(RingObject *h)
 {
     if (h->busy)
         return 0;
@@ -418,16 +418,15 @@ PyDoc_STRVAR(r_write_doc,
 "first write takes the ring's writer role for this handle (one writer at a time: another\n"
 "live writer raises OSError(EBUSY); a dead one's role is taken over).");
 
-static PyObject *r_write(PyObject *self, PyObject *frames)
+int ring_write_frames(RingObject *h, PyObject *frames, int soft, uint64_t *total)
 {
-    RingObject *h = RSELF;
     if (ring_ready(h) < 0)
-        return NULL;
+        return -1;
     if (!h->cached_gen) { /* another writer may have configured it since */
         if (ring_follow(h) < 0)
-            return NULL;
+            return -1;
         if (!h->cached_gen)
-            return shm_raise(h->st, shmstore_ring_write(h->r, NULL, 1)), NULL;
+            return shm_raise(h->st, shmstore_ring_write(h->r, NULL, 1));
     }
     if (!h->is_writer) {
         /* Take the role first: it moves the handle to the current generation, whose
@@ -435,16 +434,21 @@ static PyObject *r_write(PyObject *self, PyObject *frames)
          * generation's frames would read past them). */
         int rc0 = shmstore_ring_write(h->r, NULL, 0);
         if (rc0 < 0)
-            return shm_raise(h->st, rc0), NULL;
+            return shm_raise(h->st, rc0);
         h->is_writer = 1;
         if (cache_fill(h) < 0)
-            return NULL;
+            return -1;
     }
     Py_buffer pb;
     PyObject *keep;
     uint64_t n;
-    if (frames_of(h, frames, &pb, &keep, &n) < 0)
-        return NULL;
+    if (frames_of(h, frames, &pb, &keep, &n) < 0) {
+        if (soft && PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            return 1;
+        }
+        return -1;
+    }
     int rc;
     if ((size_t)pb.len >= GIL_COPY_MIN) {
         shmstore_ring_t *r = h->r;
@@ -459,9 +463,17 @@ static PyObject *r_write(PyObject *self, PyObject *frames)
     PyBuffer_Release(&pb);
     Py_DECREF(keep);
     if (rc < 0)
-        return shm_raise(h->st, rc), NULL;
-    uint64_t t = 0;
-    shmstore_ring_total(h->r, &t);
+        return shm_raise(h->st, rc);
+    *total = 0;
+    shmstore_ring_total(h->r, total);
+    return 0;
+}
+
+static PyObject *r_write(PyObject *self, PyObject *frames)
+{
+    uint64_t t;
+    if (ring_write_frames(RSELF, frames, 0, &t) < 0)
+        return NULL;
     return PyLong_FromUnsignedLongLong(t);
 }
 
@@ -694,7 +706,7 @@ static PyObject *r_view_since(PyObject *self, PyObject *args, PyObject *kw)
         if (!v.span.n)
             return Py_BuildValue("(()KK)", (unsigned long long)v.span.cursor,
                                  (unsigned long long)v.span.lost);
-        PyObject *stor = storage_of(h);
+        PyObject *stor = ring_storage_of(h);
         if (!stor)
             return NULL;
         Py_ssize_t i0 = (Py_ssize_t)((v.span.first - h->base) % h->cap);
@@ -729,7 +741,7 @@ static PyObject *r_overwritten(PyObject *self, PyObject *args)
         return NULL;
     if (!h->cached_gen)
         return PyLong_FromLong(0);
-    if (!storage_of(h))
+    if (!ring_storage_of(h))
         return NULL;
     if (first < h->base) {
         PyErr_Format(PyExc_ValueError, "position %llu is from a generation before this handle's "
@@ -753,6 +765,61 @@ PyDoc_STRVAR(r_wait_doc,
 "follows the ring and the new generation's count is returned (it may equal `cursor`:\n"
 "see r.generation). Raises TimeoutError after `timeout` seconds (None: never).");
 
+/* Wait until frames past `cursor` exist (or the handle followed a reconfiguration), at
+ * most `tmo` ns (-1: no limit), without the GIL in WAIT_SLICE_NS slices. 0 with the
+ * frames written in *total, -ETIMEDOUT (the time is up), PYERR_SET (an exception: a
+ * signal handler raised, or the handle was closed meanwhile), or another library code
+ * (not raised). */
+int ring_wait_total(RingObject *h, uint64_t cursor, int64_t tmo, uint64_t *total)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc, first = 1;
+    Py_INCREF(h);
+    for (;;) {
+        if (ring_ready(h) < 0) { /* other threads ran between slices: h may be closed */
+            rc = PYERR_SET;
+            break;
+        }
+        int64_t slice = first ? 0 : shm_next_slice(&t0, tmo);
+        shmstore_ring_t *r = h->r;
+        if (slice == 0) {
+            rc = shmstore_ring_wait(r, cursor, 0, total);
+        } else {
+            h->busy++;
+            Py_BEGIN_ALLOW_THREADS
+            rc = shmstore_ring_wait(r, cursor, slice, total);
+            Py_END_ALLOW_THREADS
+            h->busy--;
+        }
+        if (rc == SHMSTORE_EGENERATION) {
+            int f = ring_follow(h);
+            if (f < 0) {
+                rc = PYERR_SET;
+                break;
+            }
+            if (f > 0) {
+                rc = shmstore_ring_total(h->r, total);
+                break;
+            }
+            rc = -ETIMEDOUT; /* another thread is inside the handle: go on waiting */
+        }
+        if (rc != -ETIMEDOUT && rc != -EINTR)
+            break;
+        if ((!first && slice == 0) || tmo == 0) {
+            rc = -ETIMEDOUT; /* the time is up */
+            break;
+        }
+        first = 0;
+        if (PyErr_CheckSignals() < 0) {
+            rc = PYERR_SET;
+            break;
+        }
+    }
+    Py_DECREF(h);
+    return rc;
+}
+
 static PyObject *r_wait(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"cursor", "timeout", NULL};
@@ -763,50 +830,10 @@ static PyObject *r_wait(PyObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:wait", kwlist, &cur, &timeout) ||
         ring_ready(h) < 0 || u64_arg(cur, &cursor, "cursor") < 0 || shm_timeout_ns(timeout, &tmo) < 0)
         return NULL;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc, first = 1;
-    Py_INCREF(h);
-    for (;;) {
-        if (ring_ready(h) < 0) { /* other threads ran between slices: h may be closed */
-            Py_DECREF(h);
-            return NULL;
-        }
-        int64_t slice = first ? 0 : shm_next_slice(&t0, tmo);
-        shmstore_ring_t *r = h->r;
-        if (slice == 0) {
-            rc = shmstore_ring_wait(r, cursor, 0, &total);
-        } else {
-            h->busy++;
-            Py_BEGIN_ALLOW_THREADS
-            rc = shmstore_ring_wait(r, cursor, slice, &total);
-            Py_END_ALLOW_THREADS
-            h->busy--;
-        }
-        if (rc == SHMSTORE_EGENERATION) {
-            int f = ring_follow(h);
-            if (f < 0) {
-                Py_DECREF(h);
-                return NULL;
-            }
-            if (f > 0) {
-                rc = shmstore_ring_total(h->r, &total);
-                break;
-            }
-            rc = -ETIMEDOUT; /* another thread is inside the handle: go on waiting */
-        }
-        if (rc != -ETIMEDOUT && rc != -EINTR)
-            break;
-        if ((!first && slice == 0) || tmo == 0)
-            break; /* the time is up */
-        first = 0;
-        if (PyErr_CheckSignals() < 0) {
-            Py_DECREF(h);
-            return NULL;
-        }
-    }
-    Py_DECREF(h);
-    if (rc == -ETIMEDOUT || rc == -EINTR) {
+    int rc = ring_wait_total(h, cursor, tmo, &total);
+    if (rc == PYERR_SET)
+        return NULL;
+    if (rc == -ETIMEDOUT) {
         PyErr_Format(PyExc_TimeoutError, "shmstore: ring '%U' had no frame past %llu in time",
                      h->name, (unsigned long long)cursor);
         return NULL;
@@ -924,7 +951,7 @@ static PyObject *r_get_buffer(PyObject *self, void *c)
     (void)c;
     if (ring_ready(RSELF) < 0)
         return NULL;
-    PyObject *s = storage_of(RSELF);
+    PyObject *s = ring_storage_of(RSELF);
     return s ? Py_NewRef(s) : NULL;
 }
 

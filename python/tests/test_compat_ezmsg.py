@@ -302,3 +302,104 @@ print("ok", got)
         time.sleep(0.01)
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 0 and out.split() == [b"ok", b"200"]
+
+
+def test_compat_auto_view_fast_path_matches_slow_path(sink):
+    """auto_view is C (shmstore._RingMirror) for new frames in a known generation and
+    Python (_auto_view_slow) for everything else: both give the same frames, overflow
+    flags and cursors over chunks that wrap, lap the mirror, ask for exactly n, and
+    change the layout midway (300 steps, seeded)."""
+    name = sink.SETTINGS.shmem_name
+    fast, slow = EZShmMirror(name), EZShmMirror(name)
+    assert type(fast).auto_view is shmstore._shmstore._RingMirror.auto_view
+    rng = np.random.default_rng(8)
+    p, n_ch, n_fast = 0, 4, 0
+    for step in range(300):
+        if step % 97 == 96:
+            n_ch += 1  # a new generation: both follow it in the slow path
+        k = int(rng.choice([1, 3, 10, 40, 99, 130]))
+        run(sink.on_message(chunk(p, k, n_ch=n_ch)))
+        p += k
+        n = None if step % 3 else int(rng.integers(1, 60))
+        before = fast._cursor
+        a, ov_a = fast.auto_view(n)
+        b, ov_b = slow._auto_view_slow(n)
+        assert ov_a == ov_b and a.shape == b.shape and np.array_equal(a, b), step
+        assert fast._cursor == slow._cursor and fast._gen == slow._gen, step
+        n_fast += fast._cursor != before and fast._gen == slow._gen
+        if a.size and not a.flags.owndata:  # a view of the buffer: read-only
+            assert not a.flags.writeable
+    assert n_fast > 100  # the fast path ran
+    fast.disconnect()
+    slow.disconnect()
+
+
+def test_compat_auto_view_views_wraps_and_arguments(sink):
+    name = sink.SETTINGS.shmem_name
+    m = EZShmMirror(name)
+    run(sink.on_message(chunk(0, 90)))
+    arr, ov = m.auto_view()
+    assert np.shares_memory(arr, m.buffer) and not ov  # a view of the buffer
+    run(sink.on_message(chunk(90, 20)))  # frames 90..109: wrap around the end (100)
+    arr, ov = m.auto_view()
+    assert not np.shares_memory(arr, m.buffer) and np.array_equal(arr, chunk(90, 20).data)
+    run(sink.on_message(chunk(110, 5)))
+    arr, ov = m.auto_view(n=6)  # not enough yet: nothing, and the frames kept
+    assert arr.shape == (0, 4) and not ov
+    arr, ov = m.auto_view(5, timeout=0)
+    assert np.array_equal(arr, chunk(110, 5).data)
+    with pytest.raises(TypeError):
+        m.auto_view(1, 2, 3)
+    with pytest.raises(TypeError):
+        m.auto_view(count=3)
+    with pytest.raises(TypeError):
+        m.auto_view(None, timeout="soon")
+    with pytest.raises(ValueError):
+        m.auto_view(-1)
+    run(sink.on_message(chunk(115, 2)))
+    assert np.array_equal(m.auto_view(n=2, timeout=1.0)[0], chunk(115, 2).data)
+    m.disconnect()
+    assert m.auto_view()[0].size == 0  # disconnected: reconnects later, returns nothing
+
+
+def test_compat_sink_fast_path_and_fallbacks(sink):
+    """write_message takes the C path (shmstore._RingSinkPath) for messages of the layout
+    of the current buffer and the Python path for anything else; both keep the header
+    copy (STATE.meta_struct) and the frames the same."""
+    name = sink.SETTINGS.shmem_name
+    m = EZShmMirror(name)
+    run(sink.on_message(chunk(0, 10)))
+    fast = sink._fast
+    assert isinstance(fast, shmstore._shmstore._RingSinkPath)
+    assert fast.write(chunk(10, 30)) is True  # same layout: written by C
+    run(sink.on_message(chunk(40, 95)))       # 135 frames in a ring of 100: wraps
+    assert sink._fast is fast
+    meta = sink.STATE.meta_struct
+    assert (meta.write_index, meta.wrap_counter) == (35, 1)
+    assert meta.write_index == m.meta.write_index and meta.wrap_counter == m.meta.wrap_counter
+    arr, ov = m.auto_view()
+    assert ov and np.array_equal(arr, chunk(35, 100).data)
+    # not this layout: False, nothing written
+    total = sink.STATE.ring.total
+    for other in (chunk(0, 3, key="other"), chunk(0, 3, srate=500.0), chunk(0, 3, n_ch=5),
+                  chunk(0, 3, dtype=np.float32), chunk(0, 3, time_first=False),
+                  Msg(np.zeros((3, 4)), ["time", "ch"], {"time": Axis(data=np.arange(3.0))}),
+                  Msg([[0.0] * 4] * 3, ["time", "ch"], {"time": Axis(gain=0.001)}, "k"),
+                  Msg(np.zeros((3, 4)), ["space", "ch"], {"space": Axis(gain=0.001)}, "k"),
+                  object()):
+        assert fast.write(other) is False
+    assert sink.STATE.ring.total == total
+    # the Python path takes them: axis moved first (same layout: no new generation)
+    gen = sink.STATE.ring.generation
+    run(sink.on_message(chunk(135, 4, time_first=False)))
+    assert sink.STATE.ring.generation == gen
+    assert np.array_equal(m.auto_view()[0], chunk(135, 4).data)
+    run(sink.on_message(chunk(139, 4, key="other")))  # another key: a new buffer
+    assert sink.STATE.ring.generation == gen + 1 and sink._fast is not fast
+    assert sink._fast.write(chunk(143, 2, key="other")) is True
+    arr, ov = m.auto_view()
+    assert np.array_equal(arr, chunk(139, 6).data) and m.meta.key == "other"
+    run(sink.shutdown())
+    assert sink._fast is None
+    assert fast.write(chunk(0, 1)) is False  # its ring is closed: nothing happens
+    m.disconnect()

@@ -318,3 +318,30 @@ def test_killed_consumer_leaves_nothing_stuck(store, store_name):
     assert len(q) == 2 and q.info()["pinned"] == 0
     assert (q.pop(timeout=0) == 2).all()
     assert store.check() == ""
+
+
+def test_push_pop_read_argument_forms(store):
+    """push, pop and read take their arguments without a tuple or dict (METH_FASTCALL):
+    every form Python allows still works, and every wrong one is a TypeError."""
+    q = store.queue("argforms", capacity=8)
+    i = q.push((1, 2.5, "step"))
+    j = q.push(obj=np.arange(3.0), timeout=1.0)
+    k = q.push(b"x", None, attrs={"a": 1})
+    assert q.read(i) == (1, 2.5, "step") and q.read(index=i, copy=True) == (1, 2.5, "step")
+    a = q.read(j, copy=False)
+    assert not a.flags.writeable and np.array_equal(a, np.arange(3.0))
+    del a
+    assert q.read(k, copy=0) == b"x"
+    assert q.pop() == (1, 2.5, "step")
+    assert np.array_equal(q.pop(0, copy=False), np.arange(3.0))
+    assert q.pop(timeout=0.5) == b"x"
+    with pytest.raises(TimeoutError):
+        q.pop(timeout=0)
+    for bad in (lambda: q.push(), lambda: q.push(1, None, {}), lambda: q.push(1, attr=1),
+                lambda: q.push(1, obj=2), lambda: q.pop(1, True), lambda: q.pop(copyy=True),
+                lambda: q.read(), lambda: q.read("0"), lambda: q.read(0, True),
+                lambda: q.read(0, index=0)):
+        with pytest.raises(TypeError):
+            bad()
+    with pytest.raises(shmstore.NotFoundError):
+        q.read(i)

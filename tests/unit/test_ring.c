@@ -427,6 +427,38 @@ static void test_ring_views(void **state)
     T_ASSERT_RC(shmstore_ring_view_check(&whole, &over), -EINVAL);
 }
 
+/* shmstore_ring_since: the span a view would have, for every cursor, without a lease. */
+static void test_ring_since(void **state)
+{
+    struct fixture *f = *state;
+    shmstore_ring_t *r = open_u64(f->s, "sn", 2, 10, 0);
+    shmstore_ring_span_t sp;
+    T_OK(shmstore_ring_since(r, 0, 5, &sp));
+    assert_int_equal(sp.n, 0);
+    write_ramp(r, 0, 14, 2); /* storage holds 4..13 */
+    for (uint64_t cursor = 0; cursor <= 14; cursor++) {
+        for (uint64_t max = 1; max <= 12; max += 5) {
+            shmstore_ring_view_t v;
+            T_OK(shmstore_ring_since(r, cursor, max, &sp));
+            T_OK(shmstore_ring_view_since(r, cursor, max, &v));
+            assert_int_equal(sp.first, v.span.first);
+            assert_int_equal(sp.n, v.span.n);
+            assert_int_equal(sp.cursor, v.span.cursor);
+            assert_int_equal(sp.lost, v.span.lost);
+            shmstore_ring_view_release(&v);
+        }
+    }
+    T_OK(shmstore_ring_since(r, 2, 100, &sp));
+    assert_int_equal(sp.first, 4);
+    assert_int_equal(sp.lost, 2);
+    assert_int_equal(sp.n, 10);
+    assert_int_equal(sp.cursor, 14);
+    T_ASSERT_RC(shmstore_ring_since(r, 15, 1, &sp), -EINVAL); /* from the future */
+    shmstore_ring_close(r);
+    T_OK(shmstore_delete(f->s, "sn"));
+    t_assert_clean(f->s);
+}
+
 /* ---- waits ------------------------------------------------------------------------------- */
 
 struct waiter {
@@ -811,6 +843,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ring_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_generations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_views, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ring_since, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_dead_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_writer_dies_mid_write, setup, teardown),

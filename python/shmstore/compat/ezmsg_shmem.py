@@ -56,6 +56,7 @@ import uuid
 import numpy as np
 
 import shmstore
+from shmstore._shmstore import _RingMirror, _RingSinkPath
 
 try:  # the sink is an ezmsg Unit when ezmsg is there; the mirror never needs it
     import ezmsg.core as ez
@@ -196,6 +197,9 @@ def _axis_idx(msg: typing.Any, axis: str) -> int:
 class _CircBuffImpl:
     """What the sink does; ShMemCircBuff adds the ezmsg plumbing (or a plain __init__)."""
 
+    _sig = None   # the layout signature of the last message (Python path)
+    _fast = None  # shmstore._RingSinkPath of the current buffer layout, or None
+
     # ---- the seed's hooks ----
 
     async def initialize(self) -> None:
@@ -266,12 +270,14 @@ class _CircBuffImpl:
             self.STATE.buffer_generation = -1
         self.STATE.meta_hash = -1
         self._sig = None
+        self._fast = None
 
     def _cleanup_meta(self) -> None:
         """Remove the ring (the sink owns it, as the seed's sink owned its segments).
         Mirrors' views stay valid; their handles see it gone and reconnect."""
         self._send("meta cleanup")
         ring = self.STATE.ring
+        self._fast = None
         self.STATE.meta_struct = None
         self.STATE.ring = None
         if ring is not None and not ring.closed:
@@ -298,6 +304,7 @@ class _CircBuffImpl:
                                  attrs={"bvalid": False})
         self.STATE.meta_hash = -1
         self._sig = None
+        self._fast = None
 
     def _n_frames_for_axis(self, axis: typing.Any) -> int:
         if hasattr(axis, "data"):
@@ -339,15 +346,25 @@ class _CircBuffImpl:
         self.STATE.buffer_arr = ring.buffer
         self.STATE.meta_struct = _meta_of(ring, ring.attrs)
         self._dtype, self._base, self._cap = ring.dtype, ring.base, ring.capacity
+        self._fast = None
+        gain = getattr(msg.axes[self.SETTINGS.axis], "gain", None)
+        if isinstance(gain, float):  # a linear axis: later messages of this layout go to C
+            self._fast = _RingSinkPath(
+                ring, self.SETTINGS.axis, ring.dtype, gain, str(getattr(msg, "key", "") or ""),
+                self.STATE.meta_struct, ShmemArrMeta.write_index.offset,
+                ShmemArrMeta.wrap_counter.offset)
         self._send("buffer reset")
 
     def write_message(self, msg: typing.Any) -> None:
         """What on_message does, callable without an event loop.
 
-        The common case (the same layout as the last message, a linear axis) takes a fast
-        path of a few comparisons and the ring's write: a sink woken once per chunk runs
-        this code cold, where every Python-level step costs several times its warm time
-        (the seed's full metadata check per message takes ~180 us cold here)."""
+        The common case (the layout of the last buffer set up, a linear axis first) is
+        checked and written in C (shmstore._RingSinkPath): a sink woken once per chunk
+        runs this code cold, where every Python-level step costs several times its warm
+        time (the seed's full metadata check per message takes ~180 us cold here)."""
+        fast = self._fast
+        if fast is not None and fast.write(msg):
+            return
         dims = getattr(msg, "dims", None)
         axis = self.SETTINGS.axis
         if dims is None or axis not in dims:
@@ -427,13 +444,18 @@ else:
 
 # ---- the mirror ----------------------------------------------------------------------------
 
-class EZShmMirror:
+class EZShmMirror(_RingMirror):
     """A reader of a ShMemCircBuff's buffer in another process (no ezmsg needed).
 
     ``auto_view(n=None)`` returns the frames written since the last call (all of them, or
     exactly ``n`` once ``n`` are there) and whether some were lost to overflow since: a
     zero-copy, read-only view of the buffer when they are contiguous in it, a copy when
-    they wrap around its end. ``timeout=`` (seconds) makes it wait for them."""
+    they wrap around its end. ``timeout=`` (seconds) makes it wait for them.
+
+    ``auto_view`` is inherited from ``shmstore._shmstore._RingMirror`` (C): it reads the state below
+    (``_ring``, ``_cursor``, ``_gen``, ``_valid``, ``_empty`` are its C fields) and does the
+    common case itself (new frames in the generation the mirror knows); everything else is
+    ``_auto_view_slow``."""
 
     def __init__(self, shmem_name: typing.Optional[str] = None, *,
                  store: typing.Optional[str] = None):
@@ -558,8 +580,10 @@ class EZShmMirror:
             self._buffer = None
             self._empty = None
 
-    def auto_view(self, n: typing.Optional[int] = None, timeout: typing.Optional[float] = None
-                  ) -> typing.Tuple[np.ndarray, bool]:
+    def _auto_view_slow(self, n: typing.Optional[int] = None, timeout: typing.Optional[float] = None
+                        ) -> typing.Tuple[np.ndarray, bool]:
+        """auto_view() where the C fast path does not apply: connecting, following a
+        reconfiguration, an invalid buffer, a deleted ring."""
         if self._ring is None:
             self.connect(self._shmem_name)
             if self._ring is None:
