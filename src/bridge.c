@@ -1943,8 +1943,10 @@ static void handle_batch(shmstore_bridge_t *b, uint32_t sv, zmq_msg_t *frames, s
     for (uint32_t i = 0; i < n; i++) {
         char name[SHMSTORE_NAME_MAX + 1];
         uint32_t kind = r_u8(&r), flags = r_u8(&r);
-        if (!r_name(&r, name, sizeof(name)))
+        if (!r_name(&r, name, sizeof(name))) {
+            bump(&b->st.bad_messages, 1);
             break;
+        }
         uint64_t len = r_u64(&r);
         /* The kind's part is read by its handler; inline payloads follow it, so parse
          * the kind's header from a sub-reader whose end we learn by parsing. */

@@ -449,9 +449,12 @@ static int room_poll(void *arg)
     struct room_arg *a = arg;
     shmstore_queue_t *q = a->q;
     uint64_t t = atomic_load_explicit(&q->qb->tail, memory_order_seq_cst);
-    a->w = atomic_load_explicit(&cell(q, t)->seq, memory_order_seq_cst);
+    struct queue_cell *c = cell(q, t);
+    a->w = atomic_load_explicit(&c->seq, memory_order_seq_cst);
     if (!cidx_is(a->w, t - q->cap) || cstate(a->w) == CELL_FREE)
         return 1; /* room, or the ring moved: look again */
+    if (cstate(a->w) == CELL_READY && !atomic_load_explicit(&c->blk, memory_order_acquire))
+        return 1; /* the oldest was deleted: a hole that put() pops to make room */
     return qcheck(q);
 }
 
