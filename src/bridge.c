@@ -281,6 +281,28 @@ static bool r_datum(struct rbuf *r, shmstore_datum_t *d)
     return !r->bad;
 }
 
+/* Whether a datum is or holds a pickle (a RECORD tree of the Python codec with a PICKLE
+ * leaf: docs/FORMAT.md), or a record too malformed to tell: such data never crosses the
+ * network, in either direction. */
+static bool carries_pickle(const shmstore_datum_t *d, const void *data, uint64_t len)
+{
+    if (d->type == SHMSTORE_T_PICKLE)
+        return true;
+    if (d->type != SHMSTORE_T_RECORD)
+        return false;
+    uint32_t magic, n_nodes;
+    if (len < 32)
+        return true;
+    memcpy(&magic, data, 4);
+    memcpy(&n_nodes, (const char *)data + 4, 4);
+    if (magic != 0x31435253u || n_nodes > (len - 32) / 40)
+        return true;
+    for (uint32_t i = 0; i < n_nodes; i++)
+        if (((const uint8_t *)data)[32 + 40 * (size_t)i] == SHMSTORE_T_PICKLE)
+            return true;
+    return false;
+}
+
 /* ---- keys --------------------------------------------------------------------------- */
 
 /* Read "public = <Z85>" / "secret = <Z85>" lines of a key file (either may be NULL). */
@@ -369,6 +391,9 @@ struct sobj {
     /* Queues: the mirror consuming it, the next index to send, all below `acked` done. */
     int owner;
     uint64_t qnext, acked;
+    uint64_t *kept; /* entries not sent (pickles), increasing: never deleted here */
+    size_t n_kept, kept_head, cap_kept;
+    bool warned;
     shmstore_queue_options_t qopt;
     /* Tables: the schema, as sent. */
     const shmstore_table_field_t *fields;
@@ -698,6 +723,7 @@ static void sobj_free(struct sobj *o)
         pthread_join(o->th, NULL);
     close_handle(o->kind, o->h.any);
     close_handle(o->kind, o->wh.any);
+    free(o->kept);
     free(o);
 }
 
@@ -847,6 +873,10 @@ static void queue_acked(shmstore_bridge_t *b, struct sobj *o, uint64_t upto)
 {
     uint64_t n = 0;
     for (; o->acked < upto; o->acked++) {
+        while (o->kept_head < o->n_kept && o->kept[o->kept_head] < o->acked)
+            o->kept_head++;
+        if (o->kept_head < o->n_kept && o->kept[o->kept_head] == o->acked)
+            continue; /* not sent: it stays for a local consumer */
         int r = shmstore_queue_delete(o->h.q, o->acked, 1);
         if (r == 0)
             n++;
@@ -929,6 +959,8 @@ static void handle_mirror_msg(shmstore_bridge_t *b, const uint8_t *rid, size_t r
                 b->objs[i]->owner = -1;
         }
         reconnect = true;
+        pe->last_heard = now;
+        count_peers(b, now);
         logf_(b, SHMSTORE_BRIDGE_LOG_INFO, "mirror %016" PRIx64 " connected", id);
     }
     struct peer *pe = &b->peers[p];
@@ -1038,6 +1070,33 @@ static int add_view_payload(shmstore_bridge_t *b, struct batch *bt, shmstore_vie
     return 0;
 }
 
+/* A version or entry that is a pickle: not sent (logged once per object). Entries stay
+ * in the source queue. */
+static void not_sendable(shmstore_bridge_t *b, struct sobj *o, uint64_t which)
+{
+    bump(&b->st.bad_messages, 1);
+    if (!o->warned)
+        logf_(b, SHMSTORE_BRIDGE_LOG_ERROR, "%s '%s' %s %" PRIu64 " is a pickled object: not "
+              "sent (no pickle crosses the network; store arrays, scalars, str, bytes or "
+              "dicts/lists of them)", shmstore_kind_name(o->kind), o->name,
+              o->kind == SHMSTORE_KIND_QUEUE ? "entry" : "version", which);
+    o->warned = true;
+    if (o->kind != SHMSTORE_KIND_QUEUE)
+        return;
+    if (o->n_kept && o->kept[o->n_kept - 1] >= which)
+        return; /* seen already (a resend after a reconnection) */
+    if (o->kept_head == o->n_kept)
+        o->kept_head = o->n_kept = 0; /* all behind us: reuse the array */
+    if (o->n_kept == o->cap_kept) {
+        size_t cap = o->cap_kept ? 2 * o->cap_kept : 16;
+        uint64_t *k = realloc(o->kept, cap * sizeof(*k));
+        if (!k)
+            return; /* then it is deleted once passed, like a delivered one */
+        o->kept = k, o->cap_kept = cap;
+    }
+    o->kept[o->n_kept++] = which;
+}
+
 static void add_value(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, int p)
 {
     uint64_t ver;
@@ -1056,6 +1115,11 @@ static void add_value(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
     remember(bt, o, p);
     o->pos[p] = v.version;
     o->known[p] = true;
+    if (carries_pickle(&v.desc, v.data, v.len)) {
+        not_sendable(b, o, v.version);
+        shmstore_view_release(&v);
+        return;
+    }
     item_head(bt, o, v.len <= b->o.inline_max ? ITEM_INLINE : 0, v.len);
     w_u64(bt->w, v.version);
     w_u64(bt->w, v.mtime_ns);
@@ -1078,11 +1142,13 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
         return;
     bool first = true;
     while (!batch_full(bt) && o->qnext - o->acked < b->o.queue_window) {
+        /* Committed first, then read: a read that finds nothing could be racing the
+         * commit, a read after the commit that finds nothing means the entry is gone. */
+        if (shmstore_queue_wait(o->h.q, o->qnext, 0, NULL) != 0)
+            break; /* not committed yet */
         shmstore_view_t v;
         int r = shmstore_queue_read(o->h.q, o->qnext, &v);
         if (r == -ENOENT) {
-            if (shmstore_queue_wait(o->h.q, o->qnext, 0, NULL) != 0)
-                break; /* not committed yet */
             if (o->acked == o->qnext)
                 o->acked++; /* gone already (popped or deleted here): nothing to ack */
             o->qnext++;
@@ -1094,6 +1160,12 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
         }
         if (first)
             remember(bt, o, p), first = false;
+        if (carries_pickle(&v.desc, v.data, v.len)) {
+            not_sendable(b, o, v.version);
+            shmstore_view_release(&v);
+            o->qnext++;
+            continue;
+        }
         item_head(bt, o, v.len <= b->o.inline_max ? ITEM_INLINE : 0, v.len);
         w_u64(bt->w, v.version); /* the index */
         w_u64(bt->w, v.mtime_ns);
@@ -1694,7 +1766,8 @@ static void put_value(shmstore_bridge_t *b, struct mobj *m, struct rbuf *r, cons
 {
     uint64_t ver = r_u64(r), mtime = r_u64(r);
     shmstore_datum_t d;
-    if (!r_datum(r, &d) || shmstore_datum_validate(&d, len) < 0) {
+    if (!r_datum(r, &d) || shmstore_datum_validate(&d, len) < 0 ||
+        carries_pickle(&d, payload, len)) {
         bump(&b->st.bad_messages, 1);
         return;
     }
@@ -1742,7 +1815,8 @@ static void push_entry(shmstore_bridge_t *b, struct mobj *m, struct rbuf *r, con
     r_u64(r); /* mtime: the far queue stamps its own commit */
     shmstore_queue_options_t qo = {.capacity = r_u64(r), .slot_size = r_u64(r), .full = r_u32(r)};
     shmstore_datum_t d;
-    if (!r_datum(r, &d) || shmstore_datum_validate(&d, len) < 0) {
+    if (!r_datum(r, &d) || shmstore_datum_validate(&d, len) < 0 ||
+        carries_pickle(&d, payload, len)) {
         bump(&b->st.bad_messages, 1);
         return;
     }

@@ -394,7 +394,8 @@ static int mod_exec(PyObject *m)
         !(st->Queue_type = add_type(m, &Queue_spec)) ||
         !(st->Reserve_type = add_type(m, &Reserve_spec)) ||
         !(st->Table_type = add_type(m, &Table_spec)) ||
-        !(st->Ring_type = add_type(m, &Ring_spec)))
+        !(st->Ring_type = add_type(m, &Ring_spec)) ||
+        !(st->Bridge_type = add_type(m, &Bridge_spec)))
         return -1;
     if (!(st->Error = new_exc(m, "Error", NULL, "Base of the exceptions that only shmstore raises.")))
         return -1;
@@ -441,6 +442,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->Ring_type);
     Py_VISIT(st->Reserve_type);
     Py_VISIT(st->Table_type);
+    Py_VISIT(st->Bridge_type);
     Py_VISIT(st->FullError);
     Py_VISIT(st->Error);
     Py_VISIT(st->NotFoundError);
@@ -477,6 +479,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->Ring_type);
     Py_CLEAR(st->Reserve_type);
     Py_CLEAR(st->Table_type);
+    Py_CLEAR(st->Bridge_type);
     Py_CLEAR(st->FullError);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->NotFoundError);
