@@ -1833,7 +1833,8 @@ static void push_entry(shmstore_bridge_t *b, struct mobj *m, struct rbuf *r, con
         bump(&b->st.bad_messages, 1);
         return;
     }
-    memcpy(a, d.attrs, d.attrs_len);
+    if (d.attrs_len)
+        memcpy(a, d.attrs, d.attrs_len);
     uint32_t alen = d.attrs_len;
     int64_t idx = (int64_t)index;
     if (shmstore_attrs_add(a, d.attrs_len + 64, &alen, "bridge_index", SHMSTORE_T_INT64, &idx,

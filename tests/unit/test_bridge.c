@@ -207,7 +207,9 @@ static void test_every_kind(void **state)
         assert_int_equal(*(const uint64_t *)e.data, i);
         const void *bi;
         T_OK(shmstore_attrs_get(e.desc.attrs, e.desc.attrs_len, "bridge_index", &ty, &bi, &vl));
-        assert_int_equal(*(const int64_t *)bi, (int64_t)i);
+        int64_t bidx;
+        memcpy(&bidx, bi, sizeof(bidx)); /* attrs are packed: no alignment */
+        assert_int_equal(bidx, (int64_t)i);
         shmstore_view_release(&e);
     }
     shmstore_queue_close(fq);
