@@ -371,17 +371,20 @@ SHMSTORE_API int shmstore_bridge_keygen(const char *path)
 
 /* ---- the bridge ---------------------------------------------------------------------- */
 
+/* A handle of one of the kinds the bridge mirrors. */
+union handle {
+    shmstore_value_t *v;
+    shmstore_queue_t *q;
+    shmstore_ring_t *r;
+    shmstore_table_t *t;
+    void *any;
+};
+
 /* A source object (server side). */
 struct sobj {
     char name[SHMSTORE_NAME_MAX + 1];
     uint32_t kind;
-    union {
-        shmstore_value_t *v;
-        shmstore_queue_t *q;
-        shmstore_ring_t *r;
-        shmstore_table_t *t;
-        void *any;
-    } h, wh; /* the main thread's handle; the watcher's own */
+    union handle h, wh; /* the main thread's handle; the watcher's own */
     pthread_t th;
     bool has_thread;
     _Atomic bool gone; /* deleted (or the bridge closing): the watcher stops */
@@ -416,13 +419,7 @@ struct peer {
 struct mobj {
     uint32_t server, kind;
     char src[SHMSTORE_NAME_MAX + 1], local[SHMSTORE_NAME_MAX + 1];
-    union {
-        shmstore_value_t *v;
-        shmstore_queue_t *q;
-        shmstore_ring_t *r;
-        shmstore_table_t *t;
-        void *any;
-    } h;
+    union handle h;
     uint64_t pos;     /* value: version received; queue / table: next source index */
     bool has_pos, failed;
     uint64_t src_gen; /* rings: the source generation last written */

@@ -431,21 +431,8 @@ static int make_gen(shmstore_ring_t *r, const shmstore_ring_config_t *cfg, uint6
     return 0;
 }
 
-SHMSTORE_API int shmstore_ring_reconfigure(shmstore_ring_t *r, const shmstore_ring_config_t *cfg)
-{
-    shmstore__clearerr();
-    int rc = rcheck(r);
-    if (rc < 0)
-        return rc;
-    if (!cfg)
-        return shmstore__seterr(-EINVAL, "ring '%.255s': no configuration given", r->obj->name);
-    if ((rc = take_role(r)) < 0)
-        return rc;
-    return make_gen(r, cfg, UINT64_MAX);
-}
-
-SHMSTORE_API int shmstore_ring_reconfigure_at(shmstore_ring_t *r, const shmstore_ring_config_t *cfg,
-                                              uint64_t base)
+/* Reconfigure as the writer, the new generation starting at `at` (UINT64_MAX: next). */
+static int reconfigure(shmstore_ring_t *r, const shmstore_ring_config_t *cfg, uint64_t at)
 {
     shmstore__clearerr();
     int rc = rcheck(r);
@@ -457,11 +444,24 @@ SHMSTORE_API int shmstore_ring_reconfigure_at(shmstore_ring_t *r, const shmstore
         return rc;
     /* The writer's handle is on the current generation (take_role follows it). */
     uint64_t total = r->g ? atomic_load_explicit(&r->g->total, memory_order_relaxed) : 0;
-    if (base < total || base == UINT64_MAX)
+    if (at != UINT64_MAX && at < total)
         return shmstore__seterr(-EINVAL, "ring '%.255s': a generation can't start at position "
                                 "%" PRIu64 ", below the %" PRIu64 " frames written", r->obj->name,
-                                base, total);
-    return make_gen(r, cfg, base);
+                                at, total);
+    return make_gen(r, cfg, at);
+}
+
+SHMSTORE_API int shmstore_ring_reconfigure(shmstore_ring_t *r, const shmstore_ring_config_t *cfg)
+{
+    return reconfigure(r, cfg, UINT64_MAX);
+}
+
+SHMSTORE_API int shmstore_ring_reconfigure_at(shmstore_ring_t *r, const shmstore_ring_config_t *cfg,
+                                              uint64_t base)
+{
+    if (base == UINT64_MAX)
+        return shmstore__seterr(-EINVAL, "ring: no generation starts at position 2^64 - 1");
+    return reconfigure(r, cfg, base);
 }
 
 /* ---- open / close -------------------------------------------------------------------- */
