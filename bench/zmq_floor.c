@@ -14,8 +14,9 @@
  *   first message to the last and prints msgs/s and MB/s (the first message is not counted:
  *   it only starts the clock).
  * - latency (--latency): one message at a time, GAP microseconds apart; each carries the
- *   sender's CLOCK_REALTIME (its first 8 bytes) just before zmq_send; the receiver subtracts it from its own
- *   clock (both ends on one machine: one clock) and prints the median, p90, p99 and max.
+ *   sender's CLOCK_REALTIME (its first 8 bytes) just before zmq_send; the receiver
+ *   subtracts it from its own clock (both ends on one machine: one clock) and prints the
+ *   median, p90, p99 and max.
  *
  * The sender waits for the peer's handshake (socket monitor) before it starts, so no
  * message waits for the connection; once it has sent everything it waits for its stdin
@@ -219,8 +220,8 @@ static int run_pull(const struct opts *o)
             sum += (double)lat[i] / 1000.0;
         printf(", \"mode\": \"latency\", \"gap_us\": %ld, \"p50_us\": %.1f, \"p90_us\": %.1f, "
                "\"p99_us\": %.1f, \"max_us\": %.1f, \"mean_us\": %.1f}\n",
-               o->gap_us, bb_pct_us(lat, n_lat, 0.5), bb_pct_us(lat, n_lat, 0.9), bb_pct_us(lat, n_lat, 0.99),
-               bb_pct_us(lat, n_lat, 1.0), n_lat ? sum / (double)n_lat : 0.0);
+               o->gap_us, bb_pct_us(lat, n_lat, 0.5), bb_pct_us(lat, n_lat, 0.9),
+               bb_pct_us(lat, n_lat, 0.99), bb_pct_us(lat, n_lat, 1.0), n_lat ? sum / (double)n_lat : 0.0);
     } else {
         double s = (double)(t1 - t0) / 1e9;
         printf(", \"mode\": \"throughput\", \"seconds\": %.4f, \"msgs_per_s\": %.1f, "

@@ -185,7 +185,8 @@ def remove_stale():
     for line in r.stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         digits = name[len(NS_PREFIX):-1]
-        if name.startswith(NS_PREFIX) and digits.isdigit() and not os.path.exists(f"/proc/{digits}"):
+        gone = digits.isdigit() and not os.path.exists(f"/proc/{digits}")
+        if name.startswith(NS_PREFIX) and gone:
             run("ip", "netns", "del", name, check=False)
 
 
@@ -317,7 +318,8 @@ def summarize(name, p, b, f):
         rate, unit, floor_rate = b["entries_per_s"], "entries/s", f["msgs_per_s"]
     else:
         rate, unit, floor_rate = b["frames_per_s"], "frames/s", f["msgs_per_s"] * RING_CHUNK
-    row.update(bridge=rate, floor=floor_rate, unit=unit, ratio=rate / floor_rate if floor_rate else 0)
+    row.update(bridge=rate, floor=floor_rate, unit=unit,
+               ratio=rate / floor_rate if floor_rate else 0)
     row["ok"] = row["ratio"] >= (LARGE if t == "large" else SMALL)
     s = (b.get("stats") or {}).get("server") or {}
     if s.get("messages_sent"):
@@ -364,7 +366,8 @@ def print_table(report):
             if "error" in r:
                 print(f"{env:9} {r['case']:10} error: {r['error'][:90]}")
             elif r["target"] == "latency":
-                print(f"{env:9} {r['case']:10} {r['bridge_p50_us']:7.0f}/{r['bridge_p99_us']:<6.0f}us "
+                print(f"{env:9} {r['case']:10} "
+                      f"{r['bridge_p50_us']:7.0f}/{r['bridge_p99_us']:<6.0f}us "
                       f"{r['floor_p50_us']:7.0f}/{r['floor_p99_us']:<6.0f}us "
                       f"{r['added_p50_us']:+9.0f} us {'<=' + str(int(ADDED_US)) + ' us':>9}  "
                       f"{'yes' if r['ok'] else 'NO'}")
