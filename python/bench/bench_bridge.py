@@ -24,6 +24,7 @@ server + mirror pair (so each case's --stats counters are its own), one warm-up 
 - ring: 32-channel float32 frames written in chunks of 1024 (128 KiB) by a writer kept at
   most 1/8 of the ring ahead of the far ring (so nothing is lost and the writer does not
   spin on a core the bridge needs); far frames/s. Floor: ZeroMQ messages of 128 KiB/s x 1024.
+Each case runs --repeat times (default 3, --quick 1) and the medians are reported.
 
 Targets: >= 0.9x the floor's throughput for large messages (value_1m2, queue_64k, ring),
 >= 0.7x for small ones (value_8, queue_64), added latency <= 50 us over the floor at p50.
@@ -321,6 +322,11 @@ def summarize(name, p, b, f):
     row.update(bridge=rate, floor=floor_rate, unit=unit,
                ratio=rate / floor_rate if floor_rate else 0)
     row["ok"] = row["ratio"] >= (LARGE if t == "large" else SMALL)
+    # what else says whether the figure is sound: entries lost, frames lost, how stale the
+    # far value is while the writer saturates the link
+    for k in ("missing", "out_of_order", "frames_lost", "loaded_p50_us", "loaded_p99_us"):
+        if k in b:
+            row[k] = b[k]
     s = (b.get("stats") or {}).get("server") or {}
     if s.get("messages_sent"):
         per = {"value": s.get("values"), "queue": s.get("entries"), "ring": s.get("frames")}
@@ -342,7 +348,9 @@ def combine(rows):
         return rows[0]
     out = dict(rows[0])
     for k, v in rows[0].items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if k in ("missing", "out_of_order", "frames_lost"):  # losses add up, never average
+            out[k] = sum(r.get(k) or 0 for r in rows)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[k] = median([r[k] for r in rows if r.get(k) is not None])
     t = out["target"]
     out["ok"] = (out["added_p50_us"] <= ADDED_US if t == "latency"
@@ -383,7 +391,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short cases (under 30 s in all)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-report", "bridge.json"))
-    ap.add_argument("--repeat", type=int, default=1, help="runs per case (medians reported)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="runs per case, medians reported (default 3; --quick: 1)")
     ap.add_argument("--no-veth", action="store_true", help="loopback only")
     ap.add_argument("--only", nargs="*", choices=CASES, help="these cases only")
     ap.add_argument("--profile", action="store_true",
@@ -395,6 +404,8 @@ def main():
                      "shmstore_zmq_floor targets (and the CLI) of the build SHMSTORE_BIN is in")
     if a.profile and shutil.which("strace") is None:
         sys.exit("bench_bridge: --profile needs strace")
+    if a.repeat is None:
+        a.repeat = 1 if a.quick else 3
     ps = params(a.quick)
     cases = a.only or CASES
     t_start = time.time()
