@@ -13,6 +13,8 @@
  *   value SRC FAR OBJ SIZE SECONDS           writer puts as fast as it can; far rate
  *   value-latency SRC FAR OBJ SIZE COUNT GAP_US   one put at a time; put -> far wake-up
  *   queue SRC FAR OBJ SIZE COUNT CAPACITY    push COUNT, pop them far; entries/s
+ *   queue-store STORE OBJ SIZE COUNT CAPACITY  the same through a relay thread in one
+ *                                            store: the store's share, no ZeroMQ
  *   ring SRC FAR OBJ CHANNELS CHUNK SECONDS  float32 frames in chunks; frames/s far
  */
 #include <errno.h>
@@ -340,6 +342,88 @@ static int cmd_queue(int argc, char **argv)
     return 0;
 }
 
+/* The store's share of a queue case, without ZeroMQ: a relay thread does to a queue
+ * what the server and the mirror do between them (read the entry, push a copy into a
+ * second queue, delete the original), one entry at a time as the bridge does, while the
+ * pusher and the popper run as in cmd_queue. A reference for the store's share of a
+ * queue case (in lock step, where the bridge pipelines). */
+struct relay {
+    shmstore_queue_t *from, *to;
+    uint64_t count;
+};
+
+static void *queue_relay(void *arg)
+{
+    struct relay *r = arg;
+    for (uint64_t i = 0; i < r->count; i++) {
+        int rc = shmstore_queue_wait(r->from, i, WAIT_NS, NULL);
+        shmstore_view_t v;
+        if (rc == 0)
+            rc = shmstore_queue_read(r->from, i, &v);
+        if (rc == 0) {
+            rc = shmstore_queue_push(r->to, &v.desc, v.data, v.len, WAIT_NS, NULL);
+            shmstore_view_release(&v);
+        }
+        if (rc == 0)
+            rc = shmstore_queue_delete(r->from, i, 1);
+        if (rc < 0)
+            fail("relay", rc);
+    }
+    return NULL;
+}
+
+static int cmd_queue_store(int argc, char **argv)
+{
+    if (argc != 6)
+        return 2;
+    shmstore_t *s = open_store(argv[1]);
+    char name2[SHMSTORE_NAME_MAX + 1];
+    snprintf(name2, sizeof(name2), "%.200s.far", argv[2]);
+    struct pusher p = {.size = strtoull(argv[3], NULL, 0), .count = strtoull(argv[4], NULL, 0)};
+    shmstore_queue_options_t qo = {.capacity = strtoull(argv[5], NULL, 0)};
+    struct relay r = {.count = p.count + 1};
+    shmstore_queue_t *fq;
+    int rc = shmstore_queue_open(s, argv[2], SHMSTORE_Q_CREATE, &qo, &p.q);
+    if (rc == 0)
+        rc = shmstore_queue_open(s, argv[2], 0, NULL, &r.from);
+    if (rc == 0)
+        rc = shmstore_queue_open(s, name2, SHMSTORE_Q_CREATE, &qo, &r.to);
+    if (rc == 0)
+        rc = shmstore_queue_open(s, name2, 0, NULL, &fq);
+    if (rc < 0)
+        fail(argv[2], rc);
+    pthread_t tr, tp;
+    uint64_t t0 = bb_now_mono();
+    pthread_create(&tr, NULL, queue_relay, &r);
+    p.count++; /* entries 1..count, and this one: the pusher starts at 1 */
+    shmstore_datum_t d;
+    shmstore_datum_init(&d, SHMSTORE_T_BYTES);
+    char zero[8] = {0};
+    if ((rc = shmstore_queue_push(p.q, &d, zero, p.size < 8 ? p.size : 8, WAIT_NS, NULL)) < 0)
+        fail("push", rc);
+    p.count--;
+    pthread_create(&tp, NULL, queue_pusher, &p);
+    for (uint64_t i = 0; i <= p.count; i++) {
+        shmstore_view_t v;
+        if ((rc = shmstore_queue_pop(fq, WAIT_NS, &v)) < 0)
+            fail("pop", rc);
+        shmstore_view_release(&v);
+    }
+    uint64_t t1 = bb_now_mono();
+    pthread_join(tp, NULL);
+    pthread_join(tr, NULL);
+    double sec = (double)(t1 - t0) / 1e9;
+    printf("{\"case\": \"queue-store\", \"size\": %zu, \"count\": %" PRIu64
+           ", \"seconds\": %.3f, \"entries_per_s\": %.1f}\n",
+           p.size, p.count, sec, (double)(p.count + 1) / sec);
+    shmstore_queue_close(fq);
+    shmstore_queue_close(r.to);
+    shmstore_queue_close(r.from);
+    shmstore_queue_close(p.q);
+    shmstore_close(s);
+    return 0;
+}
+
 /* ---- rings ---------------------------------------------------------------------------- */
 
 struct rreader {
@@ -499,7 +583,8 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"value", cmd_value},   {"value-latency", cmd_value_latency},
-                {"queue", cmd_queue},   {"ring", cmd_ring},
+                {"queue", cmd_queue},   {"queue-store", cmd_queue_store},
+                {"ring", cmd_ring},
                 {"mkstore", cmd_mkstore}, {"rmstore", cmd_rmstore}};
     for (size_t i = 0; argc >= 2 && i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (strcmp(argv[1], cmds[i].name))
@@ -513,6 +598,7 @@ int main(int argc, char **argv)
                     "       shmstore_bridge_probe value SRC FAR OBJ SIZE SECONDS\n"
                     "       shmstore_bridge_probe value-latency SRC FAR OBJ SIZE COUNT GAP_US\n"
                     "       shmstore_bridge_probe queue SRC FAR OBJ SIZE COUNT CAPACITY\n"
+                    "       shmstore_bridge_probe queue-store STORE OBJ SIZE COUNT CAPACITY\n"
                     "       shmstore_bridge_probe ring SRC FAR OBJ CHANNELS CHUNK SECONDS\n");
     return 2;
 }

@@ -21,6 +21,8 @@ server + mirror pair (so each case's --stats counters are its own), one warm-up 
   ZeroMQ one message at a time, the same GAP, the sender's CLOCK_REALTIME in the message.
 - queue_64 / queue_64k: push N entries into the source queue; time until the far side has
   popped all N (every entry checked in order). Floor: ZeroMQ messages/s of that size.
+  Also "store_only": the same entries through a relay thread in one store (read, push
+  into a second queue, delete: the bridge's store calls without ZeroMQ), for reference.
 - ring: 32-channel float32 frames written in chunks of 1024 (128 KiB) by a writer kept at
   most 1/8 of the ring ahead of the far ring (so nothing is lost and the writer does not
   spin on a core the bridge needs); far frames/s. Floor: ZeroMQ messages of 128 KiB/s x 1024.
@@ -302,6 +304,21 @@ def bridge_case(env, name, p, profile):
             run(PROBE, "rmstore", s, check=False)
 
 
+def store_only(p):
+    """A queue case's store work without ZeroMQ (the probe's queue-store: a relay thread
+    reads, pushes into a second queue and deletes, entry by entry, in lock step where the
+    bridge pipelines): a reference for the store's share of the cost on this machine."""
+    st = f"bb_st_{PID}"
+    run(PROBE, "rmstore", st)
+    run(PROBE, "mkstore", st, 1024)
+    try:
+        _, size, count, cap = p["probe"]
+        r = run(PROBE, "queue-store", st, "bb_q", size, count, cap, timeout=CASE_TIMEOUT)
+        return last_json(r.stdout)
+    finally:
+        run(PROBE, "rmstore", st, check=False)
+
+
 def summarize(name, p, b, f):
     """The figure, the floor's, their ratio (or added latency) and whether it meets the
     target."""
@@ -327,6 +344,8 @@ def summarize(name, p, b, f):
     for k in ("missing", "out_of_order", "frames_lost", "loaded_p50_us", "loaded_p99_us"):
         if k in b:
             row[k] = b[k]
+    if b.get("store_only"):
+        row["store_only"] = b["store_only"]["entries_per_s"]
     s = (b.get("stats") or {}).get("server") or {}
     if s.get("messages_sent"):
         per = {"value": s.get("values"), "queue": s.get("entries"), "ring": s.get("frames")}
@@ -440,6 +459,8 @@ def main():
                     try:
                         b = bridge_case(env, name, p, a.profile)
                         f = floor(env, **p["floor"])
+                        if name.startswith("queue"):
+                            b["store_only"] = store_only(p)
                         raw.append({"case": name, "bridge": b, "floor": f})
                         reps.append(summarize(name, p, b, f))
                         print(f"{env.name}: {name}: {json.dumps(reps[-1])}", file=sys.stderr)
