@@ -65,7 +65,7 @@ CASES = ["value_8", "value_1m2", "lat_8", "lat_1m2", "queue_64", "queue_64k", "r
 
 def params(quick):
     """Per case: the probe's arguments and the floor's."""
-    sec = 1.0 if quick else 3.0
+    sec = 1.0 if quick else 2.0
     k = 5 if quick else 1
     return {
         "value_8": dict(probe=["value", 8, sec], floor=dict(size=8, count=2000000 // k),
@@ -78,7 +78,7 @@ def params(quick):
         "lat_1m2": dict(probe=["value-latency", MB, 500 // k, 2000],
                         floor=dict(size=MB, count=500 // k, latency=True, gap_us=2000),
                         target="latency"),
-        "queue_64": dict(probe=["queue", 64, 300000 // k, 8192],
+        "queue_64": dict(probe=["queue", 64, 200000 // k, 8192],
                          floor=dict(size=64, count=2000000 // k), target="small"),
         "queue_64k": dict(probe=["queue", 65536, 20000 // k, 1024],
                           floor=dict(size=65536, count=20000 // k), target="large"),
@@ -403,7 +403,9 @@ def print_table(report):
                 print(f"{env:9} {r['case']:10} {fmt_rate(r['bridge']) + r['unit'][:-2]:>16} "
                       f"{fmt_rate(r['floor']) + r['unit'][:-2]:>16} {r['ratio']:11.2f}x "
                       f"{'>=' + str(tgt) + 'x':>9}  {'yes' if r['ok'] else 'NO'}")
-    print("latency: p50/p99 of put -> far reader awake; rates: /s")
+    print("latency: p50/p99 us of put -> far reader awake; rates: per second; with repeats, "
+          "each figure is the median over the runs and ratio/added the median of the runs' "
+          "own (a run's bridge and floor back to back)")
 
 
 def main():
