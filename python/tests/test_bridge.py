@@ -195,7 +195,7 @@ def test_bridge_values_untorn_in_order_with_mtime_and_attrs(net2, stores):
     small.put(payload(0, 8), attrs={"seq": 0})
     mtimes = {0: big.mtime}
     serve(net2, src)
-    mirror(net2, dst)
+    mir = mirror(net2, dst)
     wait_name(dst, FAR + "big")
     wait_name(dst, FAR + "small")
 
@@ -240,6 +240,9 @@ def test_bridge_values_untorn_in_order_with_mtime_and_attrs(net2, stores):
     wait_for(lambda: int(far_small.get()[0]) == versions, 20, "the last small version")
     assert dst.attrs(FAR + "small") == {"seq": versions}
     assert dst.mtime(FAR + "small") == src.mtime("small")
+    # one far version per version received (the mirror's `values`)
+    n_far = far.version + far_small.version
+    mir.stats(lambda st: st["values"] == n_far, what=f"mirror values == {n_far} far versions")
     far.close(), far_small.close(), big.close(), small.close()
 
 
@@ -483,6 +486,29 @@ def test_bridge_killed_and_restarted(net2, stores):
     assert len(dups) == len(set(dups)), "an entry delivered more than twice"
     wait_for(lambda: len(q) == 0, 20, "the source queue to empty")
     print(f"restarts: {len(dups)} duplicates after the mirror's restart")
+    fq.close(), q.close()
+
+
+def test_bridge_server_counts_entries_sent_not_attempted(net2, stores):
+    """bridge.h: the server's `entries` are "queue entries sent". Batches a gone mirror
+    never got (undone and retried) are not sent."""
+    src, dst = stores("s"), stores("m")
+    q = src.queue("q", capacity=1024)
+    srv, mir = serve(net2, src), mirror(net2, dst)
+    push_all(q, range(10))
+    wait_for(lambda: len(q) == 0, 20, "10 entries delivered and acknowledged")
+    mir.kill()
+    push_all(q, range(10, 110))
+    # the server tries the dead mirror until peer_timeout_ns: give it a while to
+    srv.stats(lambda st: st["peers"] == 0, timeout=30, what="the dead mirror forgotten")
+    mir = mirror(net2, dst)
+    fq = dst.queue(FAR + "q", create=False)
+    got = []
+    drain(fq, got, lambda g: len(g) >= 110, 30, "the 100 entries after the restart")
+    assert check_entries(got) == list(range(110))  # the first 10 were in the far queue
+    wait_for(lambda: len(q) == 0, 20, "the source queue to empty")
+    st = srv.stats(lambda st: st["entries_acked"] == 110, what="110 entries acknowledged")
+    assert st["entries"] == 110, f"server counted {st['entries']} entries sent for 110: {st}"
     fq.close(), q.close()
 
 
