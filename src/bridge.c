@@ -117,6 +117,7 @@ SHMSTORE_API int shmstore_bridge_keygen(const char *path)
 #define MSG_BATCH 1u
 #define MSG_PING 2u
 #define MSG_ACK 3u
+#define MSG_REWIND 4u /* a mirror dropped entries (its far queue was full): send again */
 #define ITEM_INLINE 0x1u
 
 #define PEERS_MAX 32
@@ -126,6 +127,10 @@ SHMSTORE_API int shmstore_bridge_keygen(const char *path)
 #define TABLE_POLL_NS 2000000ll
 #define WATCH_SLICE_NS 200000000ll /* watchers re-check the stop flag this often */
 #define GLOBS_MAX 64
+#define REWIND_NS 20000000ll /* a mirror asks for a queue's entries again at most this often */
+#define REWIND_POLL_MS 2     /* and looks for room in its full far queues this often */
+#define TAKE_COPY_MAX 4096 /* delivered entries up to this are popped, not deleted */
+#define SEND_COPY_MAX 32768 /* batches up to this are copied into their message */
 
 typedef _Atomic uint64_t counter_t;
 
@@ -396,7 +401,7 @@ struct sobj {
     uint64_t qnext, acked;
     uint64_t *kept; /* entries not sent (pickles), increasing: never deleted here */
     size_t n_kept, kept_head, cap_kept;
-    bool warned;
+    bool warned, kept_behind; /* a kept entry lies before `acked`: no pops */
     shmstore_queue_options_t qopt;
     /* Tables: the schema, as sent. */
     const shmstore_table_field_t *fields;
@@ -422,6 +427,8 @@ struct mobj {
     union handle h;
     uint64_t pos;     /* value: version received; queue / table: next source index */
     bool has_pos, failed;
+    bool stalled, ask; /* queues: entries dropped (far queue full, or after a gap): ask again */
+    uint64_t rewind_ns, capacity;
     uint64_t src_gen; /* rings: the source generation last written */
 };
 
@@ -441,6 +448,12 @@ struct shmstore_bridge {
     void *ctx, *sock, *zap, *mon;
     int efd; /* stop and watcher wake-ups */
     _Atomic int stop, pending;
+    /* Watchers that signalled wait for the main loop's next pass (drained moves) before
+     * waiting on their object again: a saturating writer then costs one wake per pass,
+     * not a watcher spinning through waits that return at once. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t drained;
     char endpoint[256];
     struct stats st;
     uint64_t id; /* mirror id */
@@ -459,6 +472,7 @@ struct shmstore_bridge {
     struct mobj **mobjs;
     size_t n_mobjs, cap_mobjs;
     struct wbuf scratch, attrs;
+    void *take_buf; /* take_acked()'s copy */
 };
 
 static void logf_(shmstore_bridge_t *b, int level, const char *fmt, ...)
@@ -522,6 +536,8 @@ static int common_init(shmstore_bridge_t *b, shmstore_t *s, const shmstore_bridg
 {
     b->s = s;
     b->efd = -1;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
     if (opt)
         b->o = *opt;
     if (!b->o.hwm)
@@ -691,10 +707,23 @@ static void *watch_main(void *arg)
         if (r < 0)
             next = at; /* deleted, or worse: the main thread finds out */
         at = next;
+        pthread_mutex_lock(&b->mu);
+        uint64_t pass = b->drained;
+        pthread_mutex_unlock(&b->mu);
         if (!atomic_exchange(&b->pending, 1))
             wake_loop(b);
         if (r < 0)
             break;
+        pthread_mutex_lock(&b->mu);
+        while (b->drained == pass && !atomic_load(&b->stop) && !o->gone) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 200000000;
+            if (ts.tv_nsec >= 1000000000)
+                ts.tv_sec++, ts.tv_nsec -= 1000000000;
+            pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        }
+        pthread_mutex_unlock(&b->mu);
     }
     return NULL;
 }
@@ -865,16 +894,42 @@ static struct sobj *find_source(shmstore_bridge_t *b, uint32_t kind, const char 
     return NULL;
 }
 
-/* Entries [o->acked, upto) are in the far queue: delete them here. */
+/* Remove delivered entry o->acked from the source queue. It is the oldest there (those
+ * before it are gone, and nobody else consumes a mirrored queue), so a copying pop takes
+ * it when it is small: that leaves its block as the cell's spare, which the next push
+ * fills without the allocator's lock, where a delete would free it and the push allocate
+ * again. Larger entries (or one that is not the oldest after all) are deleted. Returns
+ * 0, -ENOENT (gone already) or -ESTALE. */
+static int take_acked(shmstore_bridge_t *b, struct sobj *o)
+{
+    /* Entries kept (pickles) stay before it: then a pop would take one of those. */
+    if (!o->kept_behind && shmstore_queue_contains(o->h.q, o->acked) == 1 &&
+        (b->take_buf || (b->take_buf = malloc(TAKE_COPY_MAX)))) {
+        size_t len;
+        uint64_t idx;
+        int r = shmstore_queue_pop_copy(o->h.q, 0, NULL, b->take_buf, TAKE_COPY_MAX, &len, &idx);
+        if (r == 0 && idx == o->acked)
+            return 0;
+        if (r == 0) /* not ours: only when someone pops the mirrored queue locally */
+            logf_(b, SHMSTORE_BRIDGE_LOG_ERROR, "queue '%s': entry %" PRIu64 " was popped here "
+                  "while entry %" PRIu64 " was the oldest delivered; don't pop a mirrored queue "
+                  "locally", o->name, idx, o->acked);
+    }
+    return shmstore_queue_delete(o->h.q, o->acked, 1);
+}
+
+/* Entries [o->acked, upto) are in the far queue: take them out here. */
 static void queue_acked(shmstore_bridge_t *b, struct sobj *o, uint64_t upto)
 {
     uint64_t n = 0;
     for (; o->acked < upto; o->acked++) {
         while (o->kept_head < o->n_kept && o->kept[o->kept_head] < o->acked)
             o->kept_head++;
-        if (o->kept_head < o->n_kept && o->kept[o->kept_head] == o->acked)
+        if (o->kept_head < o->n_kept && o->kept[o->kept_head] == o->acked) {
+            o->kept_behind = true;
             continue; /* not sent: it stays for a local consumer */
-        int r = shmstore_queue_delete(o->h.q, o->acked, 1);
+        }
+        int r = take_acked(b, o);
         if (r == 0)
             n++;
         else if (r == -ESTALE)
@@ -887,7 +942,8 @@ static void queue_acked(shmstore_bridge_t *b, struct sobj *o, uint64_t upto)
 
 /* A PING or ACK: positions of the mirror's objects. On a (re)connection the cursors move
  * to them; queue positions always count as acknowledgements. */
-static void apply_positions(shmstore_bridge_t *b, int p, struct rbuf *r, bool reconnect)
+static void apply_positions(shmstore_bridge_t *b, int p, struct rbuf *r, bool reconnect,
+                            bool rewind)
 {
     uint32_t n = r_u32(r);
     if (reconnect)
@@ -912,7 +968,9 @@ static void apply_positions(shmstore_bridge_t *b, int p, struct rbuf *r, bool re
             if (pos > o->acked && shmstore_queue_info(o->h.q, &qi) == 0)
                 queue_acked(b, o, pos < qi.next_index ? pos : qi.next_index);
             if (reconnect)
-                o->qnext = o->acked;
+                o->qnext = o->pos[p] = o->acked;
+            else if (rewind && pos < o->qnext)
+                o->qnext = o->pos[p] = pos > o->acked ? pos : o->acked;
         } else if (reconnect) {
             o->pos[p] = pos;
             o->known[p] = true;
@@ -926,7 +984,7 @@ static void handle_mirror_msg(shmstore_bridge_t *b, const uint8_t *rid, size_t r
     struct rbuf r = {zmq_msg_data(m), zmq_msg_size(m), 0, false};
     uint32_t magic = r_u32(&r), type = r_u8(&r);
     uint64_t id = r_u64(&r);
-    if (r.bad || magic != WIRE_MAGIC || (type != MSG_PING && type != MSG_ACK)) {
+    if (r.bad || magic != WIRE_MAGIC || (type != MSG_PING && type != MSG_ACK && type != MSG_REWIND)) {
         bump(&b->st.bad_messages, 1);
         return;
     }
@@ -985,7 +1043,7 @@ static void handle_mirror_msg(shmstore_bridge_t *b, const uint8_t *rid, size_t r
             if (reconnect && (pe->globs[pe->n_globs] = strdup(g)))
                 pe->n_globs++;
     }
-    apply_positions(b, p, &r, reconnect);
+    apply_positions(b, p, &r, reconnect, type == MSG_REWIND);
     if (r.bad)
         bump(&b->st.bad_messages, 1);
 }
@@ -994,7 +1052,7 @@ static void handle_mirror_msg(shmstore_bridge_t *b, const uint8_t *rid, size_t r
 
 struct undo {
     struct sobj *o;
-    uint64_t pos;
+    uint64_t pos, qnext;
     bool known;
 };
 
@@ -1038,8 +1096,7 @@ static bool batch_full(const struct batch *bt)
 
 static void remember(struct batch *bt, struct sobj *o, int p)
 {
-    bt->undo[bt->n_undo++] = (struct undo){o, o->kind == SHMSTORE_KIND_QUEUE ? o->qnext : o->pos[p],
-                                           o->known[p]};
+    bt->undo[bt->n_undo++] = (struct undo){o, o->pos[p], o->qnext, o->known[p]};
 }
 
 /* The payload of a leased view: copied after the item when small, else a zero-copy frame
@@ -1133,7 +1190,7 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
             logf_(b, SHMSTORE_BRIDGE_LOG_INFO, "queue '%s': mirror %016" PRIx64 " went silent; "
                   "its entries in flight go to another", o->name, b->peers[o->owner].mirror_id);
         o->owner = p; /* the entries in flight are sent again from the oldest */
-        o->qnext = o->acked;
+        o->qnext = o->pos[p] = o->acked;
     }
     if (o->owner != p)
         return;
@@ -1165,6 +1222,7 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
         }
         item_head(bt, o, v.len <= b->o.inline_max ? ITEM_INLINE : 0, v.len);
         w_u64(bt->w, v.version); /* the index */
+        w_u64(bt->w, o->pos[p]); /* entries before it and from here on are gone */
         w_u64(bt->w, v.mtime_ns);
         w_u64(bt->w, o->qopt.capacity);
         w_u64(bt->w, o->qopt.slot_size);
@@ -1172,6 +1230,7 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
         w_datum(bt->w, &v.desc);
         bt->payload += v.len;
         o->qnext++;
+        o->pos[p] = o->qnext;
         bump(&b->st.entries, 1);
         if (add_view_payload(b, bt, &v) < 0)
             break;
@@ -1345,9 +1404,8 @@ static void undo_batch(struct batch *bt, int p)
     for (size_t i = bt->n_undo; i-- > 0;) {
         struct undo *u = &bt->undo[i];
         if (u->o->kind == SHMSTORE_KIND_QUEUE)
-            u->o->qnext = u->pos;
-        else
-            u->o->pos[p] = u->pos, u->o->known[p] = u->known;
+            u->o->qnext = u->qnext;
+        u->o->pos[p] = u->pos, u->o->known[p] = u->known;
     }
 }
 
@@ -1395,10 +1453,20 @@ static int pump_peer(shmstore_bridge_t *b, int p, uint64_t now, bool *tables)
     } else if (bt->n_items) {
         memcpy(bt->w->p + 6, &bt->n_items, 2);
         zmq_msg_t head;
-        /* The batch buffer goes with the message; a new one is grown next time (glibc
-         * reuses the freed chunk: no new pages in the steady state). */
-        zmq_msg_init_data(&head, bt->w->p, bt->w->len, free_cb, NULL);
-        bt->w->p = NULL, bt->w->len = bt->w->cap = 0;
+        /* A small batch is copied into the message (the buffer stays, already mapped); a
+         * large one goes with the message and a new buffer of the full budget is taken
+         * (glibc reuses the chunk freed by the last one: no new pages in the steady
+         * state). */
+        if (bt->w->len <= SEND_COPY_MAX) {
+            zmq_msg_init_size(&head, bt->w->len);
+            memcpy(zmq_msg_data(&head), bt->w->p, bt->w->len);
+        } else {
+            zmq_msg_init_data(&head, bt->w->p, bt->w->len, free_cb, NULL);
+            size_t cap = (size_t)b->o.batch_bytes + 65536;
+            bt->w->p = malloc(cap);
+            bt->w->cap = bt->w->p ? cap : 0;
+        }
+        bt->w->len = 0;
         if (zmq_send(b->sock, pe->rid, pe->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
             r = errno == EAGAIN ? -EAGAIN : -EHOSTUNREACH;
             zmq_msg_close(&head);
@@ -1564,6 +1632,10 @@ static int server_run(shmstore_bridge_t *b, uint64_t deadline)
         atomic_store(&b->pending, 0);
         tables = false, retry = false;
         pump(b, now, &tables, &retry);
+        pthread_mutex_lock(&b->mu);
+        b->drained++;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
         int64_t wait = (int64_t)(b->next_rescan - now);
         if (retry && wait > RETRY_NS)
             wait = RETRY_NS;
@@ -1728,7 +1800,7 @@ static void send_status(shmstore_bridge_t *b, uint32_t server, unsigned type, bo
     for (size_t i = 0; i < b->n_mobjs; i++) {
         struct mobj *m = b->mobjs[i];
         if (m->server != server || m->kind == SHMSTORE_KIND_VALUE ||
-            (queues_only && m->kind != SHMSTORE_KIND_QUEUE))
+            (queues_only && m->kind != SHMSTORE_KIND_QUEUE) || (type == MSG_REWIND && !m->ask))
             continue;
         uint64_t pos = m->pos;
         if (m->kind == SHMSTORE_KIND_RING) {
@@ -1784,31 +1856,10 @@ static void put_value(shmstore_bridge_t *b, struct mobj *m, struct rbuf *r, cons
     bump(&b->st.values, 1);
 }
 
-/* Push with waits short enough to keep talking to the servers. */
-static int push_patiently(shmstore_bridge_t *b, struct mobj *m, const shmstore_datum_t *d,
-                          const void *payload, uint64_t len)
-{
-    for (;;) {
-        int rc = shmstore_queue_push(m->h.q, d, payload, len, 100000000ll, NULL);
-        if (rc != -ETIMEDOUT && rc != -EAGAIN && rc != -EINTR)
-            return rc;
-        if (atomic_load(&b->stop))
-            return -ECANCELED;
-        uint64_t now = now_ns();
-        for (size_t i = 0; i < b->n_servers; i++)
-            if (now - b->servers[i].last_ping >= (uint64_t)PING_NS) {
-                send_status(b, (uint32_t)i, MSG_PING, false);
-                b->servers[i].last_ping = now;
-            }
-        if (rc == -EAGAIN)
-            nanosleep(&(struct timespec){0, 1000000}, NULL);
-    }
-}
-
 static void push_entry(shmstore_bridge_t *b, struct mobj *m, struct rbuf *r, const void *payload,
                        uint64_t len, bool *acks)
 {
-    uint64_t index = r_u64(r);
+    uint64_t index = r_u64(r), from = r_u64(r);
     r_u64(r); /* mtime: the far queue stamps its own commit */
     shmstore_queue_options_t qo = {.capacity = r_u64(r), .slot_size = r_u64(r), .full = r_u32(r)};
     shmstore_datum_t d;
@@ -1820,6 +1871,10 @@ static void push_entry(shmstore_bridge_t *b, struct mobj *m, struct rbuf *r, con
     if (m->has_pos && index < m->pos) {
         bump(&b->st.entries_duplicate, 1);
         *acks = true; /* tell the server again: its ack was lost */
+        return;
+    }
+    if (m->has_pos && from > m->pos) {
+        m->stalled = true; /* what came before it was dropped here: wait for the resend */
         return;
     }
     /* The source's attrs and its index. */
@@ -1841,11 +1896,18 @@ static void push_entry(shmstore_bridge_t *b, struct mobj *m, struct rbuf *r, con
     int rc = 0;
     if (!m->h.q)
         rc = shmstore_queue_open(b->s, m->local, SHMSTORE_Q_CREATE, &qo, &m->h.q);
+    m->capacity = qo.capacity;
+    /* Never block: a full far queue would hold up every other object of the server
+     * behind it. Drop the entry (and those after it), not acknowledged: once there is
+     * room the mirror asks the server to send again from it (MSG_REWIND). */
     if (rc == 0)
-        rc = push_patiently(b, m, &d, payload, len);
+        rc = shmstore_queue_push(m->h.q, &d, payload, len, 0, NULL);
+    if (rc == -ETIMEDOUT || rc == -EAGAIN) {
+        m->stalled = true;
+        return;
+    }
     if (rc < 0) {
-        if (rc != -ECANCELED)
-            far_failed(b, m, rc);
+        far_failed(b, m, rc);
         return;
     }
     m->failed = false;
@@ -2041,8 +2103,8 @@ static void handle_batch(shmstore_bridge_t *b, uint32_t sv, zmq_msg_t *frames, s
         case SHMSTORE_KIND_VALUE:
             r_u64(&h), r_u64(&h);
             break;
-        case SHMSTORE_KIND_QUEUE:
-            r_u64(&h), r_u64(&h), r_u64(&h), r_u64(&h), r_u32(&h);
+        case SHMSTORE_KIND_QUEUE: /* index, from, mtime, capacity, slot size, policy */
+            r_u64(&h), r_u64(&h), r_u64(&h), r_u64(&h), r_u64(&h), r_u32(&h);
             break;
         case SHMSTORE_KIND_RING:
             r_u64(&h), r_u64(&h), r_u64(&h), r_u64(&h);
@@ -2138,6 +2200,34 @@ static void recv_server(shmstore_bridge_t *b, uint32_t sv)
     }
 }
 
+/* Queues that dropped entries: once their far queue has room, ask their server to send
+ * again from the next one needed (at most every REWIND_NS per queue). Returns whether a
+ * queue is still waiting for room. */
+static bool ask_again(shmstore_bridge_t *b, uint64_t now)
+{
+    bool waiting = false;
+    for (size_t sv = 0; sv < b->n_servers; sv++) {
+        bool any = false;
+        for (size_t i = 0; i < b->n_mobjs; i++) {
+            struct mobj *m = b->mobjs[i];
+            uint64_t n;
+            if (m->server != sv || !m->stalled || !m->h.q)
+                continue;
+            m->ask = shmstore_queue_count(m->h.q, &n) == 0 && (!m->capacity || n < m->capacity) &&
+                     now - m->rewind_ns >= (uint64_t)REWIND_NS;
+            any |= m->ask;
+            waiting |= !m->ask;
+        }
+        if (!any)
+            continue;
+        send_status(b, (uint32_t)sv, MSG_REWIND, true); /* lists the queues asking */
+        for (size_t i = 0; i < b->n_mobjs; i++)
+            if (b->mobjs[i]->ask)
+                b->mobjs[i]->ask = b->mobjs[i]->stalled = false, b->mobjs[i]->rewind_ns = now;
+    }
+    return waiting;
+}
+
 static int mirror_run(shmstore_bridge_t *b, uint64_t deadline)
 {
     size_t ns = b->n_servers;
@@ -2160,6 +2250,7 @@ static int mirror_run(shmstore_bridge_t *b, uint64_t deadline)
             failed += sv->failed && !sv->ok;
         }
         atomic_store_explicit(&b->st.peers, ok, memory_order_relaxed);
+        bool stalled = ask_again(b, now);
         if (failed == ns) {
             rc = shmstore__seterr(-EACCES, "every server refused the handshake (%s%s): check "
                                   "the server's public key file and that the server allows "
@@ -2174,6 +2265,8 @@ static int mirror_run(shmstore_bridge_t *b, uint64_t deadline)
         it[2 * ns] = (zmq_pollitem_t){NULL, b->efd, ZMQ_POLLIN, 0};
         uint64_t left = deadline - now;
         long wait = left < (uint64_t)PING_NS ? (long)(left / 1000000) + 1 : PING_NS / 1000000;
+        if (stalled && wait > REWIND_POLL_MS)
+            wait = REWIND_POLL_MS;
         if (zmq_poll(it, (int)(2 * ns + 1), wait) < 0 && errno != EINTR) {
             rc = zerr("zmq_poll");
             break;
@@ -2302,6 +2395,9 @@ SHMSTORE_API void shmstore_bridge_close(shmstore_bridge_t *b)
     atomic_store(&b->stop, 1);
     for (size_t i = 0; i < b->n_objs; i++)
         b->objs[i]->gone = true; /* watchers stop within WATCH_SLICE_NS */
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
     if (b->sock)
         zmq_close(b->sock);
     if (b->zap)
@@ -2334,8 +2430,11 @@ SHMSTORE_API void shmstore_bridge_close(shmstore_bridge_t *b)
     free(b->batch.p);
     free(b->scratch.p);
     free(b->attrs.p);
+    free(b->take_buf);
     if (b->efd >= 0)
         close(b->efd);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
     free(b);
 }
 #endif /* SHMSTORE_HAVE_ZMQ */
