@@ -17,6 +17,9 @@ import threading
 import time
 
 SHMSTORE_BIN = os.environ.get("SHMSTORE_BIN", "/work/wt11/build/cli/shmstore")
+# the C library next to the CLI's build (build/cli/shmstore -> build/libshmstore.so)
+SHMSTORE_LIB = os.environ.get("SHMSTORE_LIB", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(SHMSTORE_BIN))), "libshmstore.so"))
 PREFIX = "shb"  # every namespace and interface name of these tests starts with it
 
 
@@ -337,8 +340,61 @@ def fuzz_main(host, port, seed):
     return 0
 
 
+# ---- entries' attrs (python netns.py queue-attrs LIB STORE QUEUE KEY) ---------------------
+# The Python API does not return a queue entry's attrs: this reads them through the C
+# library with ctypes, in a process of its own (shmstore_close() would release the leases
+# of the test process's own Store).
+
+def queue_attrs_main(lib, store, queue, key):
+    """Print a JSON list [index, int64 attr `key` or None, first int64 of the payload]
+    of every entry in the queue, oldest first."""
+    import ctypes as C
+    import json as J
+    import struct
+
+    class Datum(C.Structure):
+        _fields_ = [("type", C.c_uint32), ("ndim", C.c_uint32), ("dtype", C.c_char * 8),
+                    ("shape", C.c_uint64 * 32), ("attrs", C.c_void_p), ("attrs_len", C.c_uint32)]
+
+    class View(C.Structure):
+        _fields_ = [("data", C.c_void_p), ("len", C.c_size_t), ("version", C.c_uint64),
+                    ("mtime_ns", C.c_uint64), ("desc", Datum), ("store", C.c_void_p),
+                    ("block_off", C.c_uint64)]
+
+    L = C.CDLL(lib)
+    s, q = C.c_void_p(), C.c_void_p()
+    if L.shmstore_open(store.encode(), 0, None, C.byref(s)) != 0:
+        raise SystemExit(f"can't open store {store}")
+    if L.shmstore_queue_open(s, queue.encode(), 0, None, C.byref(q)) != 0:
+        raise SystemExit(f"can't open queue {queue}")
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import shmstore
+    with shmstore.Store(store, create=False) as st:
+        indices = st.queue(queue, create=False).indices()
+    out = []
+    for i in indices:
+        v = View()
+        if L.shmstore_queue_read(q, C.c_uint64(i), C.byref(v)) != 0:
+            continue
+        typ, val, vlen = C.c_uint32(), C.c_void_p(), C.c_uint32()
+        attr = None
+        if v.desc.attrs and L.shmstore_attrs_get(C.c_void_p(v.desc.attrs), v.desc.attrs_len,
+                                                 key.encode(), C.byref(typ), C.byref(val),
+                                                 C.byref(vlen)) == 0 and vlen.value == 8:
+            attr = struct.unpack("<q", C.string_at(val.value, 8))[0]
+        first = struct.unpack("<q", C.string_at(v.data, 8))[0] if v.len >= 8 else None
+        out.append([i, attr, first])
+        L.shmstore_view_release(C.byref(v))
+    L.shmstore_queue_close(q)
+    L.shmstore_close(s)
+    print(J.dumps(out))
+    return 0
+
+
 if __name__ == "__main__":
     import sys
     if len(sys.argv) == 5 and sys.argv[1] == "fuzz":
         sys.exit(fuzz_main(sys.argv[2], sys.argv[3], int(sys.argv[4])))
-    sys.exit("usage: netns.py fuzz HOST PORT SEED")
+    if len(sys.argv) == 6 and sys.argv[1] == "queue-attrs":
+        sys.exit(queue_attrs_main(*sys.argv[2:]))
+    sys.exit("usage: netns.py fuzz HOST PORT SEED | queue-attrs LIB STORE QUEUE KEY")
