@@ -104,6 +104,7 @@ SHMSTORE_API int shmstore_bridge_keygen(const char *path)
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,7 @@ SHMSTORE_API int shmstore_bridge_keygen(const char *path)
 #define TABLE_POLL_NS 2000000ll
 #define WATCH_SLICE_NS 200000000ll /* watchers re-check the stop flag this often */
 #define GLOBS_MAX 64
+#define INFLIGHT_MAX (16ull << 20) /* zero-copy bytes per mirror not yet in the kernel */
 #define REWIND_NS 20000000ll /* a mirror asks for a queue's entries again at most this often */
 #define REWIND_POLL_MS 2     /* and looks for room in its full far queues this often */
 #define TAKE_COPY_MAX 4096 /* delivered entries up to this are popped, not deleted */
@@ -411,6 +413,8 @@ struct sobj {
 };
 
 struct peer {
+    _Atomic uint64_t inflight; /* bytes of zero-copy frames ZeroMQ still holds */
+    _Atomic bool room_wait;    /* the loop waits for inflight to drop */
     bool used;
     uint8_t rid[256];
     size_t rid_len;
@@ -768,6 +772,11 @@ static int open_handle(shmstore_t *s, uint32_t kind, const char *name, void **h)
     return -EINVAL;
 }
 
+static bool peer_live(shmstore_bridge_t *b, int p, uint64_t now)
+{
+    return b->peers[p].used && now - b->peers[p].last_heard < (uint64_t)b->o.peer_timeout_ns;
+}
+
 static int add_source(shmstore_bridge_t *b, const shmstore_obj_info_t *info)
 {
     struct sobj *o = calloc(1, sizeof(*o));
@@ -813,6 +822,14 @@ static int add_source(shmstore_bridge_t *b, const shmstore_obj_info_t *info)
             logf_(b, SHMSTORE_BRIDGE_LOG_ERROR, "can't publish '%s': %s", info->name,
                   shmstore_errmsg()[0] ? shmstore_errmsg() : shmstore_strerror(r));
         return r;
+    }
+    /* A table that appears while mirrors are connected is theirs from its first record
+     * (a mirror that connects later gets the appends from then on). */
+    if (o->kind == SHMSTORE_KIND_TABLE) {
+        uint64_t now = now_ns(), oldest = info->next_index > o->tcap ? info->next_index - o->tcap : 0;
+        for (int p = 0; p < PEERS_MAX; p++)
+            if (peer_live(b, p, now))
+                o->known[p] = true, o->pos[p] = oldest;
     }
     b->objs[b->n_objs++] = o;
     bump(&b->st.objects, 1);
@@ -873,10 +890,6 @@ static int rescan(shmstore_bridge_t *b)
 
 /* ---- server: peers ------------------------------------------------------------------ */
 
-static bool peer_live(shmstore_bridge_t *b, int p, uint64_t now)
-{
-    return b->peers[p].used && now - b->peers[p].last_heard < (uint64_t)b->o.peer_timeout_ns;
-}
 
 static void count_peers(shmstore_bridge_t *b, uint64_t now)
 {
@@ -1005,7 +1018,8 @@ static void handle_mirror_msg(shmstore_bridge_t *b, const uint8_t *rid, size_t r
         struct peer *pe = &b->peers[p];
         for (size_t i = 0; i < pe->n_globs; i++)
             free(pe->globs[i]);
-        memset(pe, 0, sizeof(*pe));
+        /* inflight stays: frames of the slot's last mirror may still be freed later */
+        memset(&pe->used, 0, sizeof(*pe) - offsetof(struct peer, used));
         pe->used = true;
         pe->mirror_id = id;
         for (size_t i = 0; i < b->n_objs; i++) {
@@ -1065,17 +1079,48 @@ struct batch {
     uint64_t payload;
 };
 
-static void free_view_cb(void *data, void *hint)
+/* What a zero-copy frame owns: a leased view (or a batch buffer) and its share of the
+ * peer's bytes in flight. ZeroMQ calls free_zc() from its I/O thread once the bytes are
+ * in the kernel (or the message is dropped). */
+struct zc {
+    shmstore_view_t v; /* zeroed for a batch buffer */
+    void *buf;
+    shmstore_bridge_t *b;
+    int peer;
+    uint64_t len;
+};
+
+static void free_zc(void *data, void *hint)
 {
     (void)data;
-    shmstore_view_release(hint);
-    free(hint);
+    struct zc *z = hint;
+    struct peer *pe = &z->b->peers[z->peer];
+    shmstore_view_release(&z->v);
+    free(z->buf);
+    uint64_t left = atomic_fetch_sub(&pe->inflight, z->len) - z->len;
+    /* seq_cst pairs with pump_peer's store of room_wait then load of inflight */
+    if (left < INFLIGHT_MAX && atomic_exchange(&pe->room_wait, false))
+        wake_loop(z->b);
+    free(z);
 }
 
-static void free_cb(void *data, void *hint)
+/* A zero-copy message of `len` bytes at `data`, owning `v` (may be NULL) or `buf`. */
+static int zc_msg(shmstore_bridge_t *b, int p, zmq_msg_t *m, const void *data, uint64_t len,
+                  const shmstore_view_t *v, void *buf)
 {
-    (void)hint;
-    free(data);
+    struct zc *z = calloc(1, sizeof(*z));
+    if (!z)
+        return -ENOMEM;
+    if (v)
+        z->v = *v;
+    z->buf = buf, z->b = b, z->peer = p, z->len = len;
+    atomic_fetch_add(&b->peers[p].inflight, len);
+    if (zmq_msg_init_data(m, (void *)data, len, free_zc, z) != 0) {
+        atomic_fetch_sub(&b->peers[p].inflight, len);
+        free(z);
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 /* Begin an item: kind, flags, name, payload length. */
@@ -1101,23 +1146,15 @@ static void remember(struct batch *bt, struct sobj *o, int p)
 
 /* The payload of a leased view: copied after the item when small, else a zero-copy frame
  * that owns the view. Returns 0 or -ENOMEM (the view is released either way on error). */
-static int add_view_payload(shmstore_bridge_t *b, struct batch *bt, shmstore_view_t *v)
+static int add_view_payload(shmstore_bridge_t *b, struct batch *bt, int p, shmstore_view_t *v)
 {
     if (v->len <= b->o.inline_max) {
         w_bytes(bt->w, v->data, v->len);
         shmstore_view_release(v);
         return bt->w->oom ? -ENOMEM : 0;
     }
-    shmstore_view_t *keep = malloc(sizeof(*keep));
-    if (!keep) {
+    if (zc_msg(b, p, &bt->frames[bt->n_frames], v->data, v->len, v, NULL) < 0) {
         shmstore_view_release(v);
-        return -ENOMEM;
-    }
-    *keep = *v;
-    if (zmq_msg_init_data(&bt->frames[bt->n_frames], (void *)keep->data, keep->len, free_view_cb,
-                          keep) != 0) {
-        shmstore_view_release(keep);
-        free(keep);
         return -ENOMEM;
     }
     bt->n_frames++;
@@ -1180,7 +1217,7 @@ static void add_value(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
     w_datum(bt->w, &v.desc);
     bt->payload += v.len;
     bump(&b->st.values, 1);
-    add_view_payload(b, bt, &v);
+    add_view_payload(b, bt, p, &v);
 }
 
 static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, int p, uint64_t now)
@@ -1232,7 +1269,7 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
         o->qnext++;
         o->pos[p] = o->qnext;
         bump(&b->st.entries, 1);
-        if (add_view_payload(b, bt, &v) < 0)
+        if (add_view_payload(b, bt, p, &v) < 0)
             break;
     }
 }
@@ -1414,6 +1451,17 @@ static void undo_batch(struct batch *bt, int p)
 static int pump_peer(shmstore_bridge_t *b, int p, uint64_t now, bool *tables)
 {
     struct peer *pe = &b->peers[p];
+    /* Bytes in flight bound what the bridge pins in the source store (views of values
+     * and entries the kernel has not taken yet): beyond INFLIGHT_MAX, wait for the I/O
+     * thread's free callbacks (free_zc wakes us); a value is conflated meanwhile. */
+    if (atomic_load(&pe->inflight) >= INFLIGHT_MAX) {
+        atomic_store(&pe->room_wait, true);
+        if (atomic_load(&pe->inflight) >= INFLIGHT_MAX) {
+            bump(&b->st.hwm_deferred, 1);
+            return 0;
+        }
+        atomic_store(&pe->room_wait, false);
+    }
     struct batch *bt = malloc(sizeof(*bt));
     if (!bt)
         return -ENOMEM;
@@ -1461,7 +1509,11 @@ static int pump_peer(shmstore_bridge_t *b, int p, uint64_t now, bool *tables)
             zmq_msg_init_size(&head, bt->w->len);
             memcpy(zmq_msg_data(&head), bt->w->p, bt->w->len);
         } else {
-            zmq_msg_init_data(&head, bt->w->p, bt->w->len, free_cb, NULL);
+            if (zc_msg(b, p, &head, bt->w->p, bt->w->len, NULL, bt->w->p) < 0) {
+                zmq_msg_init_size(&head, bt->w->len); /* out of memory: copy it after all */
+                memcpy(zmq_msg_data(&head), bt->w->p, bt->w->len);
+                free(bt->w->p);
+            }
             size_t cap = (size_t)b->o.batch_bytes + 65536;
             bt->w->p = malloc(cap);
             bt->w->cap = bt->w->p ? cap : 0;
@@ -1645,7 +1697,12 @@ static int server_run(shmstore_bridge_t *b, uint64_t deadline)
             wait = (int64_t)(deadline - now);
         if (atomic_load(&b->pending))
             wait = 0;
-        zmq_pollitem_t it[4] = {{b->sock, 0, ZMQ_POLLIN, 0}, {NULL, b->efd, ZMQ_POLLIN, 0},
+        /* A full peer: with one mirror, ROUTER's POLLOUT (ZMQ_ROUTER_MANDATORY: "a pipe has
+         * room") says when to try again; with several, the retry timer. */
+        short ev = ZMQ_POLLIN;
+        if (retry && atomic_load_explicit(&b->st.peers, memory_order_relaxed) == 1)
+            ev |= ZMQ_POLLOUT;
+        zmq_pollitem_t it[4] = {{b->sock, 0, ev, 0}, {NULL, b->efd, ZMQ_POLLIN, 0},
                                 {b->mon, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}};
         int nit = b->zap ? 4 : 3;
         if (zmq_poll(it, nit, wait / 1000000 + (wait % 1000000 ? 1 : 0)) < 0 && errno != EINTR)
