@@ -282,8 +282,10 @@ def _raw(host, port, data, read=False):
 def fuzz_main(host, port, seed):
     """Random bytes, greetings then garbage, and (with pyzmq) malformed bridge messages
     through a real DEALER. Prints what it sent."""
+    import faulthandler
     import random
     import struct
+    faulthandler.dump_traceback_later(60, exit=True)  # a hang says where, then ends
     rnd = random.Random(seed)
     port = int(port)
     sent = {"raw": 0, "zmtp": 0, "dealer": 0}
@@ -332,8 +334,11 @@ def fuzz_main(host, port, seed):
         d.setsockopt(zmq.LINGER, 2000)
         d.connect(f"tcp://{host}:{port}")
         for m in msgs[i:i + 50]:
-            d.send_multipart(m)
-            sent["dealer"] += 1
+            try:  # a DEALER with no peer (a CURVE server refused it) would block
+                d.send_multipart(m, flags=zmq.NOBLOCK)
+                sent["dealer"] += 1
+            except zmq.Again:
+                sent["dealer_refused"] = sent.get("dealer_refused", 0) + 1
         d.close()  # lingers until sent (or 2 s)
     ctx.term()
     print("fuzz:", sent)
