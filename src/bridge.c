@@ -1077,6 +1077,7 @@ struct batch {
     zmq_msg_t frames[FRAMES_MAX];
     struct undo undo[FRAMES_MAX * 8];
     uint64_t payload;
+    uint64_t n_values, n_entries, n_frames_sent, n_records; /* counted once sent */
 };
 
 /* What a zero-copy frame owns: a leased view (or a batch buffer) and its share of the
@@ -1216,7 +1217,7 @@ static void add_value(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
     w_u64(bt->w, v.mtime_ns);
     w_datum(bt->w, &v.desc);
     bt->payload += v.len;
-    bump(&b->st.values, 1);
+    bt->n_values++;
     add_view_payload(b, bt, p, &v);
 }
 
@@ -1268,13 +1269,13 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
         bt->payload += v.len;
         o->qnext++;
         o->pos[p] = o->qnext;
-        bump(&b->st.entries, 1);
+        bt->n_entries++;
         if (add_view_payload(b, bt, p, &v) < 0)
             break;
     }
 }
 
-static void add_ring(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, int p)
+static void add_ring(struct batch *bt, struct sobj *o, int p)
 {
     shmstore_ring_state_t st;
     int r = shmstore_ring_follow(o->h.r);
@@ -1327,7 +1328,7 @@ static void add_ring(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, int
     memcpy(bt->w->p + span_at + 8, &sp.n, 8);
     o->pos[p] = sp.cursor;
     bt->payload += len;
-    bump(&b->st.frames, sp.n);
+    bt->n_frames_sent += sp.n;
 }
 
 /* Records [from, from + n) of a table into the batch as one item of columns; returns
@@ -1433,7 +1434,7 @@ static void add_table(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
     memcpy(bt->w->p + first_at, &sent_first, 8);
     memcpy(bt->w->p + first_at + 8, &got, 8);
     bt->payload += len;
-    bump(&b->st.records, got);
+    bt->n_records += got;
 }
 
 static void undo_batch(struct batch *bt, int p)
@@ -1469,6 +1470,7 @@ static int pump_peer(shmstore_bridge_t *b, int p, uint64_t now, bool *tables)
     bt->w->len = 0;
     bt->w->oom = false;
     bt->n_items = 0, bt->n_frames = 0, bt->n_undo = 0, bt->payload = 0;
+    bt->n_values = bt->n_entries = bt->n_frames_sent = bt->n_records = 0;
     bt->budget = b->o.batch_bytes;
     w_u32(bt->w, WIRE_MAGIC);
     w_u8(bt->w, MSG_BATCH);
@@ -1486,7 +1488,7 @@ static int pump_peer(shmstore_bridge_t *b, int p, uint64_t now, bool *tables)
             add_queue(b, bt, o, p, now);
             break;
         case SHMSTORE_KIND_RING:
-            add_ring(b, bt, o, p);
+            add_ring(bt, o, p);
             break;
         case SHMSTORE_KIND_TABLE:
             *tables = true;
@@ -1529,6 +1531,10 @@ static int pump_peer(shmstore_bridge_t *b, int p, uint64_t now, bool *tables)
             bt->n_frames = 0;
             bump(&b->st.messages_sent, 1);
             bump(&b->st.bytes_sent, bt->payload);
+            bump(&b->st.values, bt->n_values);
+            bump(&b->st.entries, bt->n_entries);
+            bump(&b->st.frames, bt->n_frames_sent);
+            bump(&b->st.records, bt->n_records);
             r = 1;
         }
     }
@@ -1636,15 +1642,16 @@ static void drain_monitor(shmstore_bridge_t *b, void *mon, struct mserver *srv)
     }
 }
 
-/* Drain the ROUTER: two frames per mirror message (routing id, body). */
-static void recv_mirrors(shmstore_bridge_t *b, uint64_t now)
+/* Drain the ROUTER: two frames per mirror message (routing id, body). Returns whether
+ * a message came. */
+static bool recv_mirrors(shmstore_bridge_t *b, uint64_t now)
 {
     for (int k = 0; k < 4096; k++) {
         zmq_msg_t id, body;
         zmq_msg_init(&id);
         if (zmq_msg_recv(&id, b->sock, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&id);
-            return;
+            return k > 0;
         }
         zmq_msg_init(&body);
         bool ok = zmq_msg_more(&id) && zmq_msg_recv(&body, b->sock, 0) >= 0;
@@ -1665,11 +1672,16 @@ static void recv_mirrors(shmstore_bridge_t *b, uint64_t now)
         zmq_msg_close(&body);
         zmq_msg_close(&id);
     }
+    return true;
 }
 
+/* The server's loop. It sends (pump) only when there is a reason: a watcher's wake, a
+ * mirror's message, a retry or table timer, a rescan; not on every return of zmq_poll
+ * (ZeroMQ's own traffic wakes it too). */
 static int server_run(shmstore_bridge_t *b, uint64_t deadline)
 {
-    bool tables = false, retry = false;
+    bool tables = false, retry = false, due = true;
+    uint64_t retry_at = 0, tables_at = 0;
     for (;;) {
         uint64_t now = now_ns();
         if (atomic_load(&b->stop) || now >= deadline)
@@ -1680,21 +1692,32 @@ static int server_run(shmstore_bridge_t *b, uint64_t deadline)
                 return r;
             b->next_rescan = now + (uint64_t)b->o.rescan_ns;
             count_peers(b, now);
+            due = true;
         }
-        atomic_store(&b->pending, 0);
-        tables = false, retry = false;
-        pump(b, now, &tables, &retry);
-        pthread_mutex_lock(&b->mu);
-        b->drained++;
-        pthread_cond_broadcast(&b->cv);
-        pthread_mutex_unlock(&b->mu);
-        int64_t wait = (int64_t)(b->next_rescan - now);
-        if (retry && wait > RETRY_NS)
-            wait = RETRY_NS;
-        if (tables && wait > TABLE_POLL_NS)
-            wait = TABLE_POLL_NS;
-        if (deadline - now < (uint64_t)wait)
-            wait = (int64_t)(deadline - now);
+        if ((retry_at && now >= retry_at) || (tables_at && now >= tables_at))
+            due = true;
+        bool woke = atomic_exchange(&b->pending, 0);
+        if (due || woke) {
+            tables = false, retry = false;
+            pump(b, now, &tables, &retry);
+            retry_at = retry ? now + RETRY_NS : 0;
+            tables_at = tables ? now + TABLE_POLL_NS : 0;
+            due = false;
+        }
+        if (woke) { /* the watchers that woke us may wait on their objects again */
+            pthread_mutex_lock(&b->mu);
+            b->drained++;
+            pthread_cond_broadcast(&b->cv);
+            pthread_mutex_unlock(&b->mu);
+        }
+        uint64_t until = b->next_rescan;
+        if (retry_at && retry_at < until)
+            until = retry_at;
+        if (tables_at && tables_at < until)
+            until = tables_at;
+        if (deadline < until)
+            until = deadline;
+        int64_t wait = until > now ? (int64_t)(until - now) : 0;
         if (atomic_load(&b->pending))
             wait = 0;
         /* A full peer: with one mirror, ROUTER's POLLOUT (ZMQ_ROUTER_MANDATORY: "a pipe has
@@ -1711,13 +1734,16 @@ static int server_run(shmstore_bridge_t *b, uint64_t deadline)
             uint64_t v;
             ssize_t n = read(b->efd, &v, sizeof(v));
             (void)n;
+            due = true; /* a stop, or a zero-copy frame freed (room for a full peer) */
         }
         if (it[2].revents)
             drain_monitor(b, b->mon, NULL);
         if (nit == 4 && it[3].revents)
             handle_zap(b);
-        if (it[0].revents)
-            recv_mirrors(b, now_ns());
+        if (it[0].revents & ZMQ_POLLOUT)
+            due = true;
+        if (it[0].revents & ZMQ_POLLIN)
+            due |= recv_mirrors(b, now_ns());
     }
 }
 
