@@ -58,6 +58,7 @@ extern const struct cli_cmd cli_cmd_check;
 extern const struct cli_cmd cli_cmd_watch;
 extern const struct cli_cmd cli_cmd_load_hdf5;
 extern const struct cli_cmd cli_cmd_save_hdf5;
+extern const struct cli_cmd cli_cmd_bridge;
 /* cmd_hdf5.c: array sets in info and cat. */
 int cli_print_set_tree(shmstore_t *s, const char *prefix, FILE *f);
 int cli_set_member_view(shmstore_t *s, const char *name, shmstore_view_t *out);

@@ -30,7 +30,7 @@ static const struct cli_cmd cmd_help = {
 static const struct cli_cmd *const commands[] = {
     &cli_cmd_ls,  &cli_cmd_info, &cli_cmd_cat, &cli_cmd_create, &cli_cmd_put,
     &cli_cmd_wait, &cli_cmd_rm,  &cli_cmd_gc,  &cli_cmd_check,  &cli_cmd_watch, &cmd_bench,
-    &cmd_demo,    &cmd_help, &cli_cmd_load_hdf5, &cli_cmd_save_hdf5,
+    &cmd_demo,    &cmd_help, &cli_cmd_load_hdf5, &cli_cmd_save_hdf5, &cli_cmd_bridge,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -356,6 +356,14 @@ SHMSTORE_API void shmstore_value_close(shmstore_value_t *v);
 SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t *d,
                                     const void *data, size_t len, unsigned flags);
 
+/* As shmstore_value_put(), with the version's mtime set to `mtime_ns` (CLOCK_REALTIME;
+ * 0 = now) instead of the time of the put: what a mirror needs that republishes another
+ * store's versions with their own times. The mtime may go backwards if the caller says
+ * so; versions still only grow. Returns as shmstore_value_put(). */
+SHMSTORE_API int shmstore_value_put_at(shmstore_value_t *v, const shmstore_datum_t *d,
+                                       const void *data, size_t len, unsigned flags,
+                                       uint64_t mtime_ns);
+
 /* Zero-copy put, step 1: take the value's writer lock and return in `*data` a block of
  * `len` writable bytes for a version described by `d`. Nothing is visible to readers
  * until shmstore_value_commit(); shmstore_value_abort() discards it. Exactly one of the
@@ -557,6 +565,15 @@ SHMSTORE_API void shmstore_queue_abort(shmstore_queue_t *q, shmstore_queue_res_t
 SHMSTORE_API int shmstore_queue_push(shmstore_queue_t *q, const shmstore_datum_t *d,
                                      const void *data, size_t len, int64_t timeout_ns,
                                      uint64_t *index);
+
+/* Block until the queue has committed entry `index` (its next_index, entries ever
+ * committed, is past `index`), or `timeout_ns` passes; `*next_index` (may be NULL) gets
+ * the next index. Takes nothing out of the queue: what a reader that follows the queue
+ * by index needs (a bridge reads entries and deletes them once delivered). Spins
+ * briefly, then sleeps on the futex producers bump; no system call for producers when
+ * nobody sleeps. Returns 0, -ETIMEDOUT, -EINTR, -ESTALE. */
+SHMSTORE_API int shmstore_queue_wait(shmstore_queue_t *q, uint64_t index, int64_t timeout_ns,
+                                     uint64_t *next_index);
 
 /* Take the oldest entry out of the queue (each entry goes to exactly one consumer) and
  * return it as a leased view (out->version is its index); release it with
@@ -988,6 +1005,15 @@ SHMSTORE_API int shmstore_ring_write(shmstore_ring_t *r, const void *frames, uin
  * generation's block is freed when the last handle or view on it lets go. Returns 0,
  * -EINVAL, SHMSTORE_EDTYPE, -EBUSY, -ENOSPC (the old generation stays current), -ESTALE. */
 SHMSTORE_API int shmstore_ring_reconfigure(shmstore_ring_t *r, const shmstore_ring_config_t *cfg);
+
+/* As shmstore_ring_reconfigure(), with the new generation's first position `base`
+ * instead of the next one (`base` >= the frames written so far): positions from the
+ * current total up to `base` are never written, and every reader counts them as lost,
+ * exactly like overrun. What a mirror needs whose ring follows another ring's
+ * positions (frames lost on the way), or that starts a ring at another's position.
+ * Returns as shmstore_ring_reconfigure(), and -EINVAL (base below the total). */
+SHMSTORE_API int shmstore_ring_reconfigure_at(shmstore_ring_t *r, const shmstore_ring_config_t *cfg,
+                                              uint64_t base);
 
 /* Where a read landed, in positions. Frames [cursor given, first) are lost to this
  * reader for good: overrun by the writer, or written in generations it skipped. */

@@ -449,9 +449,12 @@ static int room_poll(void *arg)
     struct room_arg *a = arg;
     shmstore_queue_t *q = a->q;
     uint64_t t = atomic_load_explicit(&q->qb->tail, memory_order_seq_cst);
-    a->w = atomic_load_explicit(&cell(q, t)->seq, memory_order_seq_cst);
+    struct queue_cell *c = cell(q, t);
+    a->w = atomic_load_explicit(&c->seq, memory_order_seq_cst);
     if (!cidx_is(a->w, t - q->cap) || cstate(a->w) == CELL_FREE)
         return 1; /* room, or the ring moved: look again */
+    if (cstate(a->w) == CELL_READY && !atomic_load_explicit(&c->blk, memory_order_acquire))
+        return 1; /* the oldest was deleted: a hole that put() pops to make room */
     return qcheck(q);
 }
 
@@ -901,6 +904,47 @@ static int pop(shmstore_queue_t *q, int64_t timeout_ns, struct take_req *rq)
     if (r == -ETIMEDOUT)
         return shmstore__seterr(r, "queue '%.255s' is empty", q->obj->name);
     return r < 0 ? r : 0;
+}
+
+struct committed_arg {
+    shmstore_queue_t *q;
+    uint64_t index, next;
+};
+
+static int committed_poll(void *arg)
+{
+    struct committed_arg *a = arg;
+    /* The cell says (tail is only a hint that may lag): entry i was committed once its
+     * cell shows i READY or TAKING, or a later lap. seq_cst: pairs with the commit's
+     * store of the cell before its wake (shmstore__wake). */
+    uint64_t w = atomic_load_explicit(&cell(a->q, a->index)->seq, memory_order_seq_cst);
+    uint64_t i = w >> CELL_IDX_SHIFT, want = a->index & CELL_IDX_MASK;
+    if (i > want || (i == want && cstate(w) >= CELL_READY)) {
+        uint64_t t = atomic_load_explicit(&a->q->qb->tail, memory_order_relaxed);
+        a->next = t > a->index ? t : a->index + 1;
+        return 1;
+    }
+    return qcheck(a->q);
+}
+
+SHMSTORE_API int shmstore_queue_wait(shmstore_queue_t *q, uint64_t index, int64_t timeout_ns,
+                                     uint64_t *next_index)
+{
+    struct committed_arg a = {q, index, 0};
+    shmstore__clearerr();
+    int r = qcheck(q);
+    if (r < 0)
+        return r;
+    struct shmstore__waitq wq = waitq(q, WAIT_ENTRY);
+    r = shmstore__wait(q->s, &wq, timeout_ns, committed_poll, 0, NULL, &a);
+    if (r == -ETIMEDOUT)
+        return shmstore__seterr(r, "queue '%.255s': entry %" PRIu64 " not committed in time",
+                                q->obj->name, index);
+    if (r < 0)
+        return r;
+    if (next_index)
+        *next_index = a.next;
+    return 0;
 }
 
 SHMSTORE_API int shmstore_queue_pop(shmstore_queue_t *q, int64_t timeout_ns, shmstore_view_t *out)

@@ -356,8 +356,8 @@ static int cfg_check(const char *name, const shmstore_ring_config_t *cfg, uint64
 }
 
 /* Make and publish a new generation with layout `cfg` (writer role held, handle on the
- * current generation, or on none). */
-static int make_gen(shmstore_ring_t *r, const shmstore_ring_config_t *cfg)
+ * current generation, or on none), first position `at`, or the next (UINT64_MAX). */
+static int make_gen(shmstore_ring_t *r, const shmstore_ring_config_t *cfg, uint64_t at)
 {
     shmstore_t *s = r->s;
     uint64_t len, fl, off;
@@ -384,7 +384,8 @@ static int make_gen(shmstore_ring_t *r, const shmstore_ring_config_t *cfg)
                                                 "%" PRIu64 " bytes in store '%s' (%s)",
                                                 r->obj->name, len, s->name, shmstore_errmsg())
                              : rc;
-    uint64_t base = r->g ? atomic_load_explicit(&r->g->total, memory_order_relaxed) : 0;
+    uint64_t total = r->g ? atomic_load_explicit(&r->g->total, memory_order_relaxed) : 0;
+    uint64_t base = at == UINT64_MAX || at < total ? total : at;
     uint64_t generation = r->generation + 1;
     vh.mtime_ns = shmstore__os_now_real();
     memcpy(ver_of(b), &vh, offsetof(struct ver_hdr, shape));
@@ -430,7 +431,8 @@ static int make_gen(shmstore_ring_t *r, const shmstore_ring_config_t *cfg)
     return 0;
 }
 
-SHMSTORE_API int shmstore_ring_reconfigure(shmstore_ring_t *r, const shmstore_ring_config_t *cfg)
+/* Reconfigure as the writer, the new generation starting at `at` (UINT64_MAX: next). */
+static int reconfigure(shmstore_ring_t *r, const shmstore_ring_config_t *cfg, uint64_t at)
 {
     shmstore__clearerr();
     int rc = rcheck(r);
@@ -440,7 +442,26 @@ SHMSTORE_API int shmstore_ring_reconfigure(shmstore_ring_t *r, const shmstore_ri
         return shmstore__seterr(-EINVAL, "ring '%.255s': no configuration given", r->obj->name);
     if ((rc = take_role(r)) < 0)
         return rc;
-    return make_gen(r, cfg);
+    /* The writer's handle is on the current generation (take_role follows it). */
+    uint64_t total = r->g ? atomic_load_explicit(&r->g->total, memory_order_relaxed) : 0;
+    if (at != UINT64_MAX && at < total)
+        return shmstore__seterr(-EINVAL, "ring '%.255s': a generation can't start at position "
+                                "%" PRIu64 ", below the %" PRIu64 " frames written", r->obj->name,
+                                at, total);
+    return make_gen(r, cfg, at);
+}
+
+SHMSTORE_API int shmstore_ring_reconfigure(shmstore_ring_t *r, const shmstore_ring_config_t *cfg)
+{
+    return reconfigure(r, cfg, UINT64_MAX);
+}
+
+SHMSTORE_API int shmstore_ring_reconfigure_at(shmstore_ring_t *r, const shmstore_ring_config_t *cfg,
+                                              uint64_t base)
+{
+    if (base == UINT64_MAX)
+        return shmstore__seterr(-EINVAL, "ring: no generation starts at position 2^64 - 1");
+    return reconfigure(r, cfg, base);
 }
 
 /* ---- open / close -------------------------------------------------------------------- */
@@ -477,7 +498,7 @@ SHMSTORE_API int shmstore_ring_open(shmstore_t *s, const char *name, unsigned fl
         /* No generation yet: configure it, unless another writer is about to. */
         rc = take_role(r);
         if (rc == 0 && !r->g_off)
-            rc = make_gen(r, cfg);
+            rc = make_gen(r, cfg, UINT64_MAX);
         else if (rc == -EBUSY && !(flags & SHMSTORE_R_WRITER))
             rc = 0;
         if (rc == 0 && r->is_writer && !(flags & SHMSTORE_R_WRITER))

@@ -308,11 +308,11 @@ static int prepare_block(shmstore_value_t *v, uint64_t blk_len, int *rot_out)
 }
 
 /* Make rotation block k the current version (writer lock held). */
-static void publish(shmstore_value_t *v, int k, uint64_t ver, bool is_new_data)
+static void publish(shmstore_value_t *v, int k, uint64_t ver, bool is_new_data, uint64_t mtime_ns)
 {
     struct val_body *vb = v->body;
     struct blk_hdr *b = shmstore__blk(v->s, atomic_load_explicit(&vb->rot[k], memory_order_relaxed));
-    uint64_t now = shmstore__os_now_real();
+    uint64_t now = mtime_ns ? mtime_ns : shmstore__os_now_real();
     if (is_new_data) /* a trigger re-publishes a block views may hold: leave it alone */
         ver_of(b)->mtime_ns = now;
     /* release: the block's bytes before its stable seq */
@@ -426,15 +426,22 @@ static void *block_data(shmstore_value_t *v, int k)
     return (char *)b + ver_of(b)->data_off;
 }
 
-static void end_write(shmstore_value_t *v, int k)
+static void end_write(shmstore_value_t *v, int k, uint64_t mtime_ns)
 {
     uint64_t ver = head_ver(atomic_load_explicit(&v->body->head, memory_order_relaxed)) + 1;
-    publish(v, k, ver, true);
+    publish(v, k, ver, true, mtime_ns);
     wlock_release(v);
 }
 
 SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t *d,
                                     const void *data, size_t len, unsigned flags)
+{
+    return shmstore_value_put_at(v, d, data, len, flags, 0);
+}
+
+SHMSTORE_API int shmstore_value_put_at(shmstore_value_t *v, const shmstore_datum_t *d,
+                                       const void *data, size_t len, unsigned flags,
+                                       uint64_t mtime_ns)
 {
     struct ver_hdr vh;
     int k;
@@ -449,7 +456,7 @@ SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t 
         return r;
     if (len)
         shmstore__copy_in(block_data(v, k), data, len);
-    end_write(v, k);
+    end_write(v, k, mtime_ns);
     return 0;
 }
 
@@ -480,7 +487,7 @@ SHMSTORE_API int shmstore_value_commit(shmstore_value_t *v)
         return shmstore__seterr(-EINVAL, "nothing reserved on this handle");
     int k = v->reserved_rot;
     set_reserved(v, NO_ROT);
-    end_write(v, k);
+    end_write(v, k, 0);
     return 0;
 }
 
@@ -556,7 +563,7 @@ SHMSTORE_API int shmstore_value_trigger(shmstore_value_t *v)
         /* Same block, new version: readers mid-copy see seq change and retry. */
         uint64_t h = atomic_load_explicit(&v->body->head, memory_order_relaxed);
         if (current_ver(v, NULL))
-            publish(v, (int)head_rot(h), head_ver(h) + 1, false);
+            publish(v, (int)head_rot(h), head_ver(h) + 1, false, 0);
         else
             r = shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': current version block is "
                                  "invalid", v->obj->name);

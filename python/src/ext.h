@@ -68,6 +68,7 @@ typedef struct modstate {
     /* root Buffers holding a lease, for the fork hook (buffer_adopt_inherited) */
     struct BufferObject *leased;
     PyTypeObject *Table_type;
+    PyTypeObject *Bridge_type;
 } modstate;
 
 /* ---- objects ---- */
@@ -230,6 +231,7 @@ typedef struct RingObject {
     shmstore_ring_view_t sview; /* the storage's view (its lease is owned by the array's root) */
 } RingObject;
 extern PyType_Spec Ring_spec;
+extern PyType_Spec Bridge_spec; /* bridge.c */
 /* Store.ring(name, *, dtype=None, frame_shape=None, capacity=None, attrs=None, create=True,
  * exclusive=False, writer=False). */
 PyObject *ring_open_args(StoreObject *store, PyObject *args, PyObject *kw);

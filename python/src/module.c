@@ -439,7 +439,8 @@ static int mod_exec(PyObject *m)
         !(st->Reserve_type = add_type(m, &Reserve_spec)) ||
         !(st->Table_type = add_type(m, &Table_spec)) ||
         !(st->Ring_type = add_type(m, &Ring_spec)) || !add_type_ref(m, &RingMirror_spec) ||
-        !add_type_ref(m, &RingSinkPath_spec))
+        !add_type_ref(m, &RingSinkPath_spec) ||
+        !(st->Bridge_type = add_type(m, &Bridge_spec)))
         return -1;
     if (!(st->Error = new_exc(m, "Error", NULL, "Base of the exceptions that only shmstore raises.")))
         return -1;
@@ -486,6 +487,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->Ring_type);
     Py_VISIT(st->Reserve_type);
     Py_VISIT(st->Table_type);
+    Py_VISIT(st->Bridge_type);
     Py_VISIT(st->FullError);
     Py_VISIT(st->Error);
     Py_VISIT(st->NotFoundError);
@@ -522,6 +524,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->Ring_type);
     Py_CLEAR(st->Reserve_type);
     Py_CLEAR(st->Table_type);
+    Py_CLEAR(st->Bridge_type);
     Py_CLEAR(st->FullError);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->NotFoundError);
