@@ -34,6 +34,18 @@ typedef struct TableObject {
     PyObject *shapes; /* tuple of tuples of int */
     uint64_t sizes[SHMSTORE_TABLE_FIELDS_MAX];
     char dt[SHMSTORE_TABLE_FIELDS_MAX][SHMSTORE_DTYPE_MAX]; /* each field's dtype string */
+    /* Cached per field for the checks of every write: the buffer format numpy gives an
+     * array of its dtype ("" = none: always the slow check) and its shape. */
+    char fmt[SHMSTORE_TABLE_FIELDS_MAX][8];
+    uint32_t ndim[SHMSTORE_TABLE_FIELDS_MAX];
+    uint64_t shape[SHMSTORE_TABLE_FIELDS_MAX][SHMSTORE_FIELD_NDIM_MAX];
+    PyObject *np_generic; /* numpy.generic (numpy scalars) */
+    PyObject *u8, *f8;    /* the dtypes of "index" and "probability" */
+    /* The last `items` of write_rows/read_rows (a tuple, by identity) and its fields. */
+    PyObject *items_key;
+    uint32_t items_n;
+    uint32_t items_f[SHMSTORE_TABLE_FIELDS_MAX];
+    void *zeros; /* PyMem: zero bytes of the largest field (write_rows' fields not given) */
     /* The arrays of the last read, per column (fields, index, probability): reused by the
      * next read when nothing but this pool refers to them any more (see out_array). */
     PyObject *pool[SHMSTORE_TABLE_FIELDS_MAX + 2];
@@ -274,6 +286,26 @@ static int same_schema(const shmstore_table_field_t *a, uint32_t na,
     return 1;
 }
 
+/* The buffer format numpy gives arrays of dtype `dt` into `out` (8 bytes; "" when
+ * longer: values of that field always take the slow check). */
+static int format_of(TableObject *h, PyObject *dt, char *out)
+{
+    PyObject *a = PyObject_CallFunction(h->st->np_empty, "(i)O", 0, dt);
+    Py_buffer b;
+    out[0] = 0;
+    if (!a)
+        return -1;
+    if (PyObject_GetBuffer(a, &b, PyBUF_FORMAT | PyBUF_ND) < 0) {
+        PyErr_Clear();
+    } else {
+        if (b.format && strlen(b.format) < 8)
+            strcpy(out, b.format);
+        PyBuffer_Release(&b);
+    }
+    Py_DECREF(a);
+    return 0;
+}
+
 /* Cache the schema of h->t as Python objects. */
 static int load_schema(TableObject *h)
 {
@@ -310,8 +342,15 @@ static int load_schema(TableObject *h)
         PyTuple_SET_ITEM(h->shapes, i, shp);
         h->sizes[i] = f[i].size;
         memcpy(h->dt[i], f[i].dtype, sizeof h->dt[i]);
+        h->ndim[i] = f[i].ndim;
+        memcpy(h->shape[i], f[i].shape, sizeof h->shape[i]);
+        if (format_of(h, dt, h->fmt[i]) < 0)
+            return -1;
     }
-    return 0;
+    h->np_generic = PyObject_GetAttrString(h->st->np, "generic");
+    h->u8 = np_dtype_of(h->st, "<u8");
+    h->f8 = np_dtype_of(h->st, "<f8");
+    return h->np_generic && h->u8 && h->f8 ? 0 : -1;
 }
 
 PyObject *table_open_args(StoreObject *store, PyObject *args, PyObject *kw)
@@ -433,6 +472,115 @@ static PyObject *shape_str(TableObject *h, uint32_t f)
     return PyObject_Repr(PyTuple_GET_ITEM(h->shapes, f));
 }
 
+static uint64_t shape_elems(TableObject *h, uint32_t f)
+{
+    uint64_t n = 1;
+    for (uint32_t d = 0; d < h->ndim[f]; d++)
+        n *= h->shape[f][d];
+    return n;
+}
+
+/* Where one field's value of a write comes from. */
+struct val_in {
+    const void *ptr; /* its bytes, C-contiguous */
+    size_t n;        /* records: 1, or the batch's length */
+    int is_batch;    /* has a leading batch dimension */
+    size_t bytes;
+};
+
+/* A buffer of `v` whose format is exactly field f's (numpy arrays and scalars of its
+ * dtype, C-contiguous): 1 with *b filled, 0 when `v` needs the full check (nothing
+ * held, no exception). */
+static int value_fast(TableObject *h, uint32_t f, PyObject *v, Py_buffer *b)
+{
+    modstate *st = h->st;
+    if (!h->fmt[f][0] || !(PyObject_TypeCheck(v, (PyTypeObject *)st->ndarray) ||
+                           PyObject_TypeCheck(v, (PyTypeObject *)h->np_generic)))
+        return 0;
+    if (PyObject_GetBuffer(v, b, PyBUF_ND | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (b->format && strcmp(b->format, h->fmt[f]) == 0 &&
+        b->itemsize == (Py_ssize_t)(h->sizes[f] / shape_elems(h, f)))
+        return 1;
+    PyBuffer_Release(b);
+    return 0;
+}
+
+/* Field f's value `v` of a write: a Python scalar of a scalar field into `scratch` (16
+ * bytes), else a buffer held in *buf (*has_buf = 1; release it after). Arrays must have
+ * the field's dtype (LayoutError), other values are converted; the shape is the
+ * field's, or (allow_batch) a batch of them. 0, or -1 with an exception. */
+static int value_in(TableObject *h, uint32_t f, PyObject *v, int allow_batch,
+                    unsigned char *scratch, Py_buffer *buf, unsigned char *has_buf,
+                    struct val_in *o)
+{
+    modstate *st = h->st;
+    PyObject *key = PyTuple_GET_ITEM(h->fnames, f), *dt = PyTuple_GET_ITEM(h->dtypes, f);
+    int fast = h->ndim[f] == 0 ? scalar_in(h->dt[f], v, scratch) : 0;
+    if (fast < 0)
+        return -1;
+    if (fast) { /* one record's scalar, no array */
+        *o = (struct val_in){.ptr = scratch, .n = 1, .is_batch = 0, .bytes = h->sizes[f]};
+        return 0;
+    }
+    int gr = value_fast(h, f, v, buf) ? 0 : -1;
+    if (gr < 0) {
+        PyObject *arr;
+        if (PyObject_TypeCheck(v, (PyTypeObject *)st->ndarray)) {
+            PyObject *vdt = PyObject_GetAttrString(v, "dtype");
+            int eq = vdt ? PyObject_RichCompareBool(vdt, dt, Py_EQ) : -1;
+            if (eq == 0)
+                PyErr_Format(st->LayoutError, "field %R of table '%U' is %S, not %S", key, h->name,
+                             dt, vdt);
+            Py_XDECREF(vdt);
+            if (eq <= 0)
+                return -1;
+            arr = Py_NewRef(v);
+        } else {
+            arr = PyObject_CallFunctionObjArgs(st->np_asarray, v, dt, NULL);
+        }
+        if (!arr)
+            return -1;
+        gr = PyObject_GetBuffer(arr, buf, PyBUF_ND | PyBUF_C_CONTIGUOUS);
+        if (gr < 0) {
+            /* Not contiguous: a copy that is (never for 0-d arrays, which are, and which
+             * ascontiguousarray would make 1-d). */
+            PyErr_Clear();
+            PyObject *a2 = PyObject_CallOneArg(st->np_ascontig, arr);
+            Py_SETREF(arr, a2);
+            gr = arr ? PyObject_GetBuffer(arr, buf, PyBUF_ND | PyBUF_C_CONTIGUOUS) : -1;
+        }
+        Py_XDECREF(arr); /* the buffer holds the array */
+        if (gr < 0)
+            return -1;
+    }
+    *has_buf = 1;
+    Py_ssize_t nd = (Py_ssize_t)h->ndim[f];
+    int is_batch = buf->ndim == nd + 1;
+    int ok = buf->ndim == nd || (is_batch && allow_batch);
+    for (Py_ssize_t d = 0; ok && d < nd; d++)
+        ok = (uint64_t)buf->shape[d + is_batch] == h->shape[f][d];
+    if (!ok) {
+        PyObject *want = shape_str(h, f), *got = PyTuple_New(buf->ndim);
+        for (int d = 0; got && d < buf->ndim; d++)
+            PyTuple_SET_ITEM(got, d, PyLong_FromSsize_t(buf->shape[d]));
+        if (want && got)
+            PyErr_Format(st->LayoutError, "field %R of table '%U' has shape %S (or a batch of "
+                         "them%s); got shape %S", key, h->name, want,
+                         allow_batch ? "" : ", not here", got);
+        Py_XDECREF(want);
+        Py_XDECREF(got);
+        PyBuffer_Release(buf);
+        *has_buf = 0;
+        return -1;
+    }
+    *o = (struct val_in){.ptr = buf->buf, .n = is_batch ? (size_t)buf->shape[0] : 1,
+                         .is_batch = is_batch, .bytes = (size_t)buf->len};
+    return 0;
+}
+
 /* A dict of field values (one record, or a batch with a leading dimension) as columns.
  * `single`: only one record is allowed. 0, or -1 with ValueError/TypeError/LayoutError
  * (nothing is written then). */
@@ -460,7 +608,7 @@ static int cols_in_get(TableObject *h, PyObject *rec, int single, struct cols_in
     }
     int batch = -1; /* unknown yet */
     for (uint32_t f = 0; f < h->n_fields; f++) {
-        PyObject *key = PyTuple_GET_ITEM(h->fnames, f), *dt = PyTuple_GET_ITEM(h->dtypes, f);
+        PyObject *key = PyTuple_GET_ITEM(h->fnames, f);
         PyObject *v = PyDict_GetItemWithError(rec, key);
         if (!v) {
             if (!PyErr_Occurred())
@@ -468,70 +616,20 @@ static int cols_in_get(TableObject *h, PyObject *rec, int single, struct cols_in
                              h->name);
             goto fail;
         }
-        PyObject *arr;
-        int fast = PyTuple_GET_SIZE(PyTuple_GET_ITEM(h->shapes, f)) == 0 && batch != 1
-                       ? scalar_in(h->dt[f], v, c->scratch[f])
-                       : 0;
-        if (fast < 0)
+        struct val_in o;
+        if (value_in(h, f, v, !single && batch != 0, c->scratch[f], &c->buf[f], &c->has_buf[f],
+                     &o) < 0)
             goto fail;
-        if (fast) { /* one record's scalar, no array */
-            batch = 0;
-            c->n = 1;
-            c->ptr[f] = c->scratch[f];
-            c->bytes += h->sizes[f];
-            continue;
-        }
-        if (PyObject_TypeCheck(v, (PyTypeObject *)st->ndarray)) {
-            PyObject *vdt = PyObject_GetAttrString(v, "dtype");
-            int eq = vdt ? PyObject_RichCompareBool(vdt, dt, Py_EQ) : -1;
-            if (eq == 0)
-                PyErr_Format(st->LayoutError, "field %R of table '%U' is %S, not %S", key, h->name,
-                             dt, vdt);
-            Py_XDECREF(vdt);
-            if (eq <= 0)
-                goto fail;
-            arr = Py_NewRef(v);
-        } else {
-            arr = PyObject_CallFunctionObjArgs(st->np_asarray, v, dt, NULL);
-        }
-        if (!arr)
-            goto fail;
-        int gr = PyObject_GetBuffer(arr, &c->buf[f], PyBUF_ND | PyBUF_C_CONTIGUOUS);
-        if (gr < 0) {
-            /* Not contiguous: a copy that is (never for 0-d arrays, which are, and which
-             * ascontiguousarray would make 1-d). */
-            PyErr_Clear();
-            PyObject *a2 = PyObject_CallOneArg(st->np_ascontig, arr);
-            Py_SETREF(arr, a2);
-            gr = arr ? PyObject_GetBuffer(arr, &c->buf[f], PyBUF_ND | PyBUF_C_CONTIGUOUS) : -1;
-        }
-        Py_XDECREF(arr); /* the buffer holds the array */
-        if (gr < 0)
-            goto fail;
-        c->has_buf[f] = 1;
-        Py_buffer *b = &c->buf[f];
-        PyObject *shp = PyTuple_GET_ITEM(h->shapes, f);
-        Py_ssize_t nd = PyTuple_GET_SIZE(shp);
-        int is_batch = b->ndim == nd + 1;
-        int ok = b->ndim == nd || is_batch;
-        for (Py_ssize_t d = 0; ok && d < nd; d++)
-            ok = (uint64_t)b->shape[d + is_batch] ==
-                 PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(shp, d));
-        size_t n = is_batch ? (size_t)b->shape[0] : 1;
-        if (ok && (single && is_batch))
-            ok = 0;
-        if (!ok || (batch >= 0 && (batch != is_batch || n != c->n))) {
-            PyObject *want = shape_str(h, f);
-            PyErr_Format(st->LayoutError, "field %R of table '%U' has shape %S (or a batch of "
-                         "them%s); got %zd dimensions, or a batch of another length", key, h->name,
-                         want, single ? ", not here" : "", (Py_ssize_t)b->ndim);
-            Py_XDECREF(want);
+        if (batch >= 0 && (batch != o.is_batch || o.n != c->n)) {
+            PyErr_Format(st->LayoutError, "field %R of table '%U': a batch of %zu records, "
+                         "the other fields %s %zu", key, h->name, o.n,
+                         batch ? "a batch of" : "one record, not", c->n);
             goto fail;
         }
-        batch = is_batch;
-        c->n = n;
-        c->ptr[f] = b->buf;
-        c->bytes += (size_t)b->len;
+        batch = o.is_batch;
+        c->n = o.n;
+        c->ptr[f] = o.ptr;
+        c->bytes += o.bytes;
     }
     if (c->n == 0) {
         PyErr_SetString(PyExc_ValueError, "an empty batch");
@@ -613,13 +711,8 @@ static int cols_out_new(TableObject *h, size_t k, int with_index, int with_prob,
         c->ptr[f] = c->buf[f].buf;
         c->bytes += (size_t)c->buf[f].len;
     }
-    PyObject *u8 = with_index ? np_dtype_of(h->st, "<u8") : NULL;
-    PyObject *f8 = with_prob ? np_dtype_of(h->st, "<f8") : NULL;
-    int bad = (with_index && (!u8 || out_array(h, c, h->n_fields, k, NULL, u8) < 0)) ||
-              (with_prob && (!f8 || out_array(h, c, h->n_fields + 1, k, NULL, f8) < 0));
-    Py_XDECREF(u8);
-    Py_XDECREF(f8);
-    if (bad)
+    if ((with_index && out_array(h, c, h->n_fields, k, NULL, h->u8) < 0) ||
+        (with_prob && out_array(h, c, h->n_fields + 1, k, NULL, h->f8) < 0))
         goto fail;
     return 0;
 fail:
@@ -938,6 +1031,377 @@ static PyObject *t_sample(PyObject *self, PyObject *args, PyObject *kw)
     return cols_out_dict(h, &c, 0);
 }
 
+/* ---- rows ------------------------------------------------------------------------------ */
+
+/* How the items of a row map to fields (write_rows, read_rows, sample_rows). */
+struct rowspec {
+    uint32_t n;                          /* items per row */
+    uint32_t f[SHMSTORE_TABLE_FIELDS_MAX]; /* the field of item i */
+    int flag[SHMSTORE_TABLE_FIELDS_MAX];   /* per field: the bool field that says "None", or -1 */
+    unsigned char given[SHMSTORE_TABLE_FIELDS_MAX]; /* an item, or a flag of one */
+};
+
+static int field_index(TableObject *h, PyObject *name)
+{
+    for (uint32_t f = 0; f < h->n_fields; f++) {
+        PyObject *fn = PyTuple_GET_ITEM(h->fnames, f);
+        if (fn == name)
+            return (int)f;
+        int eq = PyUnicode_Check(name) ? PyUnicode_Compare(fn, name) : 1;
+        if (eq == -1 && PyErr_Occurred())
+            return -1;
+        if (eq == 0)
+            return (int)f;
+    }
+    PyErr_Format(PyExc_ValueError, "table '%U' has no field %R (fields: %R)", h->name, name,
+                 h->fnames);
+    return -1;
+}
+
+/* `items` (a tuple or list of field names, None = every field not named in flags, in
+ * order) and `flags` (None, or a dict: array field -> bool field that is True when the
+ * row's item is None) as a rowspec. A tuple of items is remembered by identity. */
+static int rowspec_of(TableObject *h, PyObject *items, PyObject *flags, struct rowspec *rs)
+{
+    memset(rs->given, 0, sizeof rs->given);
+    for (uint32_t f = 0; f < h->n_fields; f++)
+        rs->flag[f] = -1;
+    if (flags != Py_None) {
+        if (!PyDict_Check(flags)) {
+            PyErr_SetString(PyExc_TypeError, "flags must be a dict: array field -> bool field");
+            return -1;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(flags, &pos, &k, &v)) {
+            int a = field_index(h, k), b = a < 0 ? -1 : field_index(h, v);
+            if (b < 0)
+                return -1;
+            if (strcmp(h->dt[b], "|b1") || a == b || rs->given[b]) {
+                PyErr_Format(PyExc_ValueError, "flags: %R must be another bool field, used once",
+                             v);
+                return -1;
+            }
+            rs->flag[a] = b;
+            rs->given[b] = 2; /* a flag, not an item */
+        }
+    }
+    if (items == Py_None) {
+        rs->n = 0;
+        for (uint32_t f = 0; f < h->n_fields; f++)
+            if (rs->given[f] != 2) {
+                rs->f[rs->n++] = f;
+                rs->given[f] = 1;
+            }
+        return 0;
+    }
+    if (PyTuple_CheckExact(items) && items == h->items_key) {
+        rs->n = h->items_n;
+        memcpy(rs->f, h->items_f, sizeof rs->f);
+    } else {
+        PyObject *seq = PySequence_Fast(items, "items must be a sequence of field names");
+        if (!seq)
+            return -1;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        if (n < 1 || n > (Py_ssize_t)h->n_fields) {
+            PyErr_Format(PyExc_ValueError, "items: 1..%u field names", h->n_fields);
+            Py_DECREF(seq);
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int f = field_index(h, PySequence_Fast_GET_ITEM(seq, i));
+            if (f < 0) {
+                Py_DECREF(seq);
+                return -1;
+            }
+            rs->f[i] = (uint32_t)f;
+        }
+        Py_DECREF(seq);
+        rs->n = (uint32_t)n;
+        if (PyTuple_CheckExact(items)) {
+            Py_XSETREF(h->items_key, Py_NewRef(items));
+            h->items_n = rs->n;
+            memcpy(h->items_f, rs->f, sizeof rs->f);
+        }
+    }
+    for (uint32_t i = 0; i < rs->n; i++) {
+        if (rs->given[rs->f[i]]) {
+            PyErr_Format(PyExc_ValueError, "items: field %R is named twice (or is a flag)",
+                         PyTuple_GET_ITEM(h->fnames, rs->f[i]));
+            return -1;
+        }
+        rs->given[rs->f[i]] = 1;
+    }
+    return 0;
+}
+
+/* Indices of write_rows/read_rows: an int (the first of n consecutive ones) or a sequence
+ * of n ints. PyMem_Free the result. */
+static uint64_t *row_indices(TableObject *h, PyObject *indices, size_t n, int *single)
+{
+    *single = PyLong_Check(indices);
+    if (!*single) {
+        size_t k;
+        uint64_t *idx = indices_of(h, indices, &k);
+        if (idx && n != (size_t)-1 && k != n) {
+            PyErr_Format(PyExc_ValueError, "%zu indices for %zu rows", k, n);
+            PyMem_Free(idx);
+            return NULL;
+        }
+        return idx;
+    }
+    uint64_t first;
+    if (index_of(h, indices, &first) < 0)
+        return NULL;
+    if (n == (size_t)-1)
+        n = 1;
+    uint64_t *idx = PyMem_New(uint64_t, n ? n : 1);
+    if (!idx)
+        return (uint64_t *)PyErr_NoMemory();
+    for (size_t j = 0; j < n; j++)
+        idx[j] = first + j;
+    return idx;
+}
+
+/* Write row j of ptr (nf columns each) as record idx[j], every row: the first error. */
+static int write_each(shmstore_table_t *t, const uint64_t *idx, size_t n, const void **ptr,
+                      size_t nf)
+{
+    int r = 0;
+    for (size_t j = 0; j < n; j++) {
+        int rj = shmstore_table_write(t, idx[j], 1, ptr + j * nf);
+        r = r < 0 ? r : rj;
+    }
+    return r;
+}
+
+PyDoc_STRVAR(t_write_rows_doc,
+"write_rows(indices, rows, items=None, flags=None)\n--\n\n"
+"Write rows (a sequence of tuples, namedtuples or lists: one item per field of `items`)\n"
+"in place as the records at `indices` (an int: that index and the next ones; or a\n"
+"sequence of ints), like t[i] = record for each, in one call. items: the field of each\n"
+"item (a tuple of names; default every field not in flags, in order). flags: a dict\n"
+"array field -> bool field: a row whose item for that field is None writes zeros there\n"
+"and True into the bool field (False otherwise). Fields neither an item nor a flag are\n"
+"written as zeros. Every row is checked before any is written (a bad one raises and\n"
+"writes nothing); IndexError when the table does not hold an index (the others are\n"
+"written). The copies run without the GIL.");
+
+static PyObject *t_write_rows(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"indices", "rows", "items", "flags", NULL};
+    static const unsigned char yes = 1, no = 0;
+    PyObject *indices, *rows, *items = Py_None, *flags = Py_None;
+    TableObject *h = TSELF;
+    struct rowspec rs;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OO:write_rows", kwlist, &indices, &rows,
+                                     &items, &flags) ||
+        table_ready(h) < 0 || rowspec_of(h, items, flags, &rs) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(rows, "rows must be a sequence of rows");
+    if (!seq)
+        return NULL;
+    size_t n = (size_t)PySequence_Fast_GET_SIZE(seq), nf = h->n_fields, bytes = 0;
+    int single;
+    uint64_t *idx = row_indices(h, indices, n, &single);
+    const void **ptr = idx ? PyMem_New(const void *, n * nf + 1) : NULL;
+    Py_buffer *buf = ptr ? PyMem_New(Py_buffer, n * nf + 1) : NULL;
+    unsigned char *has = buf ? PyMem_Calloc(n * nf + 1, 1) : NULL;
+    unsigned char(*scratch)[16] = has ? PyMem_Malloc(16 * (n * nf + 1)) : NULL;
+    if (!h->zeros && scratch) {
+        uint64_t big = 1;
+        for (uint32_t f = 0; f < nf; f++)
+            big = h->sizes[f] > big ? h->sizes[f] : big;
+        h->zeros = PyMem_Calloc(1, (size_t)big);
+    }
+    int ok = scratch && h->zeros;
+    if (idx && !ok)
+        PyErr_NoMemory();
+    for (size_t j = 0; ok && j < n; j++) {
+        PyObject *row = PySequence_Fast_GET_ITEM(seq, (Py_ssize_t)j);
+        PyObject *rf = PyTuple_Check(row) || PyList_Check(row) ? Py_NewRef(row)
+                                                               : PySequence_Fast(row, "a row is a "
+                                                                                 "sequence");
+        ok = rf != NULL;
+        if (ok && PySequence_Fast_GET_SIZE(rf) != (Py_ssize_t)rs.n) {
+            PyErr_Format(PyExc_ValueError, "row %zu has %zd items, not %u", j,
+                         PySequence_Fast_GET_SIZE(rf), rs.n);
+            ok = 0;
+        }
+        const void **p = ptr + j * nf;
+        for (uint32_t f = 0; ok && f < nf; f++)
+            if (!rs.given[f])
+                p[f] = h->zeros;
+        for (uint32_t i = 0; ok && i < rs.n; i++) {
+            uint32_t f = rs.f[i];
+            PyObject *v = PySequence_Fast_GET_ITEM(rf, (Py_ssize_t)i);
+            int fl = rs.flag[f];
+            if (v == Py_None && fl >= 0) {
+                p[f] = h->zeros;
+                p[fl] = &yes;
+                continue;
+            }
+            struct val_in o;
+            size_t at = j * nf + f;
+            ok = value_in(h, f, v, 0, scratch[at], &buf[at], &has[at], &o) == 0;
+            p[f] = o.ptr;
+            if (fl >= 0)
+                p[fl] = &no;
+        }
+        Py_XDECREF(rf);
+    }
+    for (uint32_t f = 0; f < nf; f++)
+        bytes += (size_t)h->sizes[f] * n;
+    int r = 0;
+    if (ok)
+        TABLE_CALL(h, bytes, r, write_each(t_, idx, n, ptr, nf));
+    for (size_t a = 0; has && a < n * nf; a++)
+        if (has[a])
+            PyBuffer_Release(&buf[a]);
+    PyMem_Free(scratch);
+    PyMem_Free(has);
+    PyMem_Free(buf);
+    PyMem_Free(ptr);
+    PyMem_Free(idx);
+    Py_DECREF(seq);
+    if (!ok)
+        return NULL;
+    if (r < 0)
+        return table_raise(h, r);
+    Py_RETURN_NONE;
+}
+
+/* A row's object: the tuple itself, a tuple subclass built from it (a namedtuple, without
+ * calling its Python __new__), or row_type(*items). Steals `tup`. */
+static PyObject *row_make(PyObject *row_type, PyObject *tup)
+{
+    if (row_type == Py_None || !tup)
+        return tup;
+    PyObject *r;
+    if (PyType_Check(row_type) && PyType_IsSubtype((PyTypeObject *)row_type, &PyTuple_Type)) {
+        PyObject *a = PyTuple_Pack(1, tup);
+        r = a ? PyTuple_Type.tp_new((PyTypeObject *)row_type, a, NULL) : NULL;
+        Py_XDECREF(a);
+    } else {
+        r = PyObject_CallObject(row_type, tup);
+    }
+    Py_DECREF(tup);
+    return r;
+}
+
+/* The gathered columns as a list of n rows (or the one row when `single`). */
+static PyObject *rows_out(TableObject *h, struct cols_out *c, size_t n, const struct rowspec *rs,
+                          PyObject *row_type, int single)
+{
+    PyObject *list = single ? NULL : PyList_New((Py_ssize_t)n), *one = NULL;
+    if (!single && !list)
+        return NULL;
+    for (size_t j = 0; j < n; j++) {
+        PyObject *tup = PyTuple_New(rs->n);
+        for (uint32_t i = 0; tup && i < rs->n; i++) {
+            uint32_t f = rs->f[i];
+            const char *at = (const char *)c->buf[f].buf + j * h->sizes[f];
+            int fl = rs->flag[f], fast = 0;
+            PyObject *v = NULL;
+            if (fl >= 0 && ((const unsigned char *)c->buf[fl].buf)[j])
+                v = Py_NewRef(Py_None);
+            else if (h->ndim[f] == 0)
+                v = scalar_out(h->dt[f], at, &fast);
+            if (!v && !fast)
+                v = PySequence_GetItem(c->arr[f], (Py_ssize_t)j);
+            if (!v)
+                Py_CLEAR(tup);
+            else
+                PyTuple_SET_ITEM(tup, i, v);
+        }
+        PyObject *row = row_make(row_type, tup);
+        if (!row) {
+            Py_XDECREF(list);
+            return NULL;
+        }
+        if (single)
+            one = row;
+        else
+            PyList_SET_ITEM(list, (Py_ssize_t)j, row);
+    }
+    return single ? one : list;
+}
+
+PyDoc_STRVAR(t_read_rows_doc,
+"read_rows(indices, items=None, flags=None, row_type=None)\n--\n\n"
+"The records at `indices` as rows: a list of tuples (one item per field of `items`), or\n"
+"one tuple when `indices` is an int. items and flags as in write_rows: an item whose\n"
+"flag field is True reads as None. row_type: a tuple subclass (a namedtuple) or a\n"
+"callable given the items. Scalars come back as Python objects, arrays as rows of one\n"
+"new array per field. Errors as gather().");
+
+static PyObject *t_read_rows(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"indices", "items", "flags", "row_type", NULL};
+    PyObject *indices, *items = Py_None, *flags = Py_None, *row_type = Py_None;
+    TableObject *h = TSELF;
+    struct rowspec rs;
+    int single;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOO:read_rows", kwlist, &indices, &items,
+                                     &flags, &row_type) ||
+        table_ready(h) < 0 || rowspec_of(h, items, flags, &rs) < 0)
+        return NULL;
+    uint64_t *idx = row_indices(h, indices, (size_t)-1, &single);
+    if (!idx)
+        return NULL;
+    size_t n = 1;
+    if (!single) {
+        PyObject *seq = PySequence_Fast(indices, "indices");
+        n = seq ? (size_t)PySequence_Fast_GET_SIZE(seq) : 0;
+        Py_XDECREF(seq);
+    }
+    struct cols_out c;
+    PyObject *out = NULL;
+    if (cols_out_new(h, n, 0, 0, &c) == 0) {
+        int r;
+        uint64_t failed = 0;
+        TABLE_CALL(h, c.bytes, r, shmstore_table_gather(t_, idx, n, c.ptr, &failed));
+        out = r < 0 ? table_raise(h, r) : rows_out(h, &c, n, &rs, row_type, single);
+        cols_out_free(&c);
+    }
+    PyMem_Free(idx);
+    return out;
+}
+
+PyDoc_STRVAR(t_sample_rows_doc,
+"sample_rows(k, items=None, flags=None, row_type=None, rng=None) -> list\n--\n\n"
+"sample(k) (uniform, with replacement) as a list of k rows, as read_rows returns them.");
+
+static PyObject *t_sample_rows(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"k", "items", "flags", "row_type", "rng", NULL};
+    Py_ssize_t k;
+    int has_rng;
+    PyObject *items = Py_None, *flags = Py_None, *row_type = Py_None, *rng = Py_None;
+    uint64_t state = 0;
+    TableObject *h = TSELF;
+    struct rowspec rs;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|OOOO:sample_rows", kwlist, &k, &items, &flags,
+                                     &row_type, &rng) ||
+        table_ready(h) < 0 || rowspec_of(h, items, flags, &rs) < 0 ||
+        rng_of(rng, &state, &has_rng) < 0)
+        return NULL;
+    if (k < 0) {
+        PyErr_SetString(PyExc_ValueError, "k must be >= 0");
+        return NULL;
+    }
+    struct cols_out c;
+    if (cols_out_new(h, (size_t)k, 0, 0, &c) < 0)
+        return NULL;
+    int r;
+    TABLE_CALL(h, c.bytes, r,
+               shmstore_table_sample(t_, (size_t)k, 0, has_rng ? &state : NULL, c.ptr, NULL,
+                                     NULL));
+    PyObject *out = r < 0 ? table_raise(h, r) : rows_out(h, &c, (size_t)k, &rs, row_type, 0);
+    cols_out_free(&c);
+    return out;
+}
+
 PyDoc_STRVAR(t_advance_doc,
 "advance(n) -> int\n--\n\n"
 "Take the next n indices without writing their records and return the first: they\n"
@@ -1147,6 +1611,11 @@ static void t_dealloc(PyObject *self)
     Py_CLEAR(TSELF->fnames);
     Py_CLEAR(TSELF->dtypes);
     Py_CLEAR(TSELF->shapes);
+    Py_CLEAR(TSELF->np_generic);
+    Py_CLEAR(TSELF->u8);
+    Py_CLEAR(TSELF->f8);
+    Py_CLEAR(TSELF->items_key);
+    PyMem_Free(TSELF->zeros);
     for (uint32_t i = 0; i < SHMSTORE_TABLE_FIELDS_MAX + 2; i++)
         Py_CLEAR(TSELF->pool[i]);
     tp->tp_free(self);
@@ -1156,6 +1625,9 @@ static void t_dealloc(PyObject *self)
 static PyMethodDef t_methods[] = {
     {"append", t_append, METH_O, t_append_doc},
     {"gather", t_gather, METH_O, t_gather_doc},
+    {"write_rows", METH(t_write_rows), METH_VARARGS | METH_KEYWORDS, t_write_rows_doc},
+    {"read_rows", METH(t_read_rows), METH_VARARGS | METH_KEYWORDS, t_read_rows_doc},
+    {"sample_rows", METH(t_sample_rows), METH_VARARGS | METH_KEYWORDS, t_sample_rows_doc},
     {"sample", METH(t_sample), METH_VARARGS | METH_KEYWORDS, t_sample_doc},
     {"set_priorities", t_set_priorities, METH_VARARGS, t_set_priorities_doc},
     {"advance", t_advance, METH_O, t_advance_doc},
