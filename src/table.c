@@ -31,8 +31,9 @@
  *   uniform draw in [0, root); while updates are in flight a descent may meet sums that
  *   do not add up: it then lands on a leaf of priority 0 or on a slot that is not valid,
  *   and draws again.
- * - Creation. The metadata mutex covers only the allocation of the records block and the
- *   body: the object is published with init_owner naming its creator (pid and process
+ * - Creation. The memory of a big records block is committed (fallocate) before the
+ *   metadata mutex is taken, when the table does not exist yet; the mutex then covers
+ *   only the allocation of the block and the body: the object is published with init_owner naming its creator (pid and process
  *   slot), which then clears every slot header and the sum tree without the mutex (a
  *   table of 10^7 records touches every page of its block: seconds of page faults that
  *   used to block every other process's create and delete), counting its progress in
@@ -465,6 +466,15 @@ SHMSTORE_API int shmstore_table_open(shmstore_t *s, const char *name, unsigned f
     memset(&a, 0, sizeof(a));
     if ((flags & SHMSTORE_T_CREATE) && (r = plan(name, opt, &a)) < 0)
         return r;
+    if (flags & SHMSTORE_T_CREATE) {
+        /* A big block's memory is committed before the mutex, not under it (it takes
+         * ~0.6 ms per MiB here), unless the table exists already. */
+        uint64_t len = data_len(opt->capacity, a.stride, a.leaves);
+        shmstore_obj_info_t info;
+        if (len >= COLD_BYTES && shmstore_info(s, name, &info) == -ENOENT)
+            shmstore__precommit(s, len);
+        shmstore__clearerr();
+    }
     shmstore_table_t *t = calloc(1, sizeof(*t));
     if (!t)
         return shmstore__seterr(-ENOMEM, "out of process memory");
@@ -472,6 +482,7 @@ SHMSTORE_API int shmstore_table_open(shmstore_t *s, const char *name, unsigned f
     r = shmstore__obj_open(s, name, SHMSTORE_KIND_TABLE, flags & SHMSTORE_T_CREATE,
                            flags & SHMSTORE_T_EXCL, sizeof(struct table_body), init_body, &a,
                            &off, &created);
+    shmstore__precommit(s, 0); /* used by the allocation, or not needed */
     if (r < 0) {
         free(t);
         return r;
