@@ -60,8 +60,10 @@ typedef struct TableObject {
  * b (bool); any other dtype takes the numpy path. */
 static int fast_kind(const char *dt, int *size)
 {
-    char k = dt[1];
-    int n = atoi(dt + 2);
+    char k = dt[0] ? dt[1] : 0;
+    if (!k || dt[2] < '1' || dt[2] > '9' || dt[3]) /* one digit of size: no atoi per value */
+        return 0;
+    int n = dt[2] - '0';
     if (((k == 'i' || k == 'u') && (n == 1 || n == 2 || n == 4 || n == 8)) ||
         (k == 'f' && (n == 4 || n == 8)) || (k == 'b' && n == 1)) {
         *size = n;
