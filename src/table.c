@@ -402,8 +402,7 @@ static int wait_ready(shmstore_t *s, struct table_body *tb, const struct geom *g
                                     "has made no progress for a second (stopped?)", name,
                                     (unsigned)(tag >> 32));
         }
-        struct timespec ts = {0, (long)INIT_SLEEP_NS};
-        nanosleep(&ts, NULL);
+        shmstore__os_sleep_ns(INIT_SLEEP_NS);
     }
 }
 
