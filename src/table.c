@@ -33,11 +33,11 @@
  *   and draws again.
  * - Creation. The memory of a big records block is committed (fallocate) before the
  *   metadata mutex is taken, when the table does not exist yet; the mutex then covers
- *   only the allocation of the block and the body: the object is published with init_owner naming its creator (pid and process
- *   slot), which then clears every slot header and the sum tree without the mutex (a
- *   table of 10^7 records touches every page of its block: seconds of page faults that
- *   used to block every other process's create and delete), counting its progress in
- *   init_done, and stores init_owner = 0 (release). Nobody reads or writes a slot before
+ *   only the allocation of the block and the body. The object is published with
+ *   init_owner naming its creator (pid and process slot), which then clears every slot
+ *   header and the sum tree without the mutex (a table of 10^7 records touches every
+ *   page of its block: the page faults used to block every other process's create and
+ *   delete), counting its progress in init_done, and stores init_owner = 0 (release). Nobody reads or writes a slot before
  *   that: an open of the table waits for it (and gives up with -EBUSY after a second
  *   without progress: a stopped creator); an open that finds the creator dead takes the
  *   initialisation over with a CAS of init_owner (one taker; its own death is taken over
@@ -386,6 +386,7 @@ static int wait_ready(shmstore_t *s, struct table_body *tb, const struct geom *g
         if (!tag)
             return 0;
         if (!init_alive(s, tag)) {
+            /* acquire: after a dead taker's partial work (redone whole); one winner */
             if (atomic_compare_exchange_strong_explicit(&tb->init_owner, &tag, init_tag(s),
                                                         memory_order_acquire,
                                                         memory_order_acquire))
