@@ -11,47 +11,17 @@
  * Indices are the table's: record i is the i-th ever appended (t.total is the next).
  * Negative indices count from t.total; a slice defaults to the records still held.
  *
+ * The row API (write_rows, read_rows, sample_rows) is in table_rows.c; table.h holds what
+ * the two files share.
+ *
  * fork(): like Queues, a Table re-opens itself on the Store's new attachment on first use
  * in a child; pickling (multiprocessing spawn) re-opens it by name.
  */
 #include <errno.h>
 #include <string.h>
 
-#include "ext.h"
+#include "table.h"
 
-typedef struct TableObject {
-    PyObject_HEAD
-    shmstore_table_t *t; /* NULL once closed */
-    CoreObject *core;    /* the Core t belongs to */
-    StoreObject *store;  /* strong */
-    PyObject *name;      /* str */
-    int busy;            /* >0 while a GIL-released call uses t */
-    modstate *st;
-    uint32_t n_fields;
-    int prioritized;
-    PyObject *fnames; /* tuple of str */
-    PyObject *dtypes; /* tuple of numpy dtypes */
-    PyObject *shapes; /* tuple of tuples of int */
-    uint64_t sizes[SHMSTORE_TABLE_FIELDS_MAX];
-    char dt[SHMSTORE_TABLE_FIELDS_MAX][SHMSTORE_DTYPE_MAX]; /* each field's dtype string */
-    /* Cached per field for the checks of every write: the buffer format numpy gives an
-     * array of its dtype ("" = none: always the slow check) and its shape. */
-    char fmt[SHMSTORE_TABLE_FIELDS_MAX][8];
-    uint32_t ndim[SHMSTORE_TABLE_FIELDS_MAX];
-    uint64_t shape[SHMSTORE_TABLE_FIELDS_MAX][SHMSTORE_FIELD_NDIM_MAX];
-    PyObject *np_generic; /* numpy.generic (numpy scalars) */
-    PyObject *u8, *f8;    /* the dtypes of "index" and "probability" */
-    /* The last `items` of write_rows/read_rows (a tuple, by identity) and its fields. */
-    PyObject *items_key;
-    uint32_t items_n;
-    uint32_t items_f[SHMSTORE_TABLE_FIELDS_MAX];
-    void *zeros; /* PyMem: zero bytes of the largest field (write_rows' fields not given) */
-    /* The arrays of the last read, per column (fields, index, probability): reused by the
-     * next read when nothing but this pool refers to them any more (see out_array). */
-    PyObject *pool[SHMSTORE_TABLE_FIELDS_MAX + 2];
-} TableObject;
-
-#define TSELF ((TableObject *)self)
 
 /* ---- scalars ---------------------------------------------------------------------------- */
 
@@ -123,7 +93,7 @@ static int scalar_in(const char *dt, PyObject *v, unsigned char *out)
 
 /* A Python object for the scalar at `p` of dtype `dt`, or NULL without an exception when
  * it is not a fast kind. */
-static PyObject *scalar_out(const char *dt, const void *p, int *fast)
+PyObject *table_scalar_out(const char *dt, const void *p, int *fast)
 {
     int size, kind = fast_kind(dt, &size);
     *fast = kind != 0;
@@ -166,7 +136,7 @@ static int table_reopen(TableObject *h)
     return 0;
 }
 
-static int table_ready(TableObject *h)
+int table_ready(TableObject *h)
 {
     if (!h->t) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed shmstore.Table");
@@ -177,7 +147,7 @@ static int table_ready(TableObject *h)
 
 /* Errors of reads and writes by index: IndexError for a record the table does not hold,
  * LookupError for an invalid one, BlockingIOError for one being written. */
-static PyObject *table_raise(TableObject *h, int r)
+PyObject *table_raise(TableObject *h, int r)
 {
     const char *msg = shmstore_errmsg();
     if (r == -ENOENT)
@@ -482,13 +452,6 @@ static uint64_t shape_elems(TableObject *h, uint32_t f)
     return n;
 }
 
-/* Where one field's value of a write comes from. */
-struct val_in {
-    const void *ptr; /* its bytes, C-contiguous */
-    size_t n;        /* records: 1, or the batch's length */
-    int is_batch;    /* has a leading batch dimension */
-    size_t bytes;
-};
 
 /* A buffer of `v` whose format is exactly field f's (numpy arrays and scalars of its
  * dtype, C-contiguous): 1 with *b filled, 0 when `v` needs the full check (nothing
@@ -514,7 +477,7 @@ static int value_fast(TableObject *h, uint32_t f, PyObject *v, Py_buffer *b)
  * bytes), else a buffer held in *buf (*has_buf = 1; release it after). Arrays must have
  * the field's dtype (LayoutError), other values are converted; the shape is the
  * field's, or (allow_batch) a batch of them. 0, or -1 with an exception. */
-static int value_in(TableObject *h, uint32_t f, PyObject *v, int allow_batch,
+int table_value_in(TableObject *h, uint32_t f, PyObject *v, int allow_batch,
                     unsigned char *scratch, Py_buffer *buf, unsigned char *has_buf,
                     struct val_in *o)
 {
@@ -619,7 +582,7 @@ static int cols_in_get(TableObject *h, PyObject *rec, int single, struct cols_in
             goto fail;
         }
         struct val_in o;
-        if (value_in(h, f, v, !single && batch != 0, c->scratch[f], &c->buf[f], &c->has_buf[f],
+        if (table_value_in(h, f, v, !single && batch != 0, c->scratch[f], &c->buf[f], &c->has_buf[f],
                      &o) < 0)
             goto fail;
         if (batch >= 0 && (batch != o.is_batch || o.n != c->n)) {
@@ -645,15 +608,8 @@ fail:
 
 /* ---- columns out ---------------------------------------------------------------------- */
 
-struct cols_out {
-    PyObject *arr[SHMSTORE_TABLE_FIELDS_MAX + 2]; /* fields, index, probability */
-    Py_buffer buf[SHMSTORE_TABLE_FIELDS_MAX + 2];
-    void *ptr[SHMSTORE_TABLE_FIELDS_MAX];
-    uint32_t n_arr;
-    size_t bytes;
-};
 
-static void cols_out_free(struct cols_out *c)
+void table_cols_out_free(struct cols_out *c)
 {
     for (uint32_t i = 0; i < c->n_arr; i++) {
         PyBuffer_Release(&c->buf[i]);
@@ -703,7 +659,7 @@ static int out_array(TableObject *h, struct cols_out *c, uint32_t col, size_t k,
 
 /* New arrays for k records of every field, and (with_index / with_prob) for their
  * indices and probabilities. */
-static int cols_out_new(TableObject *h, size_t k, int with_index, int with_prob,
+int table_cols_out_new(TableObject *h, size_t k, int with_index, int with_prob,
                         struct cols_out *c)
 {
     memset(c, 0, sizeof(*c));
@@ -718,7 +674,7 @@ static int cols_out_new(TableObject *h, size_t k, int with_index, int with_prob,
         goto fail;
     return 0;
 fail:
-    cols_out_free(c);
+    table_cols_out_free(c);
     return -1;
 }
 
@@ -734,7 +690,7 @@ static PyObject *cols_out_dict(TableObject *h, struct cols_out *c, int row0)
         int fast = 0;
         PyObject *val = NULL;
         if (row0 && i < h->n_fields && c->buf[i].ndim == 1) /* a scalar field's one value */
-            val = scalar_out(h->dt[i], c->buf[i].buf, &fast);
+            val = table_scalar_out(h->dt[i], c->buf[i].buf, &fast);
         if (!fast)
             val = row0 ? PySequence_GetItem(c->arr[i], 0) : Py_NewRef(c->arr[i]);
         if (!key || !val || PyDict_SetItem(d, key, val) < 0)
@@ -742,27 +698,12 @@ static PyObject *cols_out_dict(TableObject *h, struct cols_out *c, int row0)
         Py_XDECREF(key);
         Py_XDECREF(val);
     }
-    cols_out_free(c);
+    table_cols_out_free(c);
     return d;
 }
 
 /* ---- calls ---------------------------------------------------------------------------- */
 
-/* Run `call` on h->t without the GIL when it copies `bytes` >= GIL_COPY_MIN. */
-#define TABLE_CALL(h, bytes, rc, call)                 \
-    do {                                               \
-        shmstore_table_t *t_ = (h)->t;                 \
-        if ((bytes) >= GIL_COPY_MIN) {                 \
-            (h)->busy++;                               \
-            Py_BEGIN_ALLOW_THREADS                     \
-            (rc) = call;                               \
-            Py_END_ALLOW_THREADS                       \
-            (h)->busy--;                               \
-        } else {                                       \
-            (rc) = call;                               \
-        }                                              \
-        (void)t_;                                      \
-    } while (0)
 
 PyDoc_STRVAR(t_append_doc,
 "append(record) -> int\n--\n\n"
@@ -795,7 +736,7 @@ static int table_total(TableObject *h, uint64_t *total, uint64_t *count)
 }
 
 /* A Python index (negative: from t.total) as a table index. */
-static int index_of(TableObject *h, PyObject *key, uint64_t *out)
+int table_index_of(TableObject *h, PyObject *key, uint64_t *out)
 {
     long long i = PyLong_AsLongLong(key);
     uint64_t total;
@@ -844,15 +785,15 @@ static PyObject *t_getitem(PyObject *self, PyObject *key)
         return out;
     }
     uint64_t i;
-    if (index_of(h, key, &i) < 0)
+    if (table_index_of(h, key, &i) < 0)
         return NULL;
     struct cols_out c;
-    if (cols_out_new(h, 1, 0, 0, &c) < 0)
+    if (table_cols_out_new(h, 1, 0, 0, &c) < 0)
         return NULL;
     int r;
     TABLE_CALL(h, c.bytes, r, shmstore_table_get(t_, i, c.ptr));
     if (r < 0) {
-        cols_out_free(&c);
+        table_cols_out_free(&c);
         return table_raise(h, r);
     }
     return cols_out_dict(h, &c, 1);
@@ -879,11 +820,11 @@ static int t_setitem(PyObject *self, PyObject *key, PyObject *rec)
         key = sl->start;
         stop = sl->stop;
     }
-    if (table_ready(h) < 0 || index_of(h, key, &i) < 0 || cols_in_get(h, rec, !is_slice, &c) < 0)
+    if (table_ready(h) < 0 || table_index_of(h, key, &i) < 0 || cols_in_get(h, rec, !is_slice, &c) < 0)
         return -1;
     if (is_slice && stop != Py_None) {
         uint64_t j;
-        if (index_of(h, stop, &j) < 0 || j - i != c.n) {
+        if (table_index_of(h, stop, &j) < 0 || j - i != c.n) {
             if (!PyErr_Occurred())
                 PyErr_Format(PyExc_ValueError, "t[i:j] = batch: the batch has %zu records",
                              c.n);
@@ -900,13 +841,13 @@ static int t_setitem(PyObject *self, PyObject *key, PyObject *rec)
 static PyObject *gather_list(TableObject *h, const uint64_t *idx, size_t n, int with_index)
 {
     struct cols_out c;
-    if (cols_out_new(h, n, with_index, 0, &c) < 0)
+    if (table_cols_out_new(h, n, with_index, 0, &c) < 0)
         return NULL;
     int r;
     uint64_t failed = 0;
     TABLE_CALL(h, c.bytes, r, shmstore_table_gather(t_, idx, n, c.ptr, &failed));
     if (r < 0) {
-        cols_out_free(&c);
+        table_cols_out_free(&c);
         return table_raise(h, r);
     }
     if (with_index)
@@ -915,7 +856,7 @@ static PyObject *gather_list(TableObject *h, const uint64_t *idx, size_t n, int 
 }
 
 /* A sequence of ints (negative: from t.total) as table indices; PyMem_Free the result. */
-static uint64_t *indices_of(TableObject *h, PyObject *seq, size_t *n)
+uint64_t *table_indices_of(TableObject *h, PyObject *seq, size_t *n)
 {
     PyObject *fast = PySequence_Fast(seq, "indices must be a sequence of ints");
     if (!fast)
@@ -929,7 +870,7 @@ static uint64_t *indices_of(TableObject *h, PyObject *seq, size_t *n)
     }
     for (Py_ssize_t j = 0; j < k; j++) {
         PyObject *o = PyNumber_Index(PySequence_Fast_GET_ITEM(fast, j));
-        int bad = !o || index_of(h, o, &idx[j]) < 0;
+        int bad = !o || table_index_of(h, o, &idx[j]) < 0;
         Py_XDECREF(o);
         if (bad) {
             PyMem_Free(idx);
@@ -955,7 +896,7 @@ static PyObject *t_gather(PyObject *self, PyObject *seq)
     size_t n;
     if (table_ready(h) < 0)
         return NULL;
-    uint64_t *idx = indices_of(h, seq, &n);
+    uint64_t *idx = table_indices_of(h, seq, &n);
     if (!idx)
         return NULL;
     PyObject *out = gather_list(h, idx, n, 1);
@@ -965,7 +906,7 @@ static PyObject *t_gather(PyObject *self, PyObject *seq)
 
 /* The PRNG state of sample(rng=...): None = the handle's own; an int seeds it; an object
  * with integers() (numpy Generator) or getrandbits() (random.Random) draws the seed. */
-static int rng_of(PyObject *rng, uint64_t *state, int *has)
+int table_rng_of(PyObject *rng, uint64_t *state, int *has)
 {
     *has = 0;
     if (rng == Py_None)
@@ -1011,14 +952,14 @@ static PyObject *t_sample(PyObject *self, PyObject *args, PyObject *kw)
     uint64_t state = 0;
     TableObject *h = TSELF;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "n|$pO:sample", kwlist, &k, &prio, &rng) ||
-        table_ready(h) < 0 || rng_of(rng, &state, &has_rng) < 0)
+        table_ready(h) < 0 || table_rng_of(rng, &state, &has_rng) < 0)
         return NULL;
     if (k < 0) {
         PyErr_SetString(PyExc_ValueError, "k must be >= 0");
         return NULL;
     }
     struct cols_out c;
-    if (cols_out_new(h, (size_t)k, 1, prio, &c) < 0)
+    if (table_cols_out_new(h, (size_t)k, 1, prio, &c) < 0)
         return NULL;
     int r;
     uint64_t *idx = c.buf[h->n_fields].buf;
@@ -1027,381 +968,10 @@ static PyObject *t_sample(PyObject *self, PyObject *args, PyObject *kw)
                shmstore_table_sample(t_, (size_t)k, prio ? SHMSTORE_SAMPLE_PRIORITIZED : 0,
                                      has_rng ? &state : NULL, c.ptr, idx, pr));
     if (r < 0) {
-        cols_out_free(&c);
+        table_cols_out_free(&c);
         return table_raise(h, r);
     }
     return cols_out_dict(h, &c, 0);
-}
-
-/* ---- rows ------------------------------------------------------------------------------ */
-
-/* How the items of a row map to fields (write_rows, read_rows, sample_rows). */
-struct rowspec {
-    uint32_t n;                          /* items per row */
-    uint32_t f[SHMSTORE_TABLE_FIELDS_MAX]; /* the field of item i */
-    int flag[SHMSTORE_TABLE_FIELDS_MAX];   /* per field: the bool field that says "None", or -1 */
-    unsigned char given[SHMSTORE_TABLE_FIELDS_MAX]; /* an item, or a flag of one */
-};
-
-static int field_index(TableObject *h, PyObject *name)
-{
-    for (uint32_t f = 0; f < h->n_fields; f++) {
-        PyObject *fn = PyTuple_GET_ITEM(h->fnames, f);
-        if (fn == name)
-            return (int)f;
-        int eq = PyUnicode_Check(name) ? PyUnicode_Compare(fn, name) : 1;
-        if (eq == -1 && PyErr_Occurred())
-            return -1;
-        if (eq == 0)
-            return (int)f;
-    }
-    PyErr_Format(PyExc_ValueError, "table '%U' has no field %R (fields: %R)", h->name, name,
-                 h->fnames);
-    return -1;
-}
-
-/* `items` (a tuple or list of field names, None = every field not named in flags, in
- * order) and `flags` (None, or a dict: array field -> bool field that is True when the
- * row's item is None) as a rowspec. A tuple of items is remembered by identity. */
-static int rowspec_of(TableObject *h, PyObject *items, PyObject *flags, struct rowspec *rs)
-{
-    memset(rs->given, 0, sizeof rs->given);
-    for (uint32_t f = 0; f < h->n_fields; f++)
-        rs->flag[f] = -1;
-    if (flags != Py_None) {
-        if (!PyDict_Check(flags)) {
-            PyErr_SetString(PyExc_TypeError, "flags must be a dict: array field -> bool field");
-            return -1;
-        }
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(flags, &pos, &k, &v)) {
-            int a = field_index(h, k), b = a < 0 ? -1 : field_index(h, v);
-            if (b < 0)
-                return -1;
-            if (strcmp(h->dt[b], "|b1") || a == b || rs->given[b]) {
-                PyErr_Format(PyExc_ValueError, "flags: %R must be another bool field, used once",
-                             v);
-                return -1;
-            }
-            rs->flag[a] = b;
-            rs->given[b] = 2; /* a flag, not an item */
-        }
-    }
-    if (items == Py_None) {
-        rs->n = 0;
-        for (uint32_t f = 0; f < h->n_fields; f++)
-            if (rs->given[f] != 2) {
-                rs->f[rs->n++] = f;
-                rs->given[f] = 1;
-            }
-        return 0;
-    }
-    if (PyTuple_CheckExact(items) && items == h->items_key) {
-        rs->n = h->items_n;
-        memcpy(rs->f, h->items_f, sizeof rs->f);
-    } else {
-        PyObject *seq = PySequence_Fast(items, "items must be a sequence of field names");
-        if (!seq)
-            return -1;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-        if (n < 1 || n > (Py_ssize_t)h->n_fields) {
-            PyErr_Format(PyExc_ValueError, "items: 1..%u field names", h->n_fields);
-            Py_DECREF(seq);
-            return -1;
-        }
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int f = field_index(h, PySequence_Fast_GET_ITEM(seq, i));
-            if (f < 0) {
-                Py_DECREF(seq);
-                return -1;
-            }
-            rs->f[i] = (uint32_t)f;
-        }
-        Py_DECREF(seq);
-        rs->n = (uint32_t)n;
-        if (PyTuple_CheckExact(items)) {
-            Py_XSETREF(h->items_key, Py_NewRef(items));
-            h->items_n = rs->n;
-            memcpy(h->items_f, rs->f, sizeof rs->f);
-        }
-    }
-    for (uint32_t i = 0; i < rs->n; i++) {
-        if (rs->given[rs->f[i]]) {
-            PyErr_Format(PyExc_ValueError, "items: field %R is named twice (or is a flag)",
-                         PyTuple_GET_ITEM(h->fnames, rs->f[i]));
-            return -1;
-        }
-        rs->given[rs->f[i]] = 1;
-    }
-    return 0;
-}
-
-/* Indices of write_rows/read_rows: an int (the first of n consecutive ones) or a sequence
- * of n ints. PyMem_Free the result. */
-static uint64_t *row_indices(TableObject *h, PyObject *indices, size_t n, int *single)
-{
-    *single = PyLong_Check(indices);
-    if (!*single) {
-        size_t k;
-        uint64_t *idx = indices_of(h, indices, &k);
-        if (idx && n != (size_t)-1 && k != n) {
-            PyErr_Format(PyExc_ValueError, "%zu indices for %zu rows", k, n);
-            PyMem_Free(idx);
-            return NULL;
-        }
-        return idx;
-    }
-    uint64_t first;
-    if (index_of(h, indices, &first) < 0)
-        return NULL;
-    if (n == (size_t)-1)
-        n = 1;
-    uint64_t *idx = PyMem_New(uint64_t, n ? n : 1);
-    if (!idx)
-        return (uint64_t *)PyErr_NoMemory();
-    for (size_t j = 0; j < n; j++)
-        idx[j] = first + j;
-    return idx;
-}
-
-/* Write row j of ptr (nf columns each) as record idx[j], every row: the first error. */
-static int write_each(shmstore_table_t *t, const uint64_t *idx, size_t n, const void **ptr,
-                      size_t nf)
-{
-    int r = 0;
-    for (size_t j = 0; j < n; j++) {
-        int rj = shmstore_table_write(t, idx[j], 1, ptr + j * nf);
-        r = r < 0 ? r : rj;
-    }
-    return r;
-}
-
-PyDoc_STRVAR(t_write_rows_doc,
-"write_rows(indices, rows, items=None, flags=None)\n--\n\n"
-"Write rows (a sequence of tuples, namedtuples or lists: one item per field of `items`)\n"
-"in place as the records at `indices` (an int: that index and the next ones; or a\n"
-"sequence of ints), like t[i] = record for each, in one call. items: the field of each\n"
-"item (a tuple of names; default every field not in flags, in order). flags: a dict\n"
-"array field -> bool field: a row whose item for that field is None writes zeros there\n"
-"and True into the bool field (False otherwise). Fields neither an item nor a flag are\n"
-"written as zeros. Every row is checked before any is written (a bad one raises and\n"
-"writes nothing); IndexError when the table does not hold an index (the others are\n"
-"written). The copies run without the GIL.");
-
-static PyObject *t_write_rows(PyObject *self, PyObject *args, PyObject *kw)
-{
-    static char *kwlist[] = {"indices", "rows", "items", "flags", NULL};
-    static const unsigned char yes = 1, no = 0;
-    PyObject *indices, *rows, *items = Py_None, *flags = Py_None;
-    TableObject *h = TSELF;
-    struct rowspec rs;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OO:write_rows", kwlist, &indices, &rows,
-                                     &items, &flags) ||
-        table_ready(h) < 0 || rowspec_of(h, items, flags, &rs) < 0)
-        return NULL;
-    PyObject *seq = PySequence_Fast(rows, "rows must be a sequence of rows");
-    if (!seq)
-        return NULL;
-    size_t n = (size_t)PySequence_Fast_GET_SIZE(seq), nf = h->n_fields, bytes = 0;
-    int single;
-    uint64_t *idx = row_indices(h, indices, n, &single);
-    const void **ptr = idx ? PyMem_New(const void *, n * nf + 1) : NULL;
-    Py_buffer *buf = ptr ? PyMem_New(Py_buffer, n * nf + 1) : NULL;
-    unsigned char *has = buf ? PyMem_Calloc(n * nf + 1, 1) : NULL;
-    unsigned char(*scratch)[16] = has ? PyMem_Malloc(16 * (n * nf + 1)) : NULL;
-    if (!h->zeros && scratch) {
-        uint64_t big = 1;
-        for (uint32_t f = 0; f < nf; f++)
-            big = h->sizes[f] > big ? h->sizes[f] : big;
-        h->zeros = PyMem_Calloc(1, (size_t)big);
-    }
-    int ok = scratch && h->zeros;
-    if (idx && !ok)
-        PyErr_NoMemory();
-    for (size_t j = 0; ok && j < n; j++) {
-        PyObject *row = PySequence_Fast_GET_ITEM(seq, (Py_ssize_t)j);
-        PyObject *rf = PyTuple_Check(row) || PyList_Check(row) ? Py_NewRef(row)
-                                                               : PySequence_Fast(row, "a row is a "
-                                                                                 "sequence");
-        ok = rf != NULL;
-        if (ok && PySequence_Fast_GET_SIZE(rf) != (Py_ssize_t)rs.n) {
-            PyErr_Format(PyExc_ValueError, "row %zu has %zd items, not %u", j,
-                         PySequence_Fast_GET_SIZE(rf), rs.n);
-            ok = 0;
-        }
-        const void **p = ptr + j * nf;
-        for (uint32_t f = 0; ok && f < nf; f++)
-            if (!rs.given[f])
-                p[f] = h->zeros;
-        for (uint32_t i = 0; ok && i < rs.n; i++) {
-            uint32_t f = rs.f[i];
-            PyObject *v = PySequence_Fast_GET_ITEM(rf, (Py_ssize_t)i);
-            int fl = rs.flag[f];
-            if (v == Py_None && fl >= 0) {
-                p[f] = h->zeros;
-                p[fl] = &yes;
-                continue;
-            }
-            struct val_in o;
-            size_t at = j * nf + f;
-            ok = value_in(h, f, v, 0, scratch[at], &buf[at], &has[at], &o) == 0;
-            p[f] = o.ptr;
-            if (fl >= 0)
-                p[fl] = &no;
-        }
-        Py_XDECREF(rf);
-    }
-    for (uint32_t f = 0; f < nf; f++)
-        bytes += (size_t)h->sizes[f] * n;
-    int r = 0;
-    if (ok)
-        TABLE_CALL(h, bytes, r, write_each(t_, idx, n, ptr, nf));
-    for (size_t a = 0; has && a < n * nf; a++)
-        if (has[a])
-            PyBuffer_Release(&buf[a]);
-    PyMem_Free(scratch);
-    PyMem_Free(has);
-    PyMem_Free(buf);
-    PyMem_Free(ptr);
-    PyMem_Free(idx);
-    Py_DECREF(seq);
-    if (!ok)
-        return NULL;
-    if (r < 0)
-        return table_raise(h, r);
-    Py_RETURN_NONE;
-}
-
-/* A row's object: the tuple itself, a tuple subclass built from it (a namedtuple, without
- * calling its Python __new__), or row_type(*items). Steals `tup`. */
-static PyObject *row_make(PyObject *row_type, PyObject *tup)
-{
-    if (row_type == Py_None || !tup)
-        return tup;
-    PyObject *r;
-    if (PyType_Check(row_type) && PyType_IsSubtype((PyTypeObject *)row_type, &PyTuple_Type)) {
-        PyObject *a = PyTuple_Pack(1, tup);
-        r = a ? PyTuple_Type.tp_new((PyTypeObject *)row_type, a, NULL) : NULL;
-        Py_XDECREF(a);
-    } else {
-        r = PyObject_CallObject(row_type, tup);
-    }
-    Py_DECREF(tup);
-    return r;
-}
-
-/* The gathered columns as a list of n rows (or the one row when `single`). */
-static PyObject *rows_out(TableObject *h, struct cols_out *c, size_t n, const struct rowspec *rs,
-                          PyObject *row_type, int single)
-{
-    PyObject *list = single ? NULL : PyList_New((Py_ssize_t)n), *one = NULL;
-    if (!single && !list)
-        return NULL;
-    for (size_t j = 0; j < n; j++) {
-        PyObject *tup = PyTuple_New(rs->n);
-        for (uint32_t i = 0; tup && i < rs->n; i++) {
-            uint32_t f = rs->f[i];
-            const char *at = (const char *)c->buf[f].buf + j * h->sizes[f];
-            int fl = rs->flag[f], fast = 0;
-            PyObject *v = NULL;
-            if (fl >= 0 && ((const unsigned char *)c->buf[fl].buf)[j])
-                v = Py_NewRef(Py_None);
-            else if (h->ndim[f] == 0)
-                v = scalar_out(h->dt[f], at, &fast);
-            if (!v && !fast)
-                v = PySequence_GetItem(c->arr[f], (Py_ssize_t)j);
-            if (!v)
-                Py_CLEAR(tup);
-            else
-                PyTuple_SET_ITEM(tup, i, v);
-        }
-        PyObject *row = row_make(row_type, tup);
-        if (!row) {
-            Py_XDECREF(list);
-            return NULL;
-        }
-        if (single)
-            one = row;
-        else
-            PyList_SET_ITEM(list, (Py_ssize_t)j, row);
-    }
-    return single ? one : list;
-}
-
-PyDoc_STRVAR(t_read_rows_doc,
-"read_rows(indices, items=None, flags=None, row_type=None)\n--\n\n"
-"The records at `indices` as rows: a list of tuples (one item per field of `items`), or\n"
-"one tuple when `indices` is an int. items and flags as in write_rows: an item whose\n"
-"flag field is True reads as None. row_type: a tuple subclass (a namedtuple) or a\n"
-"callable given the items. Scalars come back as Python objects, arrays as rows of one\n"
-"new array per field. Errors as gather().");
-
-static PyObject *t_read_rows(PyObject *self, PyObject *args, PyObject *kw)
-{
-    static char *kwlist[] = {"indices", "items", "flags", "row_type", NULL};
-    PyObject *indices, *items = Py_None, *flags = Py_None, *row_type = Py_None;
-    TableObject *h = TSELF;
-    struct rowspec rs;
-    int single;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOO:read_rows", kwlist, &indices, &items,
-                                     &flags, &row_type) ||
-        table_ready(h) < 0 || rowspec_of(h, items, flags, &rs) < 0)
-        return NULL;
-    uint64_t *idx = row_indices(h, indices, (size_t)-1, &single);
-    if (!idx)
-        return NULL;
-    size_t n = 1;
-    if (!single) {
-        PyObject *seq = PySequence_Fast(indices, "indices");
-        n = seq ? (size_t)PySequence_Fast_GET_SIZE(seq) : 0;
-        Py_XDECREF(seq);
-    }
-    struct cols_out c;
-    PyObject *out = NULL;
-    if (cols_out_new(h, n, 0, 0, &c) == 0) {
-        int r;
-        uint64_t failed = 0;
-        TABLE_CALL(h, c.bytes, r, shmstore_table_gather(t_, idx, n, c.ptr, &failed));
-        out = r < 0 ? table_raise(h, r) : rows_out(h, &c, n, &rs, row_type, single);
-        cols_out_free(&c);
-    }
-    PyMem_Free(idx);
-    return out;
-}
-
-PyDoc_STRVAR(t_sample_rows_doc,
-"sample_rows(k, items=None, flags=None, row_type=None, rng=None) -> list\n--\n\n"
-"sample(k) (uniform, with replacement) as a list of k rows, as read_rows returns them.");
-
-static PyObject *t_sample_rows(PyObject *self, PyObject *args, PyObject *kw)
-{
-    static char *kwlist[] = {"k", "items", "flags", "row_type", "rng", NULL};
-    Py_ssize_t k;
-    int has_rng;
-    PyObject *items = Py_None, *flags = Py_None, *row_type = Py_None, *rng = Py_None;
-    uint64_t state = 0;
-    TableObject *h = TSELF;
-    struct rowspec rs;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|OOOO:sample_rows", kwlist, &k, &items, &flags,
-                                     &row_type, &rng) ||
-        table_ready(h) < 0 || rowspec_of(h, items, flags, &rs) < 0 ||
-        rng_of(rng, &state, &has_rng) < 0)
-        return NULL;
-    if (k < 0) {
-        PyErr_SetString(PyExc_ValueError, "k must be >= 0");
-        return NULL;
-    }
-    struct cols_out c;
-    if (cols_out_new(h, (size_t)k, 0, 0, &c) < 0)
-        return NULL;
-    int r;
-    TABLE_CALL(h, c.bytes, r,
-               shmstore_table_sample(t_, (size_t)k, 0, has_rng ? &state : NULL, c.ptr, NULL,
-                                     NULL));
-    PyObject *out = r < 0 ? table_raise(h, r) : rows_out(h, &c, (size_t)k, &rs, row_type, 0);
-    cols_out_free(&c);
-    return out;
 }
 
 PyDoc_STRVAR(t_advance_doc,
@@ -1436,7 +1006,7 @@ static PyObject *t_set_priorities(PyObject *self, PyObject *args)
     size_t n;
     if (!PyArg_ParseTuple(args, "OO:set_priorities", &ind, &vals) || table_ready(h) < 0)
         return NULL;
-    uint64_t *idx = indices_of(h, ind, &n);
+    uint64_t *idx = table_indices_of(h, ind, &n);
     if (!idx)
         return NULL;
     PyObject *fast = PySequence_Fast(vals, "values must be a sequence of numbers");
@@ -1627,9 +1197,9 @@ static void t_dealloc(PyObject *self)
 static PyMethodDef t_methods[] = {
     {"append", t_append, METH_O, t_append_doc},
     {"gather", t_gather, METH_O, t_gather_doc},
-    {"write_rows", METH(t_write_rows), METH_VARARGS | METH_KEYWORDS, t_write_rows_doc},
-    {"read_rows", METH(t_read_rows), METH_VARARGS | METH_KEYWORDS, t_read_rows_doc},
-    {"sample_rows", METH(t_sample_rows), METH_VARARGS | METH_KEYWORDS, t_sample_rows_doc},
+    {"write_rows", METH(table_write_rows), METH_VARARGS | METH_KEYWORDS, table_write_rows_doc},
+    {"read_rows", METH(table_read_rows), METH_VARARGS | METH_KEYWORDS, table_read_rows_doc},
+    {"sample_rows", METH(table_sample_rows), METH_VARARGS | METH_KEYWORDS, table_sample_rows_doc},
     {"sample", METH(t_sample), METH_VARARGS | METH_KEYWORDS, t_sample_doc},
     {"set_priorities", t_set_priorities, METH_VARARGS, t_set_priorities_doc},
     {"advance", t_advance, METH_O, t_advance_doc},
