@@ -305,6 +305,9 @@ typedef struct shmstore_obj_info {
     int32_t set_owner_pid; /* the creating process */
     /* All kinds. */
     uint32_t n_waiting;    /* processes with a thread asleep on the object (any wait) */
+    /* Tables (added last): 1 while its creator is still clearing its record slots (opens
+     * wait for it; the metadata mutex is not held meanwhile). */
+    uint32_t table_initialising;
 } shmstore_obj_info_t;
 
 /* Call `fn` for every object whose name starts with `prefix` (NULL or "" = all), in no
@@ -684,12 +687,15 @@ typedef struct shmstore_table_options {
 
 /* Open the table `name`, optionally creating it with `opt` (ignored when it exists: the
  * creator's schema stands). Creation allocates all the records at once (committing
- * their memory) and writes every record's sequence word, so it takes about as long as
- * touching one page per record, under the store's metadata lock; a table that does not
- * fit the store is -ENOSPC and nothing is created. The handle leases the table; close
- * it with shmstore_table_close(). Returns 0, -ENOENT, -EEXIST, -EINVAL (bad options or
- * schema, with shmstore_errmsg() saying which), SHMSTORE_EDTYPE, SHMSTORE_EKIND,
- * SHMSTORE_ENAME, SHMSTORE_ELEASES, -ENOSPC, SHMSTORE_ECORRUPT. */
+ * their memory) under the store's metadata lock, then, without the lock, writes every
+ * record's sequence word, which takes about as long as touching one page per record; a
+ * table that does not fit the store is -ENOSPC and nothing is created. May block: an
+ * open of a table that another process is still creating waits until it is ready (and
+ * finishes the creation itself if that process died). The handle leases the table;
+ * close it with shmstore_table_close(). Returns 0, -ENOENT, -EEXIST, -EINVAL (bad
+ * options or schema, with shmstore_errmsg() saying which), SHMSTORE_EDTYPE,
+ * SHMSTORE_EKIND, SHMSTORE_ENAME, SHMSTORE_ELEASES, -ENOSPC, SHMSTORE_ECORRUPT, -EBUSY
+ * (its creator is alive but made no progress for a second: stopped). */
 SHMSTORE_API int shmstore_table_open(shmstore_t *s, const char *name, unsigned flags,
                                      const shmstore_table_options_t *opt,
                                      shmstore_table_t **out);
@@ -706,9 +712,12 @@ SHMSTORE_API void shmstore_table_fields(const shmstore_table_t *t,
 SHMSTORE_API uint64_t shmstore_table_capacity(const shmstore_table_t *t);
 
 /* Records ever appended (the next append's first index; those still being written
- * included) into `*total`, and the records readable now into `*count` (may be NULL): a
- * snapshot, min(total, capacity) less the records lost to dead writers. One or two
- * loads; never blocks. Returns 0 or -ESTALE (the table was deleted). */
+ * included) into `*total`, and the valid records into `*count` (may be NULL): a
+ * snapshot of the slots that hold a record (ever written, at most the capacity) less
+ * those lost to dead writers. Indices taken by shmstore_table_advance() or by an append
+ * and not written yet do not count (a record being written into a slot never used
+ * before counts while it is written). A few loads; never blocks. Returns 0 or -ESTALE
+ * (the table was deleted). */
 SHMSTORE_API int shmstore_table_count(shmstore_table_t *t, uint64_t *total, uint64_t *count);
 
 /* Append n records, cols[f] holding n values of field f; their indices are *first ..
@@ -737,7 +746,7 @@ SHMSTORE_API int shmstore_table_write(shmstore_table_t *t, uint64_t first, size_
  * they read as not written yet (-ENOENT) and are not sampled until shmstore_table_write()
  * fills them. What a fixed array of records needs (write any index of 0..capacity-1 in
  * any order: advance by the capacity once). The count of shmstore_table_count()
- * includes them. Returns 0, -EINVAL (n = 0 or more than 2^32), -ESTALE. */
+ * does not include them until they are written. Returns 0, -EINVAL (n = 0 or more than 2^32), -ESTALE. */
 SHMSTORE_API int shmstore_table_advance(shmstore_table_t *t, uint64_t n, uint64_t *first);
 
 /* Copy records indices[0..n) into row i of every column cols[f] (a NULL column is not

@@ -142,6 +142,11 @@ void shmstore__proc_wait_unreg(shmstore_t *s, int idx, _Atomic uint64_t *mask);
 int shmstore__alloc(shmstore_t *s, uint64_t payload_len, uint32_t tag, uint64_t owner,
                     uint64_t *off_out);
 void shmstore__free(shmstore_t *s, uint64_t blk_off);
+/* Without the mutex, best effort, for a large allocation this thread is about to make:
+ * commit the memory above heap_top that its growth would commit under the mutex (its
+ * next growth then skips that range; fallocate never changes data, and memory the
+ * allocation does not use is used by later growth). payload_len 0 forgets it. */
+void shmstore__precommit(shmstore_t *s, uint64_t payload_len);
 struct blk_hdr *shmstore__blk(const shmstore_t *s, uint64_t blk_off); /* NULL if invalid */
 uint64_t shmstore__blk_payload_cap(const struct blk_hdr *b);
 void shmstore__alloc_init(shmstore_t *s);

@@ -326,12 +326,16 @@ struct table_body {
     uint64_t tree_leaves; /* sum tree leaves (power of two >= capacity), 0 = none */
     uint32_t n_fields;
     uint32_t flags;       /* TABLE_F_* */
-    uint64_t reserved0[2];
+    /* Creation: the creator's process slot + 1 while it initialises the records block
+     * outside the metadata mutex (0 = ready), and the slots it has initialised so far. */
+    _Atomic uint64_t init_owner;
+    _Atomic uint64_t init_done;
     /* Writers. */
     alignas(64) _Atomic uint64_t tail;  /* tickets taken: records ever appended */
     _Atomic uint64_t n_invalid;         /* slots holding an invalid record */
     _Atomic uint64_t max_prio;          /* fixed point: what new records get */
-    uint64_t reserved1[5];
+    _Atomic uint64_t n_filled;          /* slots ever written (at most capacity) */
+    uint64_t reserved1[4];
     struct table_field fields[TABLE_FIELDS_MAX];
 };
 static_assert(sizeof(struct table_body) == 128 + 32 * 160, "table_body size");

@@ -50,5 +50,7 @@ uint64_t shmstore__os_now_mono(void);
 void shmstore__os_cpu_relax(void);
 /* Yield the CPU (sched_yield). */
 void shmstore__os_yield(void);
+/* Sleep `ns` nanoseconds (nanosleep, resumed after signals). */
+void shmstore__os_sleep_ns(uint64_t ns);
 
 #endif

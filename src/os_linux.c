@@ -204,3 +204,10 @@ void shmstore__os_yield(void)
 {
     sched_yield();
 }
+
+void shmstore__os_sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}

@@ -31,11 +31,28 @@
  *   uniform draw in [0, root); while updates are in flight a descent may meet sums that
  *   do not add up: it then lands on a leaf of priority 0 or on a slot that is not valid,
  *   and draws again.
+ * - Creation. The memory of a big records block is committed (fallocate) before the
+ *   metadata mutex is taken, when the table does not exist yet; the mutex then covers
+ *   only the allocation of the block and the body. The object is published with
+ *   init_owner naming its creator (pid and process slot), which then clears every slot
+ *   header and the sum tree without the mutex (a table of 10^7 records touches every
+ *   page of its block: the page faults used to block every other process's create and
+ *   delete), counting its progress in init_done, and stores init_owner = 0 (release). Nobody reads or writes a slot before
+ *   that: an open of the table waits for it (and gives up with -EBUSY after a second
+ *   without progress: a stopped creator); an open that finds the creator dead takes the
+ *   initialisation over with a CAS of init_owner (one taker; its own death is taken over
+ *   the same way). The checker skips the slots of a table still initialising.
+ * - Counting. n_filled counts slots ever written (a fresh slot is counted when claimed,
+ *   before its id is stored), so len = min(n_filled, capacity) - n_invalid: the records
+ *   that are there, not the tickets taken (advance() or an append not yet written). A
+ *   record being written into a fresh slot counts during its write; a writer killed
+ *   between counting a fresh slot and storing its id (two instructions) leaves the
+ *   count one high.
  * - The handle pins the OBJ block and the DATA block (leases): a deleted table's memory
  *   stays until the last handle closes, so a writer or reader mid-call never touches a
  *   block reused by another object.
- * - Lock order: no table lock exists; the metadata mutex is taken at creation, open and
- *   deletion only.
+ * - Lock order: no table lock exists; the metadata mutex is taken at creation (for the
+ *   allocation only), open and deletion.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -49,6 +66,13 @@
 
 /* held[] tag: this slot is writing records of the table. */
 #define REC_WRITE 1u
+/* Slot headers cleared per progress step of the initialisation (and tree bytes). */
+#define INIT_STEP 4096u
+#define INIT_TREE_STEP (1u << 20)
+/* An open waits this long for a live creator that makes no progress (stopped), in
+ * sleeps of INIT_SLEEP_NS. */
+#define INIT_WAIT_NS (1000ull * 1000 * 1000)
+#define INIT_SLEEP_NS (200ull * 1000)
 /* Reader tries on a record that stays odd or keeps changing before it says EBUSY: one
  * try is a copy plus a short pause, so ~64 tries outlast any live write of a record up to
  * a few hundred KiB (a 28 KB record is written in ~2 us here). */
@@ -306,7 +330,84 @@ static int plan(const char *name, const shmstore_table_options_t *opt, struct in
     return 0;
 }
 
-/* Under the mutex: allocate the records, clear every slot header and the tree. */
+/* Who initialises a table: pid << 32 | process slot + 1 (never 0). */
+static uint64_t init_tag(const shmstore_t *s)
+{
+    return (uint64_t)(uint32_t)getpid() << 32 | ((uint64_t)s->slot + 1);
+}
+
+/* Is the initialiser named by `tag` alive (its process slot held, by its pid)? */
+static bool init_alive(shmstore_t *s, uint64_t tag)
+{
+    uint32_t slot = (uint32_t)(tag & 0xffffffffu) - 1;
+    if (slot >= s->g.n_slots)
+        return false;
+    struct proc_slot *ps = shmstore__proc_slot(s, slot);
+    if (atomic_load_explicit(&ps->state, memory_order_acquire) != SLOT_LIVE ||
+        (uint32_t)ps->pid != (uint32_t)(tag >> 32))
+        return false;
+    return slot == s->slot || shmstore__proc_is_alive(s, slot);
+}
+
+/* Clear every slot header and the sum tree of a table whose init_owner we hold, then
+ * publish it (init_owner = 0). No lock: nobody touches the slots meanwhile. */
+static void init_records(struct table_body *tb, const struct geom *g)
+{
+    uint64_t done = atomic_load_explicit(&tb->init_done, memory_order_relaxed);
+    for (uint64_t k = 0; k < g->cap; k++) {
+        struct table_rec *rec = slot_at(g->recs, g->stride, k);
+        atomic_store_explicit(&rec->seq, 0, memory_order_relaxed);
+        atomic_store_explicit(&rec->id, 0, memory_order_relaxed);
+        if (k % INIT_STEP == INIT_STEP - 1)
+            atomic_store_explicit(&tb->init_done, ++done, memory_order_relaxed);
+    }
+    if (g->tree) {
+        char *p = (char *)g->tree;
+        uint64_t len = g->leaves * 2 * sizeof(uint64_t);
+        for (uint64_t o = 0; o < len; o += INIT_TREE_STEP) {
+            memset(p + o, 0, len - o < INIT_TREE_STEP ? len - o : INIT_TREE_STEP);
+            atomic_store_explicit(&tb->init_done, ++done, memory_order_relaxed);
+        }
+    }
+    /* release: the cleared slots before the table is ready; pairs with wait_ready() */
+    atomic_store_explicit(&tb->init_owner, 0, memory_order_release);
+}
+
+/* An opened table that is not initialised yet: wait for its creator, or take the work
+ * over from a dead one. Returns 0 when ready, or -EBUSY (a live creator made no
+ * progress for INIT_WAIT_NS). */
+static int wait_ready(shmstore_t *s, struct table_body *tb, const struct geom *g,
+                      const char *name)
+{
+    uint64_t last = ~0ull, since = 0;
+    for (;;) {
+        /* acquire: pairs with init_records()' release */
+        uint64_t tag = atomic_load_explicit(&tb->init_owner, memory_order_acquire);
+        if (!tag)
+            return 0;
+        if (!init_alive(s, tag)) {
+            /* acquire: after a dead taker's partial work (redone whole); one winner */
+            if (atomic_compare_exchange_strong_explicit(&tb->init_owner, &tag, init_tag(s),
+                                                        memory_order_acquire,
+                                                        memory_order_acquire))
+                init_records(tb, g);
+            continue;
+        }
+        uint64_t done = atomic_load_explicit(&tb->init_done, memory_order_relaxed);
+        uint64_t now = shmstore__os_now_mono();
+        if (done != last) {
+            last = done;
+            since = now;
+        } else if (now - since > INIT_WAIT_NS) {
+            return shmstore__seterr(-EBUSY, "table '%s' is being created by process %u, which "
+                                    "has made no progress for a second (stopped?)", name,
+                                    (unsigned)(tag >> 32));
+        }
+        shmstore__os_sleep_ns(INIT_SLEEP_NS);
+    }
+}
+
+/* Under the mutex: allocate the records; the creator clears them after (init_records). */
 static int init_body(shmstore_t *s, struct obj_hdr *o, void *arg)
 {
     struct init_arg *a = arg;
@@ -319,14 +420,9 @@ static int init_body(shmstore_t *s, struct obj_hdr *o, void *arg)
     int r = shmstore__alloc(s, len, BLK_TAG_DATA, o->gen, &off);
     if (r < 0)
         return r;
-    char *recs = (char *)s->hdr + off + BLK_HDR_SIZE;
-    for (uint64_t k = 0; k < cap; k++) {
-        struct table_rec *rec = slot_at(recs, a->stride, k);
-        atomic_init(&rec->seq, 0);
-        atomic_init(&rec->id, 0);
-    }
-    if (a->leaves)
-        memset(recs + cap * a->stride, 0, a->leaves * 2 * sizeof(uint64_t));
+    /* The slots are cleared by the creator after the mutex (init_records). */
+    atomic_init(&tb->init_owner, init_tag(s));
+    atomic_init(&tb->init_done, 0);
     tb->capacity = cap;
     tb->stride = a->stride;
     tb->record_size = a->record_size;
@@ -370,12 +466,23 @@ SHMSTORE_API int shmstore_table_open(shmstore_t *s, const char *name, unsigned f
     memset(&a, 0, sizeof(a));
     if ((flags & SHMSTORE_T_CREATE) && (r = plan(name, opt, &a)) < 0)
         return r;
+    if (flags & SHMSTORE_T_CREATE) {
+        /* A big block's memory is committed before the mutex, not under it (it takes
+         * ~0.6 ms per MiB here), unless the table exists already. */
+        uint64_t len = data_len(opt->capacity, a.stride, a.leaves);
+        shmstore_obj_info_t info;
+        if (len >= COLD_BYTES && shmstore_info(s, name, &info) == -ENOENT)
+            shmstore__precommit(s, len);
+        shmstore__clearerr();
+    }
     shmstore_table_t *t = calloc(1, sizeof(*t));
     if (!t)
         return shmstore__seterr(-ENOMEM, "out of process memory");
+    bool created = false;
     r = shmstore__obj_open(s, name, SHMSTORE_KIND_TABLE, flags & SHMSTORE_T_CREATE,
                            flags & SHMSTORE_T_EXCL, sizeof(struct table_body), init_body, &a,
-                           &off, NULL);
+                           &off, &created);
+    shmstore__precommit(s, 0); /* used by the allocation, or not needed */
     if (r < 0) {
         free(t);
         return r;
@@ -396,6 +503,14 @@ SHMSTORE_API int shmstore_table_open(shmstore_t *s, const char *name, unsigned f
             r = shmstore__pin(s, g.data_off, NULL);
         shmstore__unlock(s);
     }
+    if (r == 0 && created) {
+        uint64_t mine = init_tag(s);
+        /* A process that opened it meanwhile and found us dead cannot have: we live. */
+        if (atomic_load_explicit(&t->tb->init_owner, memory_order_relaxed) == mine)
+            init_records(t->tb, &g);
+    }
+    if (r == 0 && (r = wait_ready(s, t->tb, &g, name)) < 0)
+        shmstore__unpin(s, g.data_off);
     if (r < 0) {
         shmstore__unpin(s, off);
         free(t);
@@ -466,6 +581,8 @@ static void table_recover(shmstore_t *s, struct obj_hdr *o, uint64_t rec, uint32
     if (geom_of(s, o, &g) < 0)
         return;
     struct table_body *tb = (struct table_body *)(o + 1);
+    if (atomic_load_explicit(&tb->init_owner, memory_order_acquire))
+        return; /* no writer yet: the slots are not cleared */
     for (uint64_t k = 0; k < g.cap; k++) {
         struct table_rec *r = slot_at(g.recs, g.stride, k);
         uint64_t seq = atomic_load_explicit(&r->seq, memory_order_acquire);
@@ -573,6 +690,8 @@ static int put_one(shmstore_table_t *t, uint64_t ticket, const void *const *cols
     int c = claim(t, rec, k, ticket, &claimed, &prev);
     if (c != 0)
         return c;
+    if (prev == 0) /* a fresh slot: counted before its id is stored (see Counting) */
+        atomic_fetch_add_explicit(&t->tb->n_filled, 1, memory_order_relaxed);
     if (prev != ticket + 1) /* another record, or this one invalid */
         atomic_store_explicit(&rec->id, ticket + 1, memory_order_relaxed);
     if (prev & TABLE_ID_INVALID)
@@ -895,18 +1014,25 @@ SHMSTORE_API int shmstore_table_set_priorities(shmstore_table_t *t, const uint64
     return 0;
 }
 
+/* Valid records: slots ever written less the invalid ones (see Counting). */
+static uint64_t valid_count(struct table_body *tb, uint64_t cap)
+{
+    uint64_t filled = atomic_load_explicit(&tb->n_filled, memory_order_relaxed);
+    uint64_t bad = atomic_load_explicit(&tb->n_invalid, memory_order_relaxed);
+    uint64_t n = filled < cap ? filled : cap;
+    return n > bad ? n - bad : 0;
+}
+
 SHMSTORE_API int shmstore_table_count(shmstore_table_t *t, uint64_t *total, uint64_t *count)
 {
     int r = tcheck(t);
     if (r < 0)
         return r;
     uint64_t tail = atomic_load_explicit(&t->tb->tail, memory_order_acquire);
-    uint64_t bad = atomic_load_explicit(&t->tb->n_invalid, memory_order_relaxed);
-    uint64_t n = tail < t->g.cap ? tail : t->g.cap;
     if (total)
         *total = tail;
     if (count)
-        *count = n > bad ? n - bad : 0;
+        *count = valid_count(t->tb, t->g.cap);
     return 0;
 }
 
@@ -920,9 +1046,9 @@ static void table_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *ou
         return;
     uint64_t tail = atomic_load_explicit(&tb->tail, memory_order_acquire);
     uint64_t bad = atomic_load_explicit(&tb->n_invalid, memory_order_relaxed);
-    uint64_t n = tail < g.cap ? tail : g.cap;
     out->capacity = g.cap;
-    out->count = n > bad ? n - bad : 0;
+    out->count = valid_count(tb, g.cap);
+    out->table_initialising = atomic_load_explicit(&tb->init_owner, memory_order_acquire) != 0;
     out->first_index = tail > g.cap ? tail - g.cap : 0;
     out->next_index = tail;
     out->version = tail;
@@ -987,6 +1113,14 @@ static int table_check(shmstore_t *s, struct obj_hdr *o, char *rep, size_t cap, 
                          tb->n_fields, tb->data_off);
         return SHMSTORE_ECORRUPT;
     }
+    if (atomic_load_explicit(&tb->n_filled, memory_order_relaxed) > g.cap) {
+        shmstore__report(rep, cap, pos, "table '%.*s': %" PRIu64 " slots counted written, "
+                         "more than its capacity %" PRIu64 "\n", (int)o->name_len, o->name,
+                         atomic_load_explicit(&tb->n_filled, memory_order_relaxed), g.cap);
+        return SHMSTORE_ECORRUPT;
+    }
+    if (atomic_load_explicit(&tb->init_owner, memory_order_acquire))
+        return 0; /* its creator is clearing the slots (or the next open will) */
     /* Writers move ids and the invalid count without the mutex: a count that differs in
      * two passes in a row is corrupt, one that differs once may be a writer in flight. */
     uint64_t n_bad = 0, counted = 0;

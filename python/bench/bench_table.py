@@ -14,11 +14,16 @@ same pusher alone, for the writer rate with a busy sampler / alone. Medians over
 - compat:   the same lines on shmstore.compat.replay.Memory (one import changed).
 - compat+sample: the same pusher; the sampler calls memory.sample(32) (one gather).
 - Table:    t.append(batch of 100 as arrays); t.sample(32) (dict of arrays).
+- copies:   the bytes alone, with no synchronization at all: the pusher copies 100 records'
+            bytes into a shared anonymous mapping of 10,000 records (numpy slice
+            assignment: plain stores), the sampler gathers 32 random ones (np.take into a
+            reused array): what two processes doing only numpy's copies reach at once.
 Records: the answer's transition (two 4x84x84 uint8 frames and five small fields);
 memory of 10,000 transitions (a multiple of 1,000: the baseline's rule).
 """
 import argparse
 import json
+import mmap
 import multiprocessing as mp
 import os
 import random
@@ -60,10 +65,19 @@ def table_batch(n):
             "reward": np.ones(n, np.float32), "done": np.zeros(n, bool)}
 
 
+def floor_memory():
+    """LENGTH records of the answer's stride in a shared anonymous mapping."""
+    stride = replay_baseline.Memory.stride
+    buf = mmap.mmap(-1, LENGTH * stride)
+    return np.frombuffer(buf, np.uint8).reshape(LENGTH, stride)
+
+
 # ---- workers (forked children) ------------------------------------------------------------
 
 def pusher(mem, kind, go, stop, out):
-    if kind == "table":
+    if kind == "copies":
+        batch = np.random.default_rng(1).integers(0, 255, (PUSH, mem.shape[1]), np.uint8)
+    elif kind == "table":
         batch = table_batch(PUSH)
     else:
         batch = transitions(replay_baseline.Transition if kind == "baseline" else replay.Transition,
@@ -73,6 +87,9 @@ def pusher(mem, kind, go, stop, out):
     while not stop.is_set():
         if kind == "table":
             mem.append(batch)
+        elif kind == "copies":
+            index = i % LENGTH
+            mem[index: index + PUSH] = batch
         else:
             index = i % LENGTH
             mem[index: index + PUSH] = batch
@@ -82,10 +99,14 @@ def pusher(mem, kind, go, stop, out):
 
 
 def sampler(mem, kind, go, stop, out):
+    rng = np.random.default_rng()
+    dst = np.empty((K, mem.shape[1]), np.uint8) if kind == "copies" else None
     go.wait()
     n = 0
     while not stop.is_set():
-        if kind == "table":
+        if kind == "copies":
+            np.take(mem, rng.integers(0, LENGTH, K), axis=0, out=dst)
+        elif kind == "table":
             mem.sample(K)
         elif kind == "compat+sample":
             mem.sample(K)
@@ -122,6 +143,9 @@ def fill(mem, kind):
         for _ in range(0, LENGTH, PUSH):
             mem.append(b)
         return
+    if kind == "copies":
+        mem[:] = 1
+        return
     batch = transitions(replay_baseline.Transition if kind == "baseline" else replay.Transition,
                         PUSH, 2)
     for i in range(0, LENGTH, PUSH):
@@ -150,7 +174,8 @@ def main():
         mems["compat"] = replay.Memory(LENGTH)
         mems["compat+sample"] = mems["compat"]
         mems["table"] = store.table("bench/t", fields=fields, capacity=LENGTH)
-        for kind in ("baseline", "compat", "table"):
+        mems["copies"] = floor_memory()
+        for kind in ("baseline", "compat", "table", "copies"):
             fill(mems[kind], kind)
         res = {k: {"push": [], "batch": [], "push_alone": []} for k in mems}
         for _ in range(rounds):
@@ -168,12 +193,20 @@ def main():
             p, b, pa = median(r["push"]), median(r["batch"]), median(r["push_alone"])
             out[kind] = {"pushes_per_s": p, "batches_per_s": b, "pushes_alone_per_s": pa}
             print(f"  {kind:15s} {p:10.0f} {b:10.0f} {pa:13.0f} {p / pa:10.2f}")
-        base = out["baseline"]
+        base, floor = out["baseline"], out["copies"]
         for kind in ("compat", "compat+sample", "table"):
             sp = out[kind]["pushes_per_s"] / base["pushes_per_s"]
             sb = out[kind]["batches_per_s"] / base["batches_per_s"]
             out[kind]["speedup_push"], out[kind]["speedup_batch"] = sp, sb
-            print(f"  {kind} / baseline: pushes x{sp:.1f}, batches x{sb:.1f} (target >= 3x both)")
+            fp = out[kind]["pushes_per_s"] / floor["pushes_per_s"]
+            fb = out[kind]["batches_per_s"] / floor["batches_per_s"]
+            out[kind]["of_copies_push"], out[kind]["of_copies_batch"] = fp, fb
+            print(f"  {kind} / baseline: pushes x{sp:.1f}, batches x{sb:.1f} (target >= 3x both); "
+                  f"/ copies: {fp:.2f} / {fb:.2f}")
+        fp = floor["pushes_per_s"] / base["pushes_per_s"]
+        fb = floor["batches_per_s"] / base["batches_per_s"]
+        print(f"  copies / baseline: pushes x{fp:.1f}, batches x{fb:.1f} (numpy's copies of the "
+              f"same bytes, nothing else)")
         out["c"] = c_cases.run(["table_append_1", "table_append_100", "table_sample_32",
                                 "table_sample_256", "table_small_1w", "table_small_2w",
                                 "table_prio_32"], a.quick)
@@ -181,6 +214,8 @@ def main():
         for m in list(mems.values()):
             if isinstance(m, replay.Memory):
                 m.unlink()
+            elif isinstance(m, shmstore.Table):
+                m.close()
         mems.clear()
         store.close()
         try:

@@ -11,35 +11,17 @@
  * Indices are the table's: record i is the i-th ever appended (t.total is the next).
  * Negative indices count from t.total; a slice defaults to the records still held.
  *
+ * The row API (write_rows, read_rows, sample_rows) is in table_rows.c; table.h holds what
+ * the two files share.
+ *
  * fork(): like Queues, a Table re-opens itself on the Store's new attachment on first use
  * in a child; pickling (multiprocessing spawn) re-opens it by name.
  */
 #include <errno.h>
 #include <string.h>
 
-#include "ext.h"
+#include "table.h"
 
-typedef struct TableObject {
-    PyObject_HEAD
-    shmstore_table_t *t; /* NULL once closed */
-    CoreObject *core;    /* the Core t belongs to */
-    StoreObject *store;  /* strong */
-    PyObject *name;      /* str */
-    int busy;            /* >0 while a GIL-released call uses t */
-    modstate *st;
-    uint32_t n_fields;
-    int prioritized;
-    PyObject *fnames; /* tuple of str */
-    PyObject *dtypes; /* tuple of numpy dtypes */
-    PyObject *shapes; /* tuple of tuples of int */
-    uint64_t sizes[SHMSTORE_TABLE_FIELDS_MAX];
-    char dt[SHMSTORE_TABLE_FIELDS_MAX][SHMSTORE_DTYPE_MAX]; /* each field's dtype string */
-    /* The arrays of the last read, per column (fields, index, probability): reused by the
-     * next read when nothing but this pool refers to them any more (see out_array). */
-    PyObject *pool[SHMSTORE_TABLE_FIELDS_MAX + 2];
-} TableObject;
-
-#define TSELF ((TableObject *)self)
 
 /* ---- scalars ---------------------------------------------------------------------------- */
 
@@ -48,8 +30,10 @@ typedef struct TableObject {
  * b (bool); any other dtype takes the numpy path. */
 static int fast_kind(const char *dt, int *size)
 {
-    char k = dt[1];
-    int n = atoi(dt + 2);
+    char k = dt[0] ? dt[1] : 0;
+    if (!k || dt[2] < '1' || dt[2] > '9' || dt[3]) /* one digit of size: no atoi per value */
+        return 0;
+    int n = dt[2] - '0';
     if (((k == 'i' || k == 'u') && (n == 1 || n == 2 || n == 4 || n == 8)) ||
         (k == 'f' && (n == 4 || n == 8)) || (k == 'b' && n == 1)) {
         *size = n;
@@ -109,7 +93,7 @@ static int scalar_in(const char *dt, PyObject *v, unsigned char *out)
 
 /* A Python object for the scalar at `p` of dtype `dt`, or NULL without an exception when
  * it is not a fast kind. */
-static PyObject *scalar_out(const char *dt, const void *p, int *fast)
+PyObject *table_scalar_out(const char *dt, const void *p, int *fast)
 {
     int size, kind = fast_kind(dt, &size);
     *fast = kind != 0;
@@ -152,7 +136,7 @@ static int table_reopen(TableObject *h)
     return 0;
 }
 
-static int table_ready(TableObject *h)
+int table_ready(TableObject *h)
 {
     if (!h->t) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed shmstore.Table");
@@ -163,7 +147,7 @@ static int table_ready(TableObject *h)
 
 /* Errors of reads and writes by index: IndexError for a record the table does not hold,
  * LookupError for an invalid one, BlockingIOError for one being written. */
-static PyObject *table_raise(TableObject *h, int r)
+PyObject *table_raise(TableObject *h, int r)
 {
     const char *msg = shmstore_errmsg();
     if (r == -ENOENT)
@@ -274,6 +258,26 @@ static int same_schema(const shmstore_table_field_t *a, uint32_t na,
     return 1;
 }
 
+/* The buffer format numpy gives arrays of dtype `dt` into `out` (8 bytes; "" when
+ * longer: values of that field always take the slow check). */
+static int format_of(TableObject *h, PyObject *dt, char *out)
+{
+    PyObject *a = PyObject_CallFunction(h->st->np_empty, "(i)O", 0, dt);
+    Py_buffer b;
+    out[0] = 0;
+    if (!a)
+        return -1;
+    if (PyObject_GetBuffer(a, &b, PyBUF_FORMAT | PyBUF_ND) < 0) {
+        PyErr_Clear();
+    } else {
+        if (b.format && strlen(b.format) < 8)
+            strcpy(out, b.format);
+        PyBuffer_Release(&b);
+    }
+    Py_DECREF(a);
+    return 0;
+}
+
 /* Cache the schema of h->t as Python objects. */
 static int load_schema(TableObject *h)
 {
@@ -310,8 +314,15 @@ static int load_schema(TableObject *h)
         PyTuple_SET_ITEM(h->shapes, i, shp);
         h->sizes[i] = f[i].size;
         memcpy(h->dt[i], f[i].dtype, sizeof h->dt[i]);
+        h->ndim[i] = f[i].ndim;
+        memcpy(h->shape[i], f[i].shape, sizeof h->shape[i]);
+        if (format_of(h, dt, h->fmt[i]) < 0)
+            return -1;
     }
-    return 0;
+    h->np_generic = PyObject_GetAttrString(h->st->np, "generic");
+    h->u8 = np_dtype_of(h->st, "<u8");
+    h->f8 = np_dtype_of(h->st, "<f8");
+    return h->np_generic && h->u8 && h->f8 ? 0 : -1;
 }
 
 PyObject *table_open_args(StoreObject *store, PyObject *args, PyObject *kw)
@@ -433,6 +444,108 @@ static PyObject *shape_str(TableObject *h, uint32_t f)
     return PyObject_Repr(PyTuple_GET_ITEM(h->shapes, f));
 }
 
+static uint64_t shape_elems(TableObject *h, uint32_t f)
+{
+    uint64_t n = 1;
+    for (uint32_t d = 0; d < h->ndim[f]; d++)
+        n *= h->shape[f][d];
+    return n;
+}
+
+
+/* A buffer of `v` whose format is exactly field f's (numpy arrays and scalars of its
+ * dtype, C-contiguous): 1 with *b filled, 0 when `v` needs the full check (nothing
+ * held, no exception). */
+static int value_fast(TableObject *h, uint32_t f, PyObject *v, Py_buffer *b)
+{
+    modstate *st = h->st;
+    if (!h->fmt[f][0] || !(PyObject_TypeCheck(v, (PyTypeObject *)st->ndarray) ||
+                           PyObject_TypeCheck(v, (PyTypeObject *)h->np_generic)))
+        return 0;
+    if (PyObject_GetBuffer(v, b, PyBUF_ND | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (b->format && strcmp(b->format, h->fmt[f]) == 0 &&
+        b->itemsize == (Py_ssize_t)(h->sizes[f] / shape_elems(h, f)))
+        return 1;
+    PyBuffer_Release(b);
+    return 0;
+}
+
+/* Field f's value `v` of a write: a Python scalar of a scalar field into `scratch` (16
+ * bytes), else a buffer held in *buf (*has_buf = 1; release it after). Arrays must have
+ * the field's dtype (LayoutError), other values are converted; the shape is the
+ * field's, or (allow_batch) a batch of them. 0, or -1 with an exception. */
+int table_value_in(TableObject *h, uint32_t f, PyObject *v, int allow_batch,
+                    unsigned char *scratch, Py_buffer *buf, unsigned char *has_buf,
+                    struct val_in *o)
+{
+    modstate *st = h->st;
+    PyObject *key = PyTuple_GET_ITEM(h->fnames, f), *dt = PyTuple_GET_ITEM(h->dtypes, f);
+    int fast = h->ndim[f] == 0 ? scalar_in(h->dt[f], v, scratch) : 0;
+    if (fast < 0)
+        return -1;
+    if (fast) { /* one record's scalar, no array */
+        *o = (struct val_in){.ptr = scratch, .n = 1, .is_batch = 0, .bytes = h->sizes[f]};
+        return 0;
+    }
+    int gr = value_fast(h, f, v, buf) ? 0 : -1;
+    if (gr < 0) {
+        PyObject *arr;
+        if (PyObject_TypeCheck(v, (PyTypeObject *)st->ndarray)) {
+            PyObject *vdt = PyObject_GetAttrString(v, "dtype");
+            int eq = vdt ? PyObject_RichCompareBool(vdt, dt, Py_EQ) : -1;
+            if (eq == 0)
+                PyErr_Format(st->LayoutError, "field %R of table '%U' is %S, not %S", key, h->name,
+                             dt, vdt);
+            Py_XDECREF(vdt);
+            if (eq <= 0)
+                return -1;
+            arr = Py_NewRef(v);
+        } else {
+            arr = PyObject_CallFunctionObjArgs(st->np_asarray, v, dt, NULL);
+        }
+        if (!arr)
+            return -1;
+        gr = PyObject_GetBuffer(arr, buf, PyBUF_ND | PyBUF_C_CONTIGUOUS);
+        if (gr < 0) {
+            /* Not contiguous: a copy that is (never for 0-d arrays, which are, and which
+             * ascontiguousarray would make 1-d). */
+            PyErr_Clear();
+            PyObject *a2 = PyObject_CallOneArg(st->np_ascontig, arr);
+            Py_SETREF(arr, a2);
+            gr = arr ? PyObject_GetBuffer(arr, buf, PyBUF_ND | PyBUF_C_CONTIGUOUS) : -1;
+        }
+        Py_XDECREF(arr); /* the buffer holds the array */
+        if (gr < 0)
+            return -1;
+    }
+    *has_buf = 1;
+    Py_ssize_t nd = (Py_ssize_t)h->ndim[f];
+    int is_batch = buf->ndim == nd + 1;
+    int ok = buf->ndim == nd || (is_batch && allow_batch);
+    for (Py_ssize_t d = 0; ok && d < nd; d++)
+        ok = (uint64_t)buf->shape[d + is_batch] == h->shape[f][d];
+    if (!ok) {
+        PyObject *want = shape_str(h, f), *got = PyTuple_New(buf->ndim);
+        for (int d = 0; got && d < buf->ndim; d++)
+            PyTuple_SET_ITEM(got, d, PyLong_FromSsize_t(buf->shape[d]));
+        if (want && got)
+            PyErr_Format(st->LayoutError, "field %R of table '%U' has shape %S (or a batch of "
+                         "them%s); got shape %S", key, h->name, want,
+                         allow_batch ? "" : ", not here", got);
+        Py_XDECREF(want);
+        Py_XDECREF(got);
+        PyBuffer_Release(buf);
+        *has_buf = 0;
+        return -1;
+    }
+    *o = (struct val_in){.ptr = buf->buf, .n = is_batch ? (size_t)buf->shape[0] : 1,
+                         .is_batch = is_batch, .bytes = (size_t)buf->len};
+    return 0;
+}
+
 /* A dict of field values (one record, or a batch with a leading dimension) as columns.
  * `single`: only one record is allowed. 0, or -1 with ValueError/TypeError/LayoutError
  * (nothing is written then). */
@@ -460,7 +573,7 @@ static int cols_in_get(TableObject *h, PyObject *rec, int single, struct cols_in
     }
     int batch = -1; /* unknown yet */
     for (uint32_t f = 0; f < h->n_fields; f++) {
-        PyObject *key = PyTuple_GET_ITEM(h->fnames, f), *dt = PyTuple_GET_ITEM(h->dtypes, f);
+        PyObject *key = PyTuple_GET_ITEM(h->fnames, f);
         PyObject *v = PyDict_GetItemWithError(rec, key);
         if (!v) {
             if (!PyErr_Occurred())
@@ -468,70 +581,20 @@ static int cols_in_get(TableObject *h, PyObject *rec, int single, struct cols_in
                              h->name);
             goto fail;
         }
-        PyObject *arr;
-        int fast = PyTuple_GET_SIZE(PyTuple_GET_ITEM(h->shapes, f)) == 0 && batch != 1
-                       ? scalar_in(h->dt[f], v, c->scratch[f])
-                       : 0;
-        if (fast < 0)
+        struct val_in o;
+        if (table_value_in(h, f, v, !single && batch != 0, c->scratch[f], &c->buf[f], &c->has_buf[f],
+                     &o) < 0)
             goto fail;
-        if (fast) { /* one record's scalar, no array */
-            batch = 0;
-            c->n = 1;
-            c->ptr[f] = c->scratch[f];
-            c->bytes += h->sizes[f];
-            continue;
-        }
-        if (PyObject_TypeCheck(v, (PyTypeObject *)st->ndarray)) {
-            PyObject *vdt = PyObject_GetAttrString(v, "dtype");
-            int eq = vdt ? PyObject_RichCompareBool(vdt, dt, Py_EQ) : -1;
-            if (eq == 0)
-                PyErr_Format(st->LayoutError, "field %R of table '%U' is %S, not %S", key, h->name,
-                             dt, vdt);
-            Py_XDECREF(vdt);
-            if (eq <= 0)
-                goto fail;
-            arr = Py_NewRef(v);
-        } else {
-            arr = PyObject_CallFunctionObjArgs(st->np_asarray, v, dt, NULL);
-        }
-        if (!arr)
-            goto fail;
-        int gr = PyObject_GetBuffer(arr, &c->buf[f], PyBUF_ND | PyBUF_C_CONTIGUOUS);
-        if (gr < 0) {
-            /* Not contiguous: a copy that is (never for 0-d arrays, which are, and which
-             * ascontiguousarray would make 1-d). */
-            PyErr_Clear();
-            PyObject *a2 = PyObject_CallOneArg(st->np_ascontig, arr);
-            Py_SETREF(arr, a2);
-            gr = arr ? PyObject_GetBuffer(arr, &c->buf[f], PyBUF_ND | PyBUF_C_CONTIGUOUS) : -1;
-        }
-        Py_XDECREF(arr); /* the buffer holds the array */
-        if (gr < 0)
-            goto fail;
-        c->has_buf[f] = 1;
-        Py_buffer *b = &c->buf[f];
-        PyObject *shp = PyTuple_GET_ITEM(h->shapes, f);
-        Py_ssize_t nd = PyTuple_GET_SIZE(shp);
-        int is_batch = b->ndim == nd + 1;
-        int ok = b->ndim == nd || is_batch;
-        for (Py_ssize_t d = 0; ok && d < nd; d++)
-            ok = (uint64_t)b->shape[d + is_batch] ==
-                 PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(shp, d));
-        size_t n = is_batch ? (size_t)b->shape[0] : 1;
-        if (ok && (single && is_batch))
-            ok = 0;
-        if (!ok || (batch >= 0 && (batch != is_batch || n != c->n))) {
-            PyObject *want = shape_str(h, f);
-            PyErr_Format(st->LayoutError, "field %R of table '%U' has shape %S (or a batch of "
-                         "them%s); got %zd dimensions, or a batch of another length", key, h->name,
-                         want, single ? ", not here" : "", (Py_ssize_t)b->ndim);
-            Py_XDECREF(want);
+        if (batch >= 0 && (batch != o.is_batch || o.n != c->n)) {
+            PyErr_Format(st->LayoutError, "field %R of table '%U': a batch of %zu records, "
+                         "the other fields %s %zu", key, h->name, o.n,
+                         batch ? "a batch of" : "one record, not", c->n);
             goto fail;
         }
-        batch = is_batch;
-        c->n = n;
-        c->ptr[f] = b->buf;
-        c->bytes += (size_t)b->len;
+        batch = o.is_batch;
+        c->n = o.n;
+        c->ptr[f] = o.ptr;
+        c->bytes += o.bytes;
     }
     if (c->n == 0) {
         PyErr_SetString(PyExc_ValueError, "an empty batch");
@@ -545,15 +608,8 @@ fail:
 
 /* ---- columns out ---------------------------------------------------------------------- */
 
-struct cols_out {
-    PyObject *arr[SHMSTORE_TABLE_FIELDS_MAX + 2]; /* fields, index, probability */
-    Py_buffer buf[SHMSTORE_TABLE_FIELDS_MAX + 2];
-    void *ptr[SHMSTORE_TABLE_FIELDS_MAX];
-    uint32_t n_arr;
-    size_t bytes;
-};
 
-static void cols_out_free(struct cols_out *c)
+void table_cols_out_free(struct cols_out *c)
 {
     for (uint32_t i = 0; i < c->n_arr; i++) {
         PyBuffer_Release(&c->buf[i]);
@@ -603,7 +659,7 @@ static int out_array(TableObject *h, struct cols_out *c, uint32_t col, size_t k,
 
 /* New arrays for k records of every field, and (with_index / with_prob) for their
  * indices and probabilities. */
-static int cols_out_new(TableObject *h, size_t k, int with_index, int with_prob,
+int table_cols_out_new(TableObject *h, size_t k, int with_index, int with_prob,
                         struct cols_out *c)
 {
     memset(c, 0, sizeof(*c));
@@ -613,17 +669,12 @@ static int cols_out_new(TableObject *h, size_t k, int with_index, int with_prob,
         c->ptr[f] = c->buf[f].buf;
         c->bytes += (size_t)c->buf[f].len;
     }
-    PyObject *u8 = with_index ? np_dtype_of(h->st, "<u8") : NULL;
-    PyObject *f8 = with_prob ? np_dtype_of(h->st, "<f8") : NULL;
-    int bad = (with_index && (!u8 || out_array(h, c, h->n_fields, k, NULL, u8) < 0)) ||
-              (with_prob && (!f8 || out_array(h, c, h->n_fields + 1, k, NULL, f8) < 0));
-    Py_XDECREF(u8);
-    Py_XDECREF(f8);
-    if (bad)
+    if ((with_index && out_array(h, c, h->n_fields, k, NULL, h->u8) < 0) ||
+        (with_prob && out_array(h, c, h->n_fields + 1, k, NULL, h->f8) < 0))
         goto fail;
     return 0;
 fail:
-    cols_out_free(c);
+    table_cols_out_free(c);
     return -1;
 }
 
@@ -639,7 +690,7 @@ static PyObject *cols_out_dict(TableObject *h, struct cols_out *c, int row0)
         int fast = 0;
         PyObject *val = NULL;
         if (row0 && i < h->n_fields && c->buf[i].ndim == 1) /* a scalar field's one value */
-            val = scalar_out(h->dt[i], c->buf[i].buf, &fast);
+            val = table_scalar_out(h->dt[i], c->buf[i].buf, &fast);
         if (!fast)
             val = row0 ? PySequence_GetItem(c->arr[i], 0) : Py_NewRef(c->arr[i]);
         if (!key || !val || PyDict_SetItem(d, key, val) < 0)
@@ -647,27 +698,12 @@ static PyObject *cols_out_dict(TableObject *h, struct cols_out *c, int row0)
         Py_XDECREF(key);
         Py_XDECREF(val);
     }
-    cols_out_free(c);
+    table_cols_out_free(c);
     return d;
 }
 
 /* ---- calls ---------------------------------------------------------------------------- */
 
-/* Run `call` on h->t without the GIL when it copies `bytes` >= GIL_COPY_MIN. */
-#define TABLE_CALL(h, bytes, rc, call)                 \
-    do {                                               \
-        shmstore_table_t *t_ = (h)->t;                 \
-        if ((bytes) >= GIL_COPY_MIN) {                 \
-            (h)->busy++;                               \
-            Py_BEGIN_ALLOW_THREADS                     \
-            (rc) = call;                               \
-            Py_END_ALLOW_THREADS                       \
-            (h)->busy--;                               \
-        } else {                                       \
-            (rc) = call;                               \
-        }                                              \
-        (void)t_;                                      \
-    } while (0)
 
 PyDoc_STRVAR(t_append_doc,
 "append(record) -> int\n--\n\n"
@@ -700,7 +736,7 @@ static int table_total(TableObject *h, uint64_t *total, uint64_t *count)
 }
 
 /* A Python index (negative: from t.total) as a table index. */
-static int index_of(TableObject *h, PyObject *key, uint64_t *out)
+int table_index_of(TableObject *h, PyObject *key, uint64_t *out)
 {
     long long i = PyLong_AsLongLong(key);
     uint64_t total;
@@ -749,15 +785,15 @@ static PyObject *t_getitem(PyObject *self, PyObject *key)
         return out;
     }
     uint64_t i;
-    if (index_of(h, key, &i) < 0)
+    if (table_index_of(h, key, &i) < 0)
         return NULL;
     struct cols_out c;
-    if (cols_out_new(h, 1, 0, 0, &c) < 0)
+    if (table_cols_out_new(h, 1, 0, 0, &c) < 0)
         return NULL;
     int r;
     TABLE_CALL(h, c.bytes, r, shmstore_table_get(t_, i, c.ptr));
     if (r < 0) {
-        cols_out_free(&c);
+        table_cols_out_free(&c);
         return table_raise(h, r);
     }
     return cols_out_dict(h, &c, 1);
@@ -784,11 +820,11 @@ static int t_setitem(PyObject *self, PyObject *key, PyObject *rec)
         key = sl->start;
         stop = sl->stop;
     }
-    if (table_ready(h) < 0 || index_of(h, key, &i) < 0 || cols_in_get(h, rec, !is_slice, &c) < 0)
+    if (table_ready(h) < 0 || table_index_of(h, key, &i) < 0 || cols_in_get(h, rec, !is_slice, &c) < 0)
         return -1;
     if (is_slice && stop != Py_None) {
         uint64_t j;
-        if (index_of(h, stop, &j) < 0 || j - i != c.n) {
+        if (table_index_of(h, stop, &j) < 0 || j - i != c.n) {
             if (!PyErr_Occurred())
                 PyErr_Format(PyExc_ValueError, "t[i:j] = batch: the batch has %zu records",
                              c.n);
@@ -805,13 +841,13 @@ static int t_setitem(PyObject *self, PyObject *key, PyObject *rec)
 static PyObject *gather_list(TableObject *h, const uint64_t *idx, size_t n, int with_index)
 {
     struct cols_out c;
-    if (cols_out_new(h, n, with_index, 0, &c) < 0)
+    if (table_cols_out_new(h, n, with_index, 0, &c) < 0)
         return NULL;
     int r;
     uint64_t failed = 0;
     TABLE_CALL(h, c.bytes, r, shmstore_table_gather(t_, idx, n, c.ptr, &failed));
     if (r < 0) {
-        cols_out_free(&c);
+        table_cols_out_free(&c);
         return table_raise(h, r);
     }
     if (with_index)
@@ -820,7 +856,7 @@ static PyObject *gather_list(TableObject *h, const uint64_t *idx, size_t n, int 
 }
 
 /* A sequence of ints (negative: from t.total) as table indices; PyMem_Free the result. */
-static uint64_t *indices_of(TableObject *h, PyObject *seq, size_t *n)
+uint64_t *table_indices_of(TableObject *h, PyObject *seq, size_t *n)
 {
     PyObject *fast = PySequence_Fast(seq, "indices must be a sequence of ints");
     if (!fast)
@@ -834,7 +870,7 @@ static uint64_t *indices_of(TableObject *h, PyObject *seq, size_t *n)
     }
     for (Py_ssize_t j = 0; j < k; j++) {
         PyObject *o = PyNumber_Index(PySequence_Fast_GET_ITEM(fast, j));
-        int bad = !o || index_of(h, o, &idx[j]) < 0;
+        int bad = !o || table_index_of(h, o, &idx[j]) < 0;
         Py_XDECREF(o);
         if (bad) {
             PyMem_Free(idx);
@@ -860,7 +896,7 @@ static PyObject *t_gather(PyObject *self, PyObject *seq)
     size_t n;
     if (table_ready(h) < 0)
         return NULL;
-    uint64_t *idx = indices_of(h, seq, &n);
+    uint64_t *idx = table_indices_of(h, seq, &n);
     if (!idx)
         return NULL;
     PyObject *out = gather_list(h, idx, n, 1);
@@ -870,7 +906,7 @@ static PyObject *t_gather(PyObject *self, PyObject *seq)
 
 /* The PRNG state of sample(rng=...): None = the handle's own; an int seeds it; an object
  * with integers() (numpy Generator) or getrandbits() (random.Random) draws the seed. */
-static int rng_of(PyObject *rng, uint64_t *state, int *has)
+int table_rng_of(PyObject *rng, uint64_t *state, int *has)
 {
     *has = 0;
     if (rng == Py_None)
@@ -916,14 +952,14 @@ static PyObject *t_sample(PyObject *self, PyObject *args, PyObject *kw)
     uint64_t state = 0;
     TableObject *h = TSELF;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "n|$pO:sample", kwlist, &k, &prio, &rng) ||
-        table_ready(h) < 0 || rng_of(rng, &state, &has_rng) < 0)
+        table_ready(h) < 0 || table_rng_of(rng, &state, &has_rng) < 0)
         return NULL;
     if (k < 0) {
         PyErr_SetString(PyExc_ValueError, "k must be >= 0");
         return NULL;
     }
     struct cols_out c;
-    if (cols_out_new(h, (size_t)k, 1, prio, &c) < 0)
+    if (table_cols_out_new(h, (size_t)k, 1, prio, &c) < 0)
         return NULL;
     int r;
     uint64_t *idx = c.buf[h->n_fields].buf;
@@ -932,7 +968,7 @@ static PyObject *t_sample(PyObject *self, PyObject *args, PyObject *kw)
                shmstore_table_sample(t_, (size_t)k, prio ? SHMSTORE_SAMPLE_PRIORITIZED : 0,
                                      has_rng ? &state : NULL, c.ptr, idx, pr));
     if (r < 0) {
-        cols_out_free(&c);
+        table_cols_out_free(&c);
         return table_raise(h, r);
     }
     return cols_out_dict(h, &c, 0);
@@ -970,7 +1006,7 @@ static PyObject *t_set_priorities(PyObject *self, PyObject *args)
     size_t n;
     if (!PyArg_ParseTuple(args, "OO:set_priorities", &ind, &vals) || table_ready(h) < 0)
         return NULL;
-    uint64_t *idx = indices_of(h, ind, &n);
+    uint64_t *idx = table_indices_of(h, ind, &n);
     if (!idx)
         return NULL;
     PyObject *fast = PySequence_Fast(vals, "values must be a sequence of numbers");
@@ -1147,6 +1183,11 @@ static void t_dealloc(PyObject *self)
     Py_CLEAR(TSELF->fnames);
     Py_CLEAR(TSELF->dtypes);
     Py_CLEAR(TSELF->shapes);
+    Py_CLEAR(TSELF->np_generic);
+    Py_CLEAR(TSELF->u8);
+    Py_CLEAR(TSELF->f8);
+    Py_CLEAR(TSELF->items_key);
+    PyMem_Free(TSELF->zeros);
     for (uint32_t i = 0; i < SHMSTORE_TABLE_FIELDS_MAX + 2; i++)
         Py_CLEAR(TSELF->pool[i]);
     tp->tp_free(self);
@@ -1156,6 +1197,9 @@ static void t_dealloc(PyObject *self)
 static PyMethodDef t_methods[] = {
     {"append", t_append, METH_O, t_append_doc},
     {"gather", t_gather, METH_O, t_gather_doc},
+    {"write_rows", METH(table_write_rows), METH_VARARGS | METH_KEYWORDS, table_write_rows_doc},
+    {"read_rows", METH(table_read_rows), METH_VARARGS | METH_KEYWORDS, table_read_rows_doc},
+    {"sample_rows", METH(table_sample_rows), METH_VARARGS | METH_KEYWORDS, table_sample_rows_doc},
     {"sample", METH(t_sample), METH_VARARGS | METH_KEYWORDS, t_sample_doc},
     {"set_priorities", t_set_priorities, METH_VARARGS, t_set_priorities_doc},
     {"advance", t_advance, METH_O, t_advance_doc},

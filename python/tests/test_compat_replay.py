@@ -112,6 +112,24 @@ def test_bad_input_writes_nothing(mem):
     assert same(mem[0], t(1))
 
 
+def test_fast_path_keeps_the_recipes_conversions(mem):
+    """Slices of Transitions go to the table in one call; what that call refuses (a state
+    of another dtype, a float action) still goes in as the one-by-one path converted it."""
+    rows = [t(i) for i in range(5)]
+    mem[10:15] = rows
+    assert all(same(mem[10 + i], rows[i]) for i in range(5))
+    odd = Transition(1, 2, np.ones((2, 3), np.float64), 3.0, None, 1, 0)
+    mem[20:22] = [odd, odd]
+    got = mem[21]
+    assert got.state.dtype == np.uint8 and (got.state == 1).all() and got.action == 3
+    assert got.next_state is None and got.reward == 1.0 and got.done is False
+    mem[-1:] = [rows[0]]                      # a slice of negative start wraps
+    assert same(mem[len(mem) - 1], rows[0])
+    mem[48:53] = rows                         # wraps modulo the length
+    assert same(mem[0], rows[2]) and same(mem[49], rows[1])
+    assert [x.step_number for x in mem.sample(20)]
+
+
 def test_threads(mem):
     """The recipe kept its read/write cursor in self._offset: threads mixed records."""
     errors = []

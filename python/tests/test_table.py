@@ -292,6 +292,106 @@ def test_advance_and_slice_assignment(store):
         t.advance(0)
 
 
+def test_len_counts_valid_records_not_tickets(store):
+    """len(t) is the records there: indices taken by advance() (or an append not yet
+    written) do not count until they are written."""
+    t = store.table("r", fields=ht.FIELDS, capacity=10)
+    t.advance(4)
+    assert t.total == 4 and len(t) == 0
+    t[2] = {k: v[0] for k, v in ht.record_batch([2]).items()}
+    assert len(t) == 1
+    t[2] = {k: v[0] for k, v in ht.record_batch([22]).items()}   # in place: still one
+    assert len(t) == 1
+    t.append(ht.record_batch([4, 5]))
+    assert t.total == 6 and len(t) == 3
+    t.advance(10)                             # a lap of tickets: the records stay
+    assert t.total == 16 and len(t) == 3
+    t.append(ht.record_batch(range(16, 26)))  # a whole lap written
+    assert len(t) == 10 and t.info()["count"] == 10
+
+
+ROW_FIELDS = {"a": "i8", "s": ("u1", (2, 3)), "b": "f8", "s_none": "?", "pad": "u2"}
+ITEMS = ("a", "s", "b")
+FLAGS = {"s": "s_none"}
+
+
+def test_rows_round_trip(store):
+    from collections import namedtuple
+    Row = namedtuple("Row", "a s b")
+    t = store.table("rows", fields=ROW_FIELDS, capacity=8)
+    t.advance(8)
+    s1 = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    t.write_rows(2, [Row(-5, s1, 0.25), (7, None, 1), [1 << 40, s1.tolist(), -2.5]],
+                 ITEMS, FLAGS)
+    assert len(t) == 3
+    r = t[3]
+    assert r["s_none"] and not r["s"].any() and r["a"] == 7 and r["pad"] == 0
+    assert t[2]["s_none"] is False and (t[2]["s"] == s1).all()
+    one = t.read_rows(2, ITEMS, FLAGS, Row)
+    assert type(one) is Row and one.a == -5 and one.b == 0.25 and (one.s == s1).all()
+    rows = t.read_rows([4, 3], items=ITEMS, flags=FLAGS)
+    assert rows[0][0] == 1 << 40 and rows[0][2] == -2.5 and rows[1][1] is None
+    assert all(type(x) is tuple for x in rows)
+    assert t.read_rows([3], items=("b", "a"), row_type=lambda b, a: (a, b)) == [(7, 1.0)]
+    t.write_rows([6, 0], [(1, s1, 2.0), (3, s1, 4.0)], ITEMS, FLAGS)   # any indices
+    assert t[0]["a"] == 3 and t[6]["a"] == 1
+    rows = t.sample_rows(50, ITEMS, FLAGS, Row, rng=3)
+    assert len(rows) == 50 and {x.a for x in rows} <= {-5, 7, 1 << 40, 1, 3}
+    assert all((x.s is None) == (x.a == 7) for x in rows)
+    t.write_rows(2, [(0, np.zeros((2, 3), np.uint8), 0.0, True, 9)])  # items=None: all fields
+    assert t[2]["pad"] == 9 and t[2]["s_none"] is True
+
+
+def test_rows_bad_input_writes_nothing(store):
+    t = store.table("rows", fields=ROW_FIELDS, capacity=8)
+    t.advance(8)
+    good = (1, np.zeros((2, 3), np.uint8), 1.0)
+    t.write_rows(0, [good], ITEMS, FLAGS)
+    bad_rows = [
+        (ValueError, [good, (1, 2)]),                                   # too few items
+        (shmstore.LayoutError, [good, (1, np.zeros((3, 2), np.uint8), 1.0)]),  # shape
+        (shmstore.LayoutError, [good, (1, np.zeros((2, 3), np.float32), 1.0)]),  # dtype
+        (OverflowError, [good, (1 << 70, None, 1.0)]),
+        (ValueError, [good, (1, None, "x")]),
+    ]
+    for exc, rows in bad_rows:
+        with pytest.raises(exc):
+            t.write_rows(1, rows, ITEMS, FLAGS)
+        assert len(t) == 1
+        with pytest.raises(IndexError):
+            t[1]                                                        # nothing written
+    with pytest.raises(ValueError):
+        t.write_rows(0, [good], ("a", "nope", "b"), FLAGS)
+    with pytest.raises(ValueError):
+        t.write_rows(0, [good], ("a", "s", "a"))                        # a field twice
+    with pytest.raises(ValueError):
+        t.write_rows(0, [good], ITEMS, {"s": "a"})                      # not a bool flag
+    with pytest.raises(ValueError):
+        t.write_rows([0, 1], [good], ITEMS, FLAGS)                      # 2 indices, 1 row
+    with pytest.raises(IndexError):
+        t.write_rows(20, [good], ITEMS, FLAGS)                          # not held
+    with pytest.raises(IndexError):
+        t.read_rows(5, ITEMS, FLAGS)                                    # not written
+    t.write_rows(0, [], ITEMS, FLAGS)                                   # nothing to do
+
+
+def test_numpy_scalars_and_arrays_take_the_fast_check(store):
+    """Values of a record given as numpy scalars or arrays of the field's dtype are taken
+    as they are; other dtypes are converted (scalars) or refused (arrays), as before."""
+    t = store.table("r", fields=SEED_FIELDS, capacity=4)
+    rec = {"actor_id": np.int32(-3), "step_number": np.int64(5), "state": np.ones((4, 84, 84), np.uint8),
+           "action": np.uint8(2), "reward": np.float32(0.5), "done": np.bool_(True)}
+    t.append(rec)
+    r = t[0]
+    assert (r["actor_id"], r["step_number"], r["action"], r["reward"], r["done"]) == (-3, 5, 2, 0.5, True)
+    rec["state"] = np.ones((4, 84, 84), np.int16)
+    with pytest.raises(shmstore.LayoutError):
+        t.append(rec)
+    rec["state"] = np.ones((8, 84, 84), np.uint8)[::2]                 # not contiguous: copied
+    t.append(rec)
+    assert (t[1]["state"] == 1).all() and len(t) == 2
+
+
 def test_reads_never_reuse_arrays_someone_holds(store):
     """Reads reuse their output arrays only once nothing else refers to them."""
     t = store.table("r", fields=ht.FIELDS, capacity=64)

@@ -22,6 +22,15 @@ struct fixture {
     shmstore_table_t *t; /* "t": 16 checksummed records */
 };
 
+/* Open (or create) table `name` of `cap` records of the fixture's schema. */
+static int open_table_rc(shmstore_t *s, const char *name, uint64_t cap, shmstore_table_t **t)
+{
+    shmstore_table_field_t f[3];
+    tp_schema(f, DATA_LEN);
+    shmstore_table_options_t o = {.capacity = cap, .n_fields = 3, .fields = f};
+    return shmstore_table_open(s, name, SHMSTORE_T_CREATE, &o, t);
+}
+
 static shmstore_table_t *open_table(shmstore_t *s, const char *name, uint64_t cap,
                                     uint64_t data_len, uint32_t flags)
 {
@@ -327,12 +336,15 @@ static void test_table_advance_and_write_range(void **state)
     T_ASSERT_RC(shmstore_table_advance(f->t, 0, NULL), -EINVAL);
     T_OK(shmstore_table_advance(f->t, 16, &first)); /* a fixed array of 16 records */
     assert_int_equal(first, 0);
-    counts(f->t, 16, 16);
+    counts(f->t, 16, 0); /* indices taken, no record yet: len counts valid records */
     T_ASSERT_RC(shmstore_table_get(f->t, 3, r.cols), -ENOENT); /* not written yet */
     T_ASSERT_RC(shmstore_table_sample(f->t, 1, 0, &rng, r.cols, idx, NULL), -EAGAIN);
     /* Fill any index, in any order, then several in one call. */
     rows_fill(&w, 1, 500);
     T_OK(shmstore_table_write(f->t, 9, 1, (const void *const *)w.cols));
+    counts(f->t, 16, 1);
+    T_OK(shmstore_table_write(f->t, 9, 1, (const void *const *)w.cols));
+    counts(f->t, 16, 1); /* written again in place: still one */
     T_OK(shmstore_table_get(f->t, 9, r.cols));
     assert_int_equal(r.tags[0], 500);
     T_OK(shmstore_table_sample(f->t, 16, 0, &rng, r.cols, idx, NULL));
@@ -343,11 +355,15 @@ static void test_table_advance_and_write_range(void **state)
     T_OK(shmstore_table_get_range(f->t, 12, 4, r.cols));
     for (size_t j = 0; j < 4; j++)
         assert_int_equal(r.tags[j], 600 + j);
+    counts(f->t, 16, 5);
     T_ASSERT_RC(shmstore_table_write(f->t, 14, 4, (const void *const *)w.cols), -ENOENT);
     T_ASSERT_RC(shmstore_table_write(f->t, 16, 1, (const void *const *)w.cols), -ENOENT);
     T_ASSERT_RC(shmstore_table_write(f->t, 0, 0, (const void *const *)w.cols), -EINVAL);
     /* Appends go on after the advanced indices, replacing slot 0 on. */
     assert_int_equal(append_tags(f->t, &w, 2, 700), 16);
+    counts(f->t, 18, 7); /* two fresh slots (0 and 1) */
+    T_OK(shmstore_table_advance(f->t, 14, NULL)); /* tickets 18..31: slots 2..15 */
+    counts(f->t, 32, 7); /* the old records 9 and 12..15 still fill their slots */
     T_ASSERT_RC(shmstore_table_get(f->t, 0, r.cols), -ENOENT);
     T_OK(shmstore_table_get(f->t, 17, r.cols));
     assert_int_equal(r.tags[0], 701);
@@ -742,6 +758,138 @@ static void test_table_million_records(void **state)
     t_cleanup(s, name);
 }
 
+/* ---- creation outside the metadata mutex ------------------------------------------------ */
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#define BIG_CAP (1ull << 20) /* 1 Mi slots of 128 bytes: 128 MiB, 32 Ki pages to clear */
+/* Room for 9 of them: a freed block is found again only by a smaller request (the
+ * allocator's size classes round up), so each try takes fresh space. */
+#define BIG_STORE (9 * 128 * MiB + 64 * MiB)
+
+struct create_ctx {
+    char store[128];
+};
+
+static void create_big_child(void *arg)
+{
+    struct create_ctx *c = arg;
+    shmstore_t *s = NULL;
+    shmstore_table_t *t = NULL;
+    T_CHILD_RC(shmstore_open(c->store, 0, NULL, &s), 0);
+    T_CHILD_RC(open_table_rc(s, "big", BIG_CAP, &t), 0);
+    uint64_t total = 1, count = 1;
+    T_CHILD_RC(shmstore_table_count(t, &total, &count), 0);
+    T_CHILD_CHECK(total == 0 && count == 0);
+    shmstore_table_close(t);
+    shmstore_close(s);
+}
+
+static void put_value_child(void *arg)
+{
+    struct create_ctx *c = arg;
+    shmstore_t *s = NULL;
+    T_CHILD_RC(shmstore_open(c->store, 0, NULL, &s), 0);
+    T_CHILD_RC(shmstore_put(s, "v", NULL, "made while the table is created", 31, 0), 0);
+    T_CHILD_RC(shmstore_delete(s, "v"), 0);
+    shmstore_close(s);
+}
+
+static void open_stuck_child(void *arg)
+{
+    struct create_ctx *c = arg;
+    shmstore_t *s = NULL;
+    shmstore_table_t *t = NULL;
+    T_CHILD_RC(shmstore_open(c->store, 0, NULL, &s), 0);
+    T_CHILD_RC(shmstore_table_open(s, "big", 0, NULL, &t), -EBUSY); /* creator stopped */
+    shmstore_close(s);
+}
+
+/* 1 while "big" exists and its creator is still clearing its slots. */
+static int initialising(shmstore_t *s)
+{
+    shmstore_obj_info_t info;
+    memset(&info, 0, sizeof info);
+    return shmstore_info(s, "big", &info) == 0 && info.table_initialising;
+}
+
+/* Start a child creating "big" and stop it (SIGSTOP) while it clears the slots. Returns
+ * its pid, or 0 when it finished before it could be caught (the caller tries again). */
+static pid_t caught_creating(shmstore_t *s, struct create_ctx *c)
+{
+    pid_t pid = t_fork(create_big_child, c);
+    for (;;) {
+        if (initialising(s)) {
+            kill(pid, SIGSTOP);
+            if (initialising(s))
+                return pid;
+            kill(pid, SIGCONT);
+            break;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+            pid = 0;
+            break;
+        }
+    }
+    if (pid)
+        assert_int_equal(t_wait_child(pid, 60000), 0);
+    T_OK(shmstore_delete(s, "big"));
+    return 0;
+}
+
+/* A big table's creation holds the metadata mutex only to allocate its records: while
+ * its creator is stopped in the middle of clearing the slot headers, another process
+ * creates and deletes a value, and an open of the table gives up with -EBUSY after a
+ * second without progress; resumed, the creator finishes and the table works. A creator
+ * killed there: the next open finishes the creation, and the store checks clean. */
+static void test_table_create_outside_lock(void **state)
+{
+    (void)state;
+    char name[128];
+    t_store_name(name, sizeof name);
+    shmstore_t *s = t_open_new(name, BIG_STORE);
+    struct create_ctx *c = t_shared_alloc(sizeof(*c));
+    snprintf(c->store, sizeof c->store, "%s", name);
+        for (int round = 0; round < 2; round++) {
+        pid_t pid = 0;
+        int tries = 0;
+        while (tries < 4 && !pid) {
+            tries++;
+            pid = caught_creating(s, c);
+        }
+        assert_true(pid > 0); /* caught mid-creation at least once in 4 tries */
+        print_message("[  INFO    ] creator stopped mid-creation at try %d\n", tries);
+        assert_int_equal(t_wait_child(t_fork(put_value_child, c), 20000), 0);
+        if (round == 0) {
+            assert_int_equal(t_wait_child(t_fork(open_stuck_child, c), 20000), 0);
+            kill(pid, SIGCONT);
+            assert_int_equal(t_wait_child(pid, 60000), 0);
+        } else {
+            kill(pid, SIGKILL);
+            assert_int_equal(t_wait_child(pid, 60000), 128 + SIGKILL);
+        }
+        shmstore_table_t *t = NULL;
+        T_OK(open_table_rc(s, "big", BIG_CAP, &t)); /* round 1: finishes the creation */
+        assert_false(initialising(s));
+        counts(t, 0, 0);
+        struct rows w;
+        rows_init(&w, 3, DATA_LEN);
+        append_tags(t, &w, 3, 42);
+        counts(t, 3, 3);
+        T_OK(shmstore_table_get(t, 2, w.cols));
+        assert_int_equal(w.tags[0], 44);
+        rows_free(&w);
+        shmstore_table_close(t);
+        t_assert_clean(s);
+        T_OK(shmstore_delete(s, "big"));
+    }
+    t_shared_free(c, sizeof(*c));
+    t_cleanup(s, name);
+}
+
 /* ---- list / info ------------------------------------------------------------------------ */
 
 static int find_table(const shmstore_obj_info_t *o, void *arg)
@@ -784,6 +932,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_table_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_million_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_list_info, setup, teardown),
+        cmocka_unit_test(test_table_create_outside_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

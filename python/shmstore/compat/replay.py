@@ -24,6 +24,10 @@ What stands for what
   ``state_dtype``; default the seed's 4 x 84 x 84 uint8 frames), next_state_is_none
   (bool), reward (float64), done (bool). A position never written reads as the seed's
   zeroed memory did: Transition(0, 0, zeros, 0, zeros, 0.0, False).
+- A Transition is one row of the table: ``m[i:j] = transitions`` is one
+  ``Table.write_rows`` call (the C side converts and copies every item, without the GIL,
+  after checking them all), ``m[i]`` one ``read_rows`` and ``sample(k)`` one
+  ``sample_rows`` (a gather that builds the Transitions in C): no per-field Python work.
 - ``Memory(length)`` creates a new table with a unique name; a Memory pickles as (store,
   name, ...) so that spawn children open the same one; fork children use it as is. A
   second process may also attach by name: ``Memory(length, name=..., create=False)``.
@@ -70,6 +74,10 @@ Transition = namedtuple("Transition",
                          "done"))
 
 _INTS = ("actor_id", "step_number", "action")
+# A Transition is a row of the table (Table.write_rows / read_rows / sample_rows): its
+# items go to the fields of the same names, and next_state=None is the flag field.
+_ITEMS = Transition._fields
+_FLAGS = {"next_state": "next_state_is_none"}
 
 
 def _default_store():
@@ -120,19 +128,26 @@ class Memory:
         return i % self._length
 
     def __getitem__(self, index):
-        if isinstance(index, slice):
+        if type(index) is int and 0 <= index < self._length:
+            p = index                     # the common case, checked in one line
+        elif isinstance(index, slice):
             return self._get_many(self._slice_positions(index))
-        return self._get_one(self._position(index))
+        else:
+            p = self._position(index)
+        try:
+            return self._table.read_rows(p, _ITEMS, _FLAGS, Transition)
+        except (IndexError, LookupError, BlockingIOError):
+            return self._get_one(p)  # never written, lost, or being written
 
     def __setitem__(self, index, transition):
         if isinstance(index, slice):
             if not isinstance(transition, (list, tuple)) or isinstance(transition, Transition):
                 raise TypeError("a slice of a Memory is set from a list of Transitions")
-            # One write per transition, straight from its arrays (no staging copy).
-            for p, item in zip(self._slice_positions(index), transition):
-                self._table[p] = self._record(item)
+            positions = self._slice_positions(index)
+            rows = list(transition[:len(positions)])
+            self._write(positions[:len(rows)], rows)
             return
-        self._table[self._position(index)] = self._record(transition)
+        self._write(self._position(index), [transition])
 
     def __iter__(self):
         step = 1024
@@ -144,10 +159,9 @@ class Memory:
     def sample(self, k):
         """k written transitions drawn at random (with replacement), in one gather."""
         try:
-            b = self._table.sample(k)
+            return self._table.sample_rows(k, _ITEMS, _FLAGS, Transition)
         except (IndexError, BlockingIOError):
             return [self[i] for i in np.random.randint(0, self._length, size=k)]
-        return self._transitions(b, k)
 
     @property
     def name(self):
@@ -191,6 +205,27 @@ class Memory:
             raise ValueError("slice step cannot be zero")
         return [i % self._length for i in range(start, stop, step)]
 
+    def _write(self, positions, rows):
+        """Write Transitions at positions (an int: consecutive ones; or a list) in one call:
+        the C side converts and copies every item (each checked before any is written).
+        Anything it refuses (another type, a state of another dtype, which the recipe
+        accepted) takes the per-transition path, which converts or raises."""
+        if not rows:
+            return
+        if all(type(t) is Transition for t in rows):
+            if (isinstance(positions, list) and positions[-1] - positions[0] == len(rows) - 1
+                    and positions == list(range(positions[0], positions[-1] + 1))):
+                positions = positions[0]   # consecutive: no list of indices to convert
+            try:
+                self._table.write_rows(positions, rows, _ITEMS, _FLAGS)
+                return
+            except (TypeError, ValueError, OverflowError):
+                pass                       # LayoutError is a ValueError
+        if isinstance(positions, int):
+            positions = range(positions, positions + len(rows))
+        for p, item in zip(positions, rows):
+            self._table[p] = self._record(item)
+
     def _record(self, t):
         if not isinstance(t, Transition):
             raise TypeError(f"a Memory holds Transitions, not {type(t).__name__}")
@@ -207,15 +242,6 @@ class Memory:
         return a.astype(self._dtype, copy=False)
 
     @staticmethod
-    def _transitions(b, n):
-        a, st, ac, rw, dn, no = (b["actor_id"].tolist(), b["step_number"].tolist(),
-                                 b["action"].tolist(), b["reward"].tolist(), b["done"].tolist(),
-                                 b["next_state_is_none"].tolist())
-        state, nxt = b["state"], b["next_state"]
-        return [Transition(a[j], st[j], state[j], ac[j], None if no[j] else nxt[j], rw[j], dn[j])
-                for j in range(n)]
-
-    @staticmethod
     def _transition(r):
         return Transition(r["actor_id"], r["step_number"], r["state"], r["action"],
                           None if r["next_state_is_none"] else r["next_state"], r["reward"],
@@ -229,7 +255,7 @@ class Memory:
         if not positions:
             return []
         try:
-            return self._transitions(self._table.gather(positions), len(positions))
+            return self._table.read_rows(positions, _ITEMS, _FLAGS, Transition)
         except (IndexError, LookupError, BlockingIOError):
             pass
         return [self._get_one(p) for p in positions]  # some were never written
