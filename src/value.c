@@ -308,10 +308,14 @@ static int prepare_block(shmstore_value_t *v, uint64_t blk_len, int *rot_out)
 }
 
 /* Make rotation block k the current version (writer lock held). */
-static void publish(shmstore_value_t *v, int k, uint64_t ver, bool is_new_data, uint64_t mtime_ns)
+static int publish(shmstore_value_t *v, int k, uint64_t ver, bool is_new_data, uint64_t mtime_ns)
 {
     struct val_body *vb = v->body;
     struct blk_hdr *b = shmstore__blk(v->s, atomic_load_explicit(&vb->rot[k], memory_order_relaxed));
+    if (!b) /* only in a corrupt store: the block's bytes overlapped the value's own */
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': the block of the version "
+                                "being published is gone (corrupt store: run shmstore check)",
+                                v->obj->name);
     uint64_t now = mtime_ns ? mtime_ns : shmstore__os_now_real();
     if (is_new_data) /* a trigger re-publishes a block views may hold: leave it alone */
         ver_of(b)->mtime_ns = now;
@@ -323,6 +327,7 @@ static void publish(shmstore_value_t *v, int k, uint64_t ver, bool is_new_data, 
     atomic_store_explicit(&vb->head, ver << HEAD_SLOT_BITS | (uint64_t)k, memory_order_seq_cst);
     shmstore__wake(&vb->fseq, vb->waiters);
     atomic_store_explicit(&v->published, ver, memory_order_relaxed);
+    return 0;
 }
 
 /* The current version's descriptor, for SAME_LAYOUT and lock. NULL if none. */
@@ -420,17 +425,19 @@ static const shmstore_datum_t *or_bytes(const shmstore_datum_t *d)
     return d ? d : &shmstore__bytes_datum;
 }
 
+/* Where rotation block k's payload goes, or NULL in a corrupt store (see publish). */
 static void *block_data(shmstore_value_t *v, int k)
 {
     struct blk_hdr *b = shmstore__blk(v->s, atomic_load_explicit(&v->body->rot[k], memory_order_relaxed));
-    return (char *)b + ver_of(b)->data_off;
+    return b ? (char *)b + ver_of(b)->data_off : NULL;
 }
 
-static void end_write(shmstore_value_t *v, int k, uint64_t mtime_ns)
+static int end_write(shmstore_value_t *v, int k, uint64_t mtime_ns)
 {
     uint64_t ver = head_ver(atomic_load_explicit(&v->body->head, memory_order_relaxed)) + 1;
-    publish(v, k, ver, true, mtime_ns);
+    int r = publish(v, k, ver, true, mtime_ns);
     wlock_release(v);
+    return r;
 }
 
 SHMSTORE_API int shmstore_value_put(shmstore_value_t *v, const shmstore_datum_t *d,
@@ -454,10 +461,15 @@ SHMSTORE_API int shmstore_value_put_at(shmstore_value_t *v, const shmstore_datum
     int r = shmstore__datum_to_ver(d, len, &vh);
     if (r < 0 || (r = begin_write(v, &vh, d->attrs, flags, &k)) < 0)
         return r;
+    void *dst = block_data(v, k);
+    if (!dst) {
+        wlock_release(v);
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': the block being written is "
+                                "gone (corrupt store: run shmstore check)", v->obj->name);
+    }
     if (len)
-        shmstore__copy_in(block_data(v, k), data, len);
-    end_write(v, k, mtime_ns);
-    return 0;
+        shmstore__copy_in(dst, data, len);
+    return end_write(v, k, mtime_ns);
 }
 
 SHMSTORE_API int shmstore_value_reserve(shmstore_value_t *v, const shmstore_datum_t *d,
@@ -473,8 +485,12 @@ SHMSTORE_API int shmstore_value_reserve(shmstore_value_t *v, const shmstore_datu
     int r = shmstore__datum_to_ver(d, len, &vh);
     if (r < 0 || (r = begin_write(v, &vh, d->attrs, flags, &k)) < 0)
         return r;
+    if (!(*data = block_data(v, k))) {
+        wlock_release(v);
+        return shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': the block being written is "
+                                "gone (corrupt store: run shmstore check)", v->obj->name);
+    }
     set_reserved(v, k);
-    *data = block_data(v, k);
     return 0;
 }
 
@@ -487,8 +503,7 @@ SHMSTORE_API int shmstore_value_commit(shmstore_value_t *v)
         return shmstore__seterr(-EINVAL, "nothing reserved on this handle");
     int k = v->reserved_rot;
     set_reserved(v, NO_ROT);
-    end_write(v, k, 0);
-    return 0;
+    return end_write(v, k, 0);
 }
 
 SHMSTORE_API void shmstore_value_abort(shmstore_value_t *v)
@@ -563,7 +578,7 @@ SHMSTORE_API int shmstore_value_trigger(shmstore_value_t *v)
         /* Same block, new version: readers mid-copy see seq change and retry. */
         uint64_t h = atomic_load_explicit(&v->body->head, memory_order_relaxed);
         if (current_ver(v, NULL))
-            publish(v, (int)head_rot(h), head_ver(h) + 1, false, 0);
+            r = publish(v, (int)head_rot(h), head_ver(h) + 1, false, 0);
         else
             r = shmstore__seterr(SHMSTORE_ECORRUPT, "value '%.255s': current version block is "
                                  "invalid", v->obj->name);
