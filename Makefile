@@ -51,6 +51,7 @@ bench: build
 	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_python.py
 	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_queue.py
 	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_ring.py
+	SHMSTORE_BIN=$(CURDIR)/$(BUILD)-release/cli/shmstore $(PYTHON) python/bench/bench_bridge.py --out bench-report/bridge.json
 
 # The benchmarks again, written to bench-report/ as JSON, PNG charts and report.md (the
 # charts in the README are this target's output on the project's machine).
