@@ -35,5 +35,13 @@ if(SHMSTORE_PYTHON)
              ${PYTHON} ${_py_dir}/bench/report.py --quick --verify
              --out ${CMAKE_BINARY_DIR}/bench-report-smoke)
     set_tests_properties(bench_report_smoke PROPERTIES LABELS "python;nosan;bench" TIMEOUT 600)
+    # The bridge's benchmark in --quick mode, loopback only (veth is in `make bench`):
+    # that every case runs and its checks hold (no entry lost); no timing asserted.
+    if(SHMSTORE_HAVE_ZMQ)
+      add_test(NAME bench_bridge_smoke COMMAND ${CMAKE_COMMAND} -E env SHMSTORE_BIN=$<TARGET_FILE:shmstore_cli>
+               ${PYTHON} ${_py_dir}/bench/bench_bridge.py --quick --no-veth
+               --out ${CMAKE_BINARY_DIR}/bench-bridge-smoke.json)
+      set_tests_properties(bench_bridge_smoke PROPERTIES LABELS "python;nosan;bench" TIMEOUT 300)
+    endif()
   endif()
 endif()
