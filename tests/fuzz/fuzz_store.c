@@ -558,6 +558,20 @@ __attribute__((unused)) static int write_seeds(const char *dir)
             fwrite(seeds[i].buf, 1, seeds[i].len, f);
         fclose(f);
     }
+    /* Inputs the fuzzer found crashes with, kept so that they stay fixed: a put whose
+     * version block vanished under the writer (value.c publish, fixed 2026-12-03). */
+    static const uint8_t found[][7] = {{0xbb, 0xec, 0x00, 0xec, 0xec, 0xe7, 0xfe}};
+    for (size_t i = 0; i < sizeof(found) / sizeof(found[0]); i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/found%02zu", dir, i);
+        FILE *f = fopen(path, "wb");
+        if (!f) {
+            perror(path);
+            return 1;
+        }
+        fwrite(found[i], 1, sizeof(found[i]), f);
+        fclose(f);
+    }
     return 0;
 }
 
