@@ -974,15 +974,18 @@ static void apply_positions(shmstore_bridge_t *b, int p, struct rbuf *r, bool re
         if (kind == SHMSTORE_KIND_QUEUE) {
             if (o->owner != p && o->owner >= 0 && peer_live(b, o->owner, now_ns()))
                 continue; /* another mirror consumes it: its word stands */
+            bool was_owner = o->owner == p;
             o->owner = p;
-            /* Everything below the mirror's position is in its far queue (a restarted
-             * server learns it here too); never past what was committed. */
-            shmstore_obj_info_t qi;
-            if (pos > o->acked && shmstore_queue_info(o->h.q, &qi) == 0)
-                queue_acked(b, o, pos < qi.next_index ? pos : qi.next_index);
-            if (reconnect)
+            if (!was_owner || reconnect) /* nothing sent to it in flight: from the oldest */
                 o->qnext = o->pos[p] = o->acked;
-            else if (rewind && pos < o->qnext)
+            /* Everything below the mirror's position is in its far queue, but a position
+             * is believed only up to what was sent to this mirror: a peer can't make the
+             * server delete entries it never sent (after a restart, the mirror gets them
+             * again and drops them as duplicates, then its position counts). */
+            uint64_t upto = pos < o->qnext ? pos : o->qnext;
+            if (upto > o->acked)
+                queue_acked(b, o, upto);
+            if (rewind && !reconnect && pos < o->qnext)
                 o->qnext = o->pos[p] = pos > o->acked ? pos : o->acked;
         } else if (reconnect) {
             o->pos[p] = pos;
@@ -1010,6 +1013,13 @@ static void handle_mirror_msg(shmstore_bridge_t *b, const uint8_t *rid, size_t r
     }
     bool reconnect = false;
     if (p < 0) {
+        /* One mirror per connection: a peer can't take many slots by inventing ids. */
+        for (int i = 0; i < PEERS_MAX; i++)
+            if (peer_live(b, i, now) && b->peers[i].rid_len == rid_len &&
+                !memcmp(b->peers[i].rid, rid, rid_len)) {
+                bump(&b->st.bad_messages, 1);
+                return;
+            }
         if (type != MSG_PING || free_p < 0) {
             bump(&b->st.bad_messages, type == MSG_PING);
             return; /* an ACK from a mirror we forgot: its next PING re-introduces it */
@@ -1636,7 +1646,8 @@ static void drain_monitor(shmstore_bridge_t *b, void *mon, struct mserver *srv)
                           "one side has CURVE and the other not)", srv->endpoint);
                 srv->failed = true;
             } else {
-                logf_(b, SHMSTORE_BRIDGE_LOG_ERROR, "handshake failed with a client at %s", addr);
+                logf_(b, SHMSTORE_BRIDGE_LOG_ERROR, "a client's handshake failed on %s (no CURVE, "
+                      "a wrong server key, or a key not allowed)", addr);
             }
         }
     }

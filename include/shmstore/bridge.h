@@ -38,7 +38,10 @@
  * Security: the server binds only loopback (and ipc://) endpoints unless told otherwise.
  * With key files (shmstore_bridge_keygen()) the link uses CURVE (libsodium through
  * libzmq): encrypted, the mirror authenticates the server by its public key and refuses
- * any other, and the server may accept only listed mirrors' keys.
+ * any other, and the server may accept only listed mirrors' keys. Without CURVE and an
+ * allow list, whoever reaches the port is a mirror: it reads what is published and may
+ * consume a mirrored queue (entries are deleted only up to what was sent to it), and
+ * every connection holds at most one of the server's 32 mirror slots.
  *
  * Built when CMake finds libzmq (Debian: libzmq3-dev); otherwise every function returns
  * -ENOSYS. The library never prints: events go to the options' log callback.

@@ -436,6 +436,50 @@ static void test_malformed_to_mirror(void **state)
     zmq_ctx_term(ctx);
 }
 
+/* A peer that claims, in a PING, to have queue entries it was never sent: nothing is
+ * deleted; and one connection can't take many mirror slots by inventing ids. */
+static void test_forged_positions(void **state)
+{
+    struct fixture *f = *state;
+    shmstore_queue_t *q;
+    T_OK(shmstore_queue_open(f->src, "q", SHMSTORE_Q_CREATE, NULL, &q));
+    for (uint64_t i = 0; i < 100; i++)
+        T_OK(shmstore_queue_push(q, NULL, &i, sizeof(i), 0, NULL));
+    char ep[256];
+    struct runner rs;
+    start(&rs, serve(f->src, NULL, ep));
+    sleep_ms(300); /* the server has found the queue */
+    void *ctx = zmq_ctx_new(), *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof(zero));
+    assert_int_equal(zmq_connect(d, ep), 0);
+    struct w w;
+    for (uint64_t id = 1; id <= 40; id++) {
+        w.n = 0;
+        u32(&w, 0x31424853u), u8(&w, 2), u64(&w, id), u16(&w, 0), u32(&w, 1);
+        u8(&w, SHMSTORE_KIND_QUEUE), u16(&w, 1), put(&w, "q", 1), u64(&w, 100);
+        zmq_send(d, w.b, w.n, 0);
+    }
+    shmstore_bridge_stats_t st;
+    for (int i = 0; i < 500; i++) {
+        shmstore_bridge_stats(rs.b, &st);
+        if (st.bad_messages >= 39)
+            break;
+        sleep_ms(10);
+    }
+    assert_true(st.bad_messages >= 39); /* every id after the first, on one connection */
+    assert_int_equal(st.peers, 1);
+    uint64_t n;
+    T_OK(shmstore_queue_count(q, &n));
+    assert_true(n > 0); /* what it was sent may go (it is a mirror); the rest stays */
+    assert_int_equal(st.entries_acked, 100 - n);
+    assert_true(st.entries_acked <= st.entries);
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    T_OK(stop(&rs));
+    shmstore_queue_close(q);
+}
+
 static void key_path(char *buf, size_t n, const char *dir, const char *name)
 {
     snprintf(buf, n, "%s/%s", dir, name);
@@ -516,6 +560,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_to_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_to_mirror, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forged_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_curve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
     };
