@@ -1243,7 +1243,11 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
     if (o->owner != p)
         return;
     bool first = true;
-    while (!batch_full(bt) && o->qnext - o->acked < b->o.queue_window) {
+    /* A quarter of the source queue per message at most: the mirror acknowledges each
+     * message, so room comes back to the producers while the next quarters travel
+     * (a whole queue per message would stall them for a round trip each time). */
+    uint64_t per_msg = o->qopt.capacity / 4 > 16 ? o->qopt.capacity / 4 : 16, n = 0;
+    while (!batch_full(bt) && o->qnext - o->acked < b->o.queue_window && n < per_msg) {
         /* Committed first, then read: a read that finds nothing could be racing the
          * commit, a read after the commit that finds nothing means the entry is gone. */
         if (shmstore_queue_wait(o->h.q, o->qnext, 0, NULL) != 0)
@@ -1280,6 +1284,7 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
         o->qnext++;
         o->pos[p] = o->qnext;
         bt->n_entries++;
+        n++;
         if (add_view_payload(b, bt, p, &v) < 0)
             break;
     }
