@@ -131,6 +131,7 @@ SHMSTORE_API int shmstore_bridge_keygen(const char *path)
 #define INFLIGHT_MAX (16ull << 20) /* zero-copy bytes per mirror not yet in the kernel */
 #define REWIND_NS 20000000ll /* a mirror asks for a queue's entries again at most this often */
 #define REWIND_POLL_MS 2     /* and looks for room in its full far queues this often */
+#define REWIND_WAIT_NS 1000000000ll /* a resend not begun by then is asked for again */
 #define TAKE_COPY_MAX 4096 /* delivered entries up to this are popped, not deleted */
 #define SEND_COPY_MAX 32768 /* batches up to this are copied into their message */
 
@@ -1243,7 +1244,11 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
     if (o->owner != p)
         return;
     bool first = true;
-    while (!batch_full(bt) && o->qnext - o->acked < b->o.queue_window) {
+    /* A quarter of the source queue per message at most: the mirror acknowledges each
+     * message, so room comes back to the producers while the next quarters travel
+     * (a whole queue per message would stall them for a round trip each time). */
+    uint64_t per_msg = o->qopt.capacity / 4 > 16 ? o->qopt.capacity / 4 : 16, n = 0;
+    while (!batch_full(bt) && o->qnext - o->acked < b->o.queue_window && n < per_msg) {
         /* Committed first, then read: a read that finds nothing could be racing the
          * commit, a read after the commit that finds nothing means the entry is gone. */
         if (shmstore_queue_wait(o->h.q, o->qnext, 0, NULL) != 0)
@@ -1280,6 +1285,7 @@ static void add_queue(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
         o->qnext++;
         o->pos[p] = o->qnext;
         bt->n_entries++;
+        n++;
         if (add_view_payload(b, bt, p, &v) < 0)
             break;
     }
@@ -1968,9 +1974,14 @@ static void push_entry(shmstore_bridge_t *b, struct mobj *m, struct rbuf *r, con
         return;
     }
     if (m->has_pos && from > m->pos) {
-        m->stalled = true; /* what came before it was dropped here: wait for the resend */
+        /* What came before it was dropped here. Once asked (ask_again), entries still on
+         * their way from before the server's rewind arrive like this too: drop them
+         * quietly and wait for the resend, asking again only if it does not come. */
+        if (!m->rewind_ns || now_ns() - m->rewind_ns > (uint64_t)REWIND_WAIT_NS)
+            m->stalled = true;
         return;
     }
+    m->rewind_ns = 0; /* in order again: the resend (if any) came */
     /* The source's attrs and its index. */
     struct wbuf *w = &b->attrs; /* not scratch: PINGs go out while the push waits */
     w->len = 0, w->oom = false;
@@ -2308,7 +2319,7 @@ static bool ask_again(shmstore_bridge_t *b, uint64_t now)
             if (m->server != sv || !m->stalled || !m->h.q)
                 continue;
             m->ask = shmstore_queue_count(m->h.q, &n) == 0 && (!m->capacity || n < m->capacity) &&
-                     now - m->rewind_ns >= (uint64_t)REWIND_NS;
+                     (!m->rewind_ns || now - m->rewind_ns >= (uint64_t)REWIND_NS);
             any |= m->ask;
             waiting |= !m->ask;
         }
