@@ -806,6 +806,8 @@ typedef struct shmstore_set_member {
     const char *name;
     shmstore_datum_t desc;
     uint64_t len;
+    uint64_t offset; /* out (shmstore_set_member()): where the payload starts in the view
+                        of shmstore_set_view_all(); ignored by shmstore_set_create() */
 } shmstore_set_member_t;
 
 /* Begin loading the set `prefix` with members m[0..n): allocate one block for all of
@@ -869,6 +871,13 @@ SHMSTORE_API int shmstore_set_find(const shmstore_set_t *set, const char *name, 
  * shmstore_view_release(). For a SHMSTORE_SET_WRITABLE set, view.data may be written
  * (cast away const). Never blocks. Returns 0, -ERANGE, SHMSTORE_ELEASES. */
 SHMSTORE_API int shmstore_set_view(shmstore_set_t *set, size_t i, shmstore_view_t *out);
+
+/* One leased, zero-copy view of every member's payload at once (type BYTES): member i's
+ * payload is at view.data + shmstore_set_member(set, i).offset. One lease for the whole
+ * set whatever its size (what a reader building all the members' arrays wants). Same
+ * lifetime and writability as shmstore_set_view(). Never blocks. Returns 0,
+ * SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_set_view_all(shmstore_set_t *set, shmstore_view_t *out);
 
 /* Describe the set (as shmstore_info()). Returns 0 or -ESTALE. */
 SHMSTORE_API int shmstore_set_info(shmstore_set_t *set, shmstore_obj_info_t *out);

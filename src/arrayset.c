@@ -53,6 +53,7 @@ struct shmstore_set {
     uint64_t blk_len;   /* its whole size */
     const struct set_member *mem;
     size_t n;
+    uint64_t pay_off, pay_end; /* the members' payloads: [pay_off, pay_end) of the block */
     unsigned flags;     /* SET_F_* */
     bool is_loading;    /* created by this handle, not yet committed */
     char target[SHMSTORE_NAME_MAX + 1]; /* overwrite: the final name ("" = the same) */
@@ -221,6 +222,18 @@ static void write_dir(struct shmstore_set *set, shmstore_set_member_t *const *v,
         e->data_off = dpos;
         dpos = align_up(dpos + src->len, BLK_ALIGN);
     }
+}
+
+/* The span of the members' payloads (validated directory): what shmstore_set_view_all()
+ * shows, and nothing of the directory (a writable set's readers must not reach it). */
+static void payload_bounds(struct shmstore_set *set)
+{
+    const struct set_dir *d = (const struct set_dir *)(set->blk + BLK_HDR_SIZE);
+    set->pay_end = d->end_off;
+    set->pay_off = d->end_off;
+    for (size_t i = 0; i < set->n; i++)
+        if (set->mem[i].data_off < set->pay_off)
+            set->pay_off = set->mem[i].data_off;
 }
 
 /* ---- deletion and recovery ------------------------------------------------------------- */
@@ -409,6 +422,7 @@ SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned
     set->blk_len = end;
     write_dir(set, v, n, names_off, names_len, attrs_off, data_start, end);
     set->mem = (const struct set_member *)((char *)set->blk + BLK_HDR_SIZE + sizeof(struct set_dir));
+    payload_bounds(set);
     free(v);
     *out = set;
     return 0;
@@ -563,6 +577,8 @@ SHMSTORE_API int shmstore_set_open(shmstore_t *s, const char *prefix, shmstore_s
         set->mem = (const struct set_member *)(set->blk + BLK_HDR_SIZE + sizeof(struct set_dir));
         r = dir_validate(s, prefix, set->blk, set->blk_len, set->n);
     }
+    if (r == 0)
+        payload_bounds(set);
     if (r < 0) {
         shmstore_set_close(set);
         return r;
@@ -615,6 +631,7 @@ SHMSTORE_API int shmstore_set_member(const shmstore_set_t *set, size_t i, shmsto
     const struct set_member *e = &set->mem[i];
     out->name = set->blk + e->name_off;
     out->len = e->len;
+    out->offset = e->data_off - set->pay_off;
     member_datum(set, e, &out->desc);
     return 0;
 }
@@ -637,25 +654,43 @@ SHMSTORE_API int shmstore_set_find(const shmstore_set_t *set, const char *name, 
     return shmstore__seterr(-ENOENT, "no member '%s' in the set", name ? name : "");
 }
 
-SHMSTORE_API int shmstore_set_view(shmstore_set_t *set, size_t i, shmstore_view_t *out)
+/* Pin the set's block once more (we hold a lease on it already: this only counts one
+ * more) and describe `len` bytes at `data` in it. */
+static int view_pinned(shmstore_set_t *set, const char *data, uint64_t len, shmstore_view_t *out)
 {
-    if (!set || i >= set->n || !set->blk)
-        return shmstore__seterr(-ERANGE, "member %zu of a set of %zu", i, set ? set->n : 0);
     shmstore_t *s = set->s;
     int r = shmstore__check_fork(s);
-    /* We hold a lease on the block already: this only counts one more. */
     if (r < 0 || (r = shmstore__pin(s, set->data_off, NULL)) < 0)
         return r;
-    const struct set_member *e = &set->mem[i];
-    member_datum(set, e, &out->desc);
-    out->data = set->blk + e->data_off;
-    out->len = e->len;
+    out->data = data;
+    out->len = len;
     out->version = 1;
     out->mtime_ns = set->obj->ctime_ns;
     shmstore__store_ref(s);
     out->store = s;
     out->block_off = set->data_off;
     return 0;
+}
+
+SHMSTORE_API int shmstore_set_view(shmstore_set_t *set, size_t i, shmstore_view_t *out)
+{
+    if (!set || i >= set->n || !set->blk)
+        return shmstore__seterr(-ERANGE, "member %zu of a set of %zu", i, set ? set->n : 0);
+    const struct set_member *e = &set->mem[i];
+    int r = view_pinned(set, set->blk + e->data_off, e->len, out);
+    if (r == 0)
+        member_datum(set, e, &out->desc);
+    return r;
+}
+
+SHMSTORE_API int shmstore_set_view_all(shmstore_set_t *set, shmstore_view_t *out)
+{
+    if (!set || !set->blk)
+        return shmstore__seterr(-EINVAL, "not an open set");
+    int r = view_pinned(set, set->blk + set->pay_off, set->pay_end - set->pay_off, out);
+    if (r == 0)
+        shmstore_datum_init(&out->desc, SHMSTORE_T_BYTES);
+    return r;
 }
 
 SHMSTORE_API int shmstore_set_info(shmstore_set_t *set, shmstore_obj_info_t *out)

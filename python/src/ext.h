@@ -274,6 +274,8 @@ int dtype_str_of(modstate *st, PyObject *arr, char out[SHMSTORE_DTYPE_MAX], PyOb
 int format_of_dtype(const char *dtype, char *fmt, size_t cap);
 int extents_ok(int64_t item, int ndim, const uint64_t *shape);
 PyObject *np_dtype_of(modstate *st, const char *dtype);
+/* A tuple of the `ndim` extents (new reference), or NULL with an exception set. */
+PyObject *shape_tuple(int ndim, const uint64_t *shape);
 int attrs_encode(PyObject *dict, char **buf, uint32_t *len);
 PyObject *attrs_decode(const void *attrs, uint32_t len);
 

@@ -332,6 +332,36 @@ static void test_arrayset_view_outlives_set(void **state)
     assert_empty(f);
 }
 
+/* One view of every member: each member's bytes at its offset, the directory outside it,
+ * and valid after the set is deleted. */
+static void test_arrayset_view_all(void **state)
+{
+    struct fixture *f = *state;
+    make_set(f->s, "p", 0);
+    shmstore_set_t *set;
+    shmstore_view_t all, v;
+    T_OK(shmstore_set_open(f->s, "p", &set));
+    T_OK(shmstore_set_view_all(set, &all));
+    assert_int_equal(all.desc.type, SHMSTORE_T_BYTES);
+    for (size_t i = 0; i < shmstore_set_count(set); i++) {
+        shmstore_set_member_t m;
+        T_OK(shmstore_set_member(set, i, &m));
+        T_OK(shmstore_set_view(set, i, &v));
+        assert_true(m.offset + m.len <= all.len);
+        assert_ptr_equal((const char *)all.data + m.offset, v.data);
+        shmstore_view_release(&v);
+        if (i == 0)
+            assert_int_equal(m.offset, 0);
+    }
+    shmstore_set_close(set);
+    T_OK(shmstore_delete(f->s, "p"));
+    make_set(f->s, "q", 0);
+    assert_int_equal(((const int64_t *)all.data)[8], 80); /* member "a" still there */
+    shmstore_view_release(&all);
+    T_OK(shmstore_delete(f->s, "q"));
+    assert_empty(f);
+}
+
 static void test_arrayset_delete_prefix(void **state)
 {
     struct fixture *f = *state;
@@ -518,6 +548,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arrayset_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_empty_and_zero_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_view_outlives_set, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arrayset_view_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_delete_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_persistent_outlives_creator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_tied_goes_with_creator, setup, teardown),
