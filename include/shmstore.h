@@ -305,21 +305,28 @@ typedef struct shmstore_obj_info {
     int32_t set_owner_pid; /* the creating process */
     /* All kinds. */
     uint32_t n_waiting;    /* processes with a thread asleep on the object (any wait) */
+    /* A member of an array set, listed and described as a value of its own (kind VALUE,
+     * version 1, sealed unless the set is shared-writable, footprint 0: the set's counts
+     * it): the bytes of `name` that are the set's prefix. 0 for every other object. */
+    uint32_t set_prefix_len;
 } shmstore_obj_info_t;
 
 /* Call `fn` for every object whose name starts with `prefix` (NULL or "" = all), in no
- * particular order. Takes the metadata lock for the walk (may block briefly); `fn` must
+ * particular order; the members of array sets are listed too, each as a value of its
+ * full name (set_prefix_len says which set holds it). Takes the metadata lock for the walk (may block briefly); `fn` must
  * not call back into this store. Returns 0, what `fn` returned, or SHMSTORE_ECORRUPT. */
 SHMSTORE_API int shmstore_list(shmstore_t *s, const char *prefix,
                                int (*fn)(const shmstore_obj_info_t *info, void *arg), void *arg);
 
-/* Describe the object `name`. Returns 0, -ENOENT, SHMSTORE_ENAME. */
+/* Describe the object `name` (or the member of an array set of that full name). Returns
+ * 0, -ENOENT, SHMSTORE_ENAME. */
 SHMSTORE_API int shmstore_info(shmstore_t *s, const char *name, shmstore_obj_info_t *out);
 
 /* Remove the object `name` from the index. Open handles then fail with -ESTALE; views
  * stay valid and the memory is freed when the last is released. Waits for a writer of
  * the object that is mid-put (so a thread must not delete a value it has reserved or
- * locked). Returns 0, -ENOENT, SHMSTORE_ENAME. */
+ * locked). Returns 0, -ENOENT, SHMSTORE_ENAME, -EPERM (a member of an array set: a set
+ * is removed whole). */
 SHMSTORE_API int shmstore_delete(shmstore_t *s, const char *name);
 
 /* ------------------------------------------------------------------------------------
@@ -862,6 +869,13 @@ SHMSTORE_API size_t shmstore_set_count(const shmstore_set_t *set);
 /* Describe member `i` (0 <= i < count, in name order). Returns 0 or -ERANGE. */
 SHMSTORE_API int shmstore_set_member(const shmstore_set_t *set, size_t i,
                                      shmstore_set_member_t *out);
+
+/* Open the set holding the member whose full name is `name` ("prefix/b/b1": members are
+ * values of their own names) and find it: *out is the open set (shmstore_set_close() it)
+ * and *i the member's index. Returns 0, -ENOENT (no set holds that name),
+ * SHMSTORE_ENAME, SHMSTORE_ELEASES, SHMSTORE_ECORRUPT. */
+SHMSTORE_API int shmstore_set_open_member(shmstore_t *s, const char *name, shmstore_set_t **out,
+                                          size_t *i);
 
 /* The index of the member called `name` (relative). Returns 0 or -ENOENT. */
 SHMSTORE_API int shmstore_set_find(const shmstore_set_t *set, const char *name, size_t *i);

@@ -288,7 +288,36 @@ static void set_recover(shmstore_t *s, struct obj_hdr *o, uint64_t rec, uint32_t
 struct create_ctx {
     unsigned flags;
     uint64_t rec;  /* held[] record made by init, 0 = none */
+    shmstore_set_member_t *const *v; /* the members, sorted */
+    size_t n;
+    bool is_clash; /* init failed: a member's full name is taken */
 };
+
+/* Mutex held: -EEXIST unless every member's full name "<prefix>/<member>" is free (no
+ * object of that name, no other set's member): members are values of their own names. */
+static int names_free(shmstore_t *s, const char *prefix, size_t n,
+                      const char *(*name_of)(const void *, size_t), const void *arg)
+{
+    char full[SHMSTORE_NAME_MAX + 1];
+    for (size_t i = 0; i < n; i++) {
+        int l = snprintf(full, sizeof(full), "%s/%s", prefix, name_of(arg, i));
+        int r = shmstore__name_free(s, full, (size_t)l);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static const char *given_name(const void *arg, size_t i)
+{
+    return ((shmstore_set_member_t *const *)arg)[i]->name;
+}
+
+static const char *dir_name(const void *arg, size_t i)
+{
+    const struct shmstore_set *set = arg;
+    return set->blk + set->mem[i].name_off;
+}
 
 /* Mutex held, before the object is indexed: the record goes in first, so that from the
  * moment the set is reachable our death removes it. */
@@ -297,13 +326,17 @@ static int set_init(shmstore_t *s, struct obj_hdr *o, void *arg)
     struct create_ctx *c = arg;
     struct set_body *sb = body_of(o);
     uint64_t off = shmstore__off(s, o) - BLK_HDR_SIZE;
+    int r = names_free(s, o->name, c->n, given_name, c->v);
+    if (r < 0) {
+        c->is_clash = true;
+        return r;
+    }
     atomic_store_explicit(&sb->state, SET_LOADING, memory_order_relaxed);
     sb->flags = c->flags;
     sb->owner_slot = s->slot;
     sb->owner_pid = (int32_t)getpid();
     sb->owner_attach_ns = s->attach_ns;
-    int r = shmstore__proc_hold(s, off | SET_REC_TAG);
-    if (r < 0)
+    if ((r = shmstore__proc_hold(s, off | SET_REC_TAG)) < 0)
         return shmstore__seterr(r, "store '%s': this process already holds %u sets being loaded, "
                                 "tied sets and writer locks; commit or remove some", s->name,
                                 SLOT_HELD_MAX);
@@ -354,7 +387,7 @@ SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned
 
     unsigned kflags = (flags & SHMSTORE_SET_TIED ? SET_F_TIED : 0) |
                       (flags & SHMSTORE_SET_WRITABLE ? SET_F_WRITABLE : 0);
-    struct create_ctx c = {kflags, 0};
+    struct create_ctx c = {kflags, 0, v, n, false};
     char tmp[64];
     uint64_t off;
     r = shmstore__obj_open(s, prefix, SHMSTORE_KIND_SET, true, true, sizeof(struct set_body),
@@ -364,13 +397,14 @@ SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned
                  atomic_fetch_add_explicit(&tmp_counter, 1, memory_order_relaxed));
         snprintf(set->target, sizeof(set->target), "%s", prefix);
         shmstore__clearerr();
+        c.n = 0; /* the members' names are checked at commit, once the old set is gone */
         r = shmstore__obj_open(s, tmp, SHMSTORE_KIND_SET, true, true, sizeof(struct set_body),
                                set_init, &c, &off, NULL);
     }
     if (r < 0) {
         if (c.rec) /* init ran, then the insert failed: the object is gone */
             shmstore__proc_unhold(s, c.rec);
-        if (r == -EEXIST)
+        if (r == -EEXIST && !c.is_clash)
             shmstore__seterr(r, "store '%s': '%s' already exists (remove it, or overwrite)",
                              s->name, prefix);
         goto fail_free;
@@ -491,6 +525,8 @@ SHMSTORE_API int shmstore_set_commit(shmstore_set_t *set)
             r = shmstore__seterr(-ESTALE, "set was deleted while being loaded; nothing published");
         else if (set->target[0])
             r = rename_locked(set);
+        if (r == 0)
+            r = names_free(s, set->obj->name, set->n, dir_name, set);
         if (r == 0) {
             if (!(set->flags & SET_F_WRITABLE))
                 atomic_fetch_or_explicit(&set->obj->flags, OBJ_F_SEALED, memory_order_relaxed);
@@ -585,6 +621,34 @@ SHMSTORE_API int shmstore_set_open(shmstore_t *s, const char *prefix, shmstore_s
     }
     *out = set;
     return 0;
+}
+
+SHMSTORE_API int shmstore_set_open_member(shmstore_t *s, const char *name, shmstore_set_t **out,
+                                          size_t *i)
+{
+    size_t len;
+    int r = shmstore__name_check(name, &len);
+    if (r < 0)
+        return r;
+    char buf[SHMSTORE_NAME_MAX + 1];
+    memcpy(buf, name, len + 1);
+    /* Member names are unique in the store (names_free): the nearest set that has one
+     * is the one. */
+    for (char *slash = strrchr(buf, '/'); slash; slash = strrchr(buf, '/')) {
+        *slash = '\0';
+        shmstore_set_t *set;
+        if ((r = shmstore_set_open(s, buf, &set)) == -ENOENT || r == SHMSTORE_EKIND)
+            continue;
+        if (r < 0)
+            return r;
+        if ((r = shmstore_set_find(set, name + (slash - buf) + 1, i)) == 0) {
+            *out = set;
+            return 0;
+        }
+        shmstore_set_close(set);
+    }
+    shmstore__clearerr();
+    return shmstore__seterr(-ENOENT, "no value or set member '%s' in store '%s'", name, s->name);
 }
 
 SHMSTORE_API void shmstore_set_close(shmstore_set_t *set)
@@ -718,8 +782,8 @@ static int collect(const shmstore_obj_info_t *info, void *arg)
 {
     struct name_list *l = arg;
     size_t len = strlen(info->name);
-    if (len > l->prefix_len && info->name[l->prefix_len] != '/')
-        return 0;
+    if ((len > l->prefix_len && info->name[l->prefix_len] != '/') || info->set_prefix_len)
+        return 0; /* a member goes with its set, and only with it */
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
         void *p = realloc(l->names, cap * sizeof(*l->names));
@@ -810,6 +874,86 @@ static int set_refs(shmstore_t *s, struct obj_hdr *o, int (*add)(void *, uint64_
     return add(arg, body_of(o)->data_off);
 }
 
+/* Mutex held: the validated directory of READY set `o` (block start in *blk), or NULL. */
+static const struct set_member *ready_members(shmstore_t *s, struct obj_hdr *o, const char **blk)
+{
+    struct set_body *sb = body_of(o);
+    struct blk_hdr *b = sb->data_off ? shmstore__blk(s, sb->data_off) : NULL;
+    if (atomic_load_explicit(&sb->state, memory_order_acquire) != SET_READY || !b ||
+        b->tag != BLK_TAG_DATA || b->owner != o->gen)
+        return NULL;
+    *blk = (const char *)b;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
+    int r = dir_validate(s, o->name, *blk, shmstore__blk_footprint(s, sb->data_off), sb->n_members);
+    shmstore__errmsg_restore(msg); /* a corrupt set owns no names; `check` reports it */
+    return r < 0 ? NULL : (const struct set_member *)(*blk + BLK_HDR_SIZE + sizeof(struct set_dir));
+}
+
+/* A member described as a value of its full name (shmstore_obj_info_t.set_prefix_len). */
+static void member_info(struct obj_hdr *o, const char *blk, const struct set_member *e,
+                        shmstore_obj_info_t *out)
+{
+    struct set_body *sb = body_of(o);
+    memset(out, 0, sizeof(*out));
+    snprintf(out->name, sizeof(out->name), "%.*s/%s", (int)o->name_len, o->name, blk + e->name_off);
+    out->kind = SHMSTORE_KIND_VALUE;
+    out->is_sealed = !(sb->flags & SET_F_WRITABLE);
+    out->version = 1;
+    out->mtime_ns = o->ctime_ns;
+    out->size = e->len;
+    out->desc.type = e->type;
+    out->desc.ndim = e->ndim;
+    memcpy(out->desc.dtype, e->dtype, sizeof(out->desc.dtype));
+    out->desc.dtype[SHMSTORE_DTYPE_MAX - 1] = '\0';
+    memcpy(out->desc.shape, e->shape, e->ndim * sizeof(e->shape[0]));
+    out->set_flags = (sb->flags & SET_F_TIED ? SHMSTORE_SET_TIED : 0) |
+                     (sb->flags & SET_F_WRITABLE ? SHMSTORE_SET_WRITABLE : 0);
+    out->set_owner_pid = sb->owner_pid;
+    out->set_prefix_len = o->name_len;
+}
+
+static int set_sub_info(shmstore_t *s, struct obj_hdr *o, const char *rest, shmstore_obj_info_t *out)
+{
+    const char *blk;
+    const struct set_member *m = ready_members(s, o, &blk);
+    size_t lo = 0, hi = m ? body_of(o)->n_members : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(blk + m[mid].name_off, rest);
+        if (c == 0) {
+            member_info(o, blk, &m[mid], out);
+            return 0;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -ENOENT;
+}
+
+static int set_sub_list(shmstore_t *s, struct obj_hdr *o, const char *prefix, size_t prefix_len,
+                        int (*fn)(const shmstore_obj_info_t *, void *), void *arg)
+{
+    const char *blk;
+    const struct set_member *m = ready_members(s, o, &blk);
+    uint64_t n = m ? body_of(o)->n_members : 0;
+    shmstore_obj_info_t info;
+    for (uint64_t i = 0; i < n; i++) {
+        const char *leaf = strrchr(blk + m[i].name_off, '/');
+        if (m[i].type == SHMSTORE_T_NONE && strcmp(leaf ? leaf + 1 : blk + m[i].name_off, ".attrs") == 0)
+            continue; /* a group's attributes, not a value of the tree */
+        member_info(o, blk, &m[i], &info);
+        if (strncmp(info.name, prefix, prefix_len) != 0)
+            continue;
+        int r = fn(&info, arg);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
 static _Atomic uint64_t *set_waiters(struct obj_hdr *o, unsigned which)
 {
     (void)o;
@@ -826,4 +970,6 @@ const struct shmstore__kind_ops shmstore__set_ops = {
     .recover = set_recover,
     .waiters = set_waiters,
     .del = set_delete,
+    .sub_info = set_sub_info,
+    .sub_list = set_sub_list,
 };

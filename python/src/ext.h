@@ -283,6 +283,9 @@ PyObject *attrs_decode(const void *attrs, uint32_t len);
 PyObject *tree_put(StoreObject *self, PyObject *args, PyObject *kw);
 PyObject *tree_get(StoreObject *self, PyObject *args, PyObject *kw);
 PyObject *tree_delete(StoreObject *self, PyObject *prefix);
+/* Store.get/view of an array set's member by its full name: a copy (view == 0) or what
+ * get_tree() gives. NULL with the caller's NotFoundError left set when no set holds it. */
+PyObject *tree_member(StoreObject *self, PyObject *name, int view);
 PyObject *tree_load_hdf5(StoreObject *self, PyObject *args, PyObject *kw);
 PyObject *tree_save_hdf5(StoreObject *self, PyObject *args);
 

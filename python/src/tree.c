@@ -365,6 +365,33 @@ PyObject *tree_get(StoreObject *self, PyObject *args, PyObject *kw)
     return root;
 }
 
+PyObject *tree_member(StoreObject *self, PyObject *name, int view)
+{
+    const char *cname = PyUnicode_AsUTF8(name);
+    shmstore_set_t *set;
+    size_t i;
+    if (!cname || store_check_open(self) < 0 || shm_numpy(self->st) < 0)
+        return NULL;
+    int r = shmstore_set_open_member(self->core->s, cname, &set, &i);
+    if (r == -ENOENT)
+        return NULL; /* the caller's NotFoundError stands */
+    PyErr_Clear();
+    if (r < 0)
+        return shm_raise(self->st, r), NULL;
+    shmstore_obj_info_t info;
+    int writable = shmstore_set_info(set, &info) == 0 && (info.set_flags & SHMSTORE_SET_WRITABLE);
+    PyObject *o = member_obj(self->st, self->core, set, i, writable);
+    shmstore_set_close(set);
+    if (o && !view) { /* a copy, as Store.get() of a value */
+        PyObject *c = PyMemoryView_Check(o) ? PyBytes_FromObject(o)
+                      : PyObject_TypeCheck(o, (PyTypeObject *)self->st->ndarray)
+                          ? PyObject_CallMethod(o, "copy", NULL)
+                          : Py_NewRef(o);
+        Py_SETREF(o, c);
+    }
+    return o;
+}
+
 PyObject *tree_delete(StoreObject *self, PyObject *prefix)
 {
     const char *p = name_utf8(prefix);

@@ -86,9 +86,48 @@ def test_tree_errors_leave_nothing(store):
         store.put_tree("x" * 250, {"toolong": np.ones(3)})
     with pytest.raises(FileNotFoundError):
         store.get_tree("bad")
-    assert store.names() == ["p"]
+    assert store.names() == ["p", "p/only"]  # the set and its member, a value of its own
     assert store.delete_tree("p") == 1
     assert store.names() == []
+
+
+def test_tree_members_are_values(store, store_name):
+    a, b1 = np.arange(6).reshape(2, 3), np.linspace(0, 1, 5, dtype=np.float32)
+    store.put_tree("p", {"a": a, "b": {"b1": b1, "s": "text", "n": 3, "raw": b"xy"}})
+    assert sorted(store.names()) == ["p", "p/a", "p/b/b1", "p/b/n", "p/b/raw", "p/b/s"]
+    assert sorted(store.names("p/b/")) == ["p/b/b1", "p/b/n", "p/b/raw", "p/b/s"]
+    got = store.get("p/a")  # a copy, as Store.get of any value
+    np.testing.assert_array_equal(got, a)
+    got[0, 0] = 99  # ours to change
+    v = store.view("p/b/b1")  # zero-copy, read-only (sealed)
+    np.testing.assert_array_equal(v, b1)
+    assert not v.flags.writeable
+    assert store.get("p/b/s") == "text" and store.get("p/b/n") == 3
+    assert store.get("p/b/raw") == b"xy" and bytes(store.view("p/b/raw")) == b"xy"
+    info = store.info("p/b/b1")
+    assert (info["kind"], info["version"], info["sealed"], info["size"]) == ("value", 1, True, 20)
+    with pytest.raises(FileExistsError, match="member of set 'p'"):
+        store.put("p/a", 1)  # immutable: members are never put one by one
+    with pytest.raises(PermissionError, match="removed whole"):
+        store.delete("p/a")
+    with pytest.raises(FileExistsError):
+        store.put_tree("p/b", {"b1": 1})  # the same name through another set
+    assert store.get("p/b", None) is None  # a group is no value
+    with pytest.raises(KeyError):
+        store.get("p/zz")
+    # Another process reads a member by its name, from Python and from the CLI.
+    code = ("import sys, shmstore; s = shmstore.Store(sys.argv[1], create=False); "
+            "print(s.get('p/b/b1').sum())")
+    out = subprocess.run([sys.executable, "-c", code, store_name], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) == pytest.approx(float(b1.sum()))
+    if os.path.exists(CLI):
+        out = cli("cat", f"{store_name}/p/b/b1")
+        assert out.returncode == 0 and "5 items" in out.stdout
+        assert "p/b/b1" in cli("ls", store_name).stdout
+    assert store.delete_tree("p") == 1
+    assert store.names() == []
+    store.put("p/a", 1)  # the name is free again
 
 
 def test_tree_full_store_is_an_error(store_name):
@@ -206,7 +245,9 @@ def test_hdf5_progress_and_errors(store, h5dir, tmp_path):
     assert store.load_hdf5(make(h5dir, "vlen"), "v", skip_unsupported=True) == 1
     with pytest.raises(ZeroDivisionError):  # an exception in the callback cancels the load
         store.load_hdf5(make(h5dir, "all"), "c", progress=lambda p, d, t: 1 / 0)
-    assert sorted(store.names()) == ["f", "v"]
+    names = store.names()  # the two sets and their members (values of their own names)
+    assert sorted(n for n in names if "/" not in n) == ["f", "v"]
+    assert all(n.split("/")[0] in ("f", "v") for n in names)
 
 
 def cli(*args):

@@ -171,7 +171,8 @@ static void test_arrayset_roundtrip(void **state)
 /* While loading: invisible to open (here and in another process), listed as loading. */
 static int list_loading(const shmstore_obj_info_t *info, void *arg)
 {
-    *(int *)arg = (int)info->set_loading + 10 * (info->kind == SHMSTORE_KIND_SET);
+    if (!info->set_prefix_len) /* the set, not its members (listed as values once visible) */
+        *(int *)arg = (int)info->set_loading + 10 * (info->kind == SHMSTORE_KIND_SET);
     return 0;
 }
 
@@ -362,6 +363,86 @@ static void test_arrayset_view_all(void **state)
     assert_empty(f);
 }
 
+static int count_members(const shmstore_obj_info_t *info, void *arg)
+{
+    int *n = arg;
+    if (info->set_prefix_len) {
+        assert_int_equal(info->kind, SHMSTORE_KIND_VALUE);
+        assert_int_equal(info->set_prefix_len, 1);
+        assert_int_equal(info->footprint, 0);
+        n[0]++;
+    } else {
+        n[1]++;
+    }
+    return 0;
+}
+
+/* Members are values of their full names: described, listed, found and unique in the
+ * store; never put, deleted or shadowed one by one; and a set cannot be loaded over
+ * names already taken (checked at create and again at commit). */
+static void test_arrayset_members_are_values(void **state)
+{
+    struct fixture *f = *state;
+    make_set(f->s, "p", 0);
+    shmstore_obj_info_t info;
+    T_OK(shmstore_info(f->s, "p/b/b1", &info));
+    assert_string_equal(info.name, "p/b/b1");
+    assert_int_equal(info.kind, SHMSTORE_KIND_VALUE);
+    assert_int_equal(info.size, 400);
+    assert_int_equal(info.version, 1);
+    assert_int_equal(info.is_sealed, 1);
+    assert_string_equal(info.desc.dtype, "<f4");
+    assert_int_equal(info.set_prefix_len, 1);
+    T_ASSERT_RC(shmstore_info(f->s, "p/b", &info), -ENOENT); /* a group, not a member */
+    T_ASSERT_RC(shmstore_info(f->s, "p/zz", &info), -ENOENT);
+    int n[2] = {0, 0};
+    T_OK(shmstore_list(f->s, NULL, count_members, n));
+    assert_int_equal(n[0], 3);
+    assert_int_equal(n[1], 1);
+    n[0] = n[1] = 0;
+    T_OK(shmstore_list(f->s, "p/b/", count_members, n)); /* a prefix inside the set */
+    assert_int_equal(n[0], 2);
+    assert_int_equal(n[1], 0);
+    shmstore_set_t *set;
+    size_t i;
+    T_OK(shmstore_set_open_member(f->s, "p/b/s", &set, &i));
+    shmstore_view_t v;
+    T_OK(shmstore_set_view(set, i, &v));
+    assert_memory_equal(v.data, "hello", 5);
+    shmstore_view_release(&v);
+    shmstore_set_close(set);
+    T_ASSERT_RC(shmstore_set_open_member(f->s, "p/b", &set, &i), -ENOENT);
+    T_ASSERT_RC(shmstore_set_open_member(f->s, "nope/x", &set, &i), -ENOENT);
+    /* Immutable: no value of a member's name, no deleting one member. */
+    uint64_t x = 7;
+    T_ASSERT_RC(shmstore_put(f->s, "p/a", NULL, &x, sizeof(x), 0), -EEXIST);
+    assert_non_null(strstr(shmstore_errmsg(), "member of set 'p'"));
+    T_ASSERT_RC(shmstore_delete(f->s, "p/a"), -EPERM);
+    /* No other set over the same names ("p/b" with "b1" is p's "b/b1"). */
+    shmstore_set_member_t m1 = {.name = "b1", .len = 8};
+    shmstore_datum_init(&m1.desc, SHMSTORE_T_INT64);
+    T_ASSERT_RC(shmstore_set_create(f->s, "p/b", 0, &m1, 1, &set), -EEXIST);
+    /* A set over a name a value holds: refused at create ... */
+    T_OK(shmstore_put(f->s, "q/b1", NULL, &x, sizeof(x), 0));
+    T_ASSERT_RC(shmstore_set_create(f->s, "q", 0, &m1, 1, &set), -EEXIST);
+    assert_non_null(strstr(shmstore_errmsg(), "q/b1"));
+    /* ... and at commit when the value appeared while the set was loading. */
+    T_OK(shmstore_set_create(f->s, "r", 0, &m1, 1, &set));
+    T_OK(shmstore_put(f->s, "r/b1", NULL, &x, sizeof(x), 0));
+    T_ASSERT_RC(shmstore_set_commit(set), -EEXIST);
+    shmstore_set_close(set);
+    T_ASSERT_RC(shmstore_set_open(f->s, "r", &set), -ENOENT);
+    uint64_t n_del = 0;
+    T_OK(shmstore_delete_prefix(f->s, "p", &n_del));
+    assert_int_equal(n_del, 1); /* the set; its members went with it */
+    T_ASSERT_RC(shmstore_info(f->s, "p/a", &info), -ENOENT);
+    T_OK(shmstore_put(f->s, "p/a", NULL, &x, sizeof(x), 0)); /* the name is free again */
+    T_OK(shmstore_delete_prefix(f->s, "p", NULL));
+    T_OK(shmstore_delete_prefix(f->s, "q", NULL));
+    T_OK(shmstore_delete_prefix(f->s, "r", NULL));
+    assert_empty(f);
+}
+
 static void test_arrayset_delete_prefix(void **state)
 {
     struct fixture *f = *state;
@@ -549,6 +630,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arrayset_empty_and_zero_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_view_outlives_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_view_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arrayset_members_are_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_delete_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_persistent_outlives_creator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_tied_goes_with_creator, setup, teardown),
