@@ -917,11 +917,66 @@ static hid_t dtype_to_h5(const char *dt)
     }
 }
 
+/* The next quoted string ('...') or integer of a Python-literal list at *p, advancing. */
+static bool next_item(const char **p, char *str, size_t cap, uint64_t *num)
+{
+    const char *q = *p + strspn(*p, " ,");
+    if (*q == '\'') {
+        const char *end = strchr(q + 1, '\'');
+        if (!end || (size_t)(end - q - 1) >= cap)
+            return false;
+        memcpy(str, q + 1, (size_t)(end - q - 1));
+        str[end - q - 1] = '\0';
+        *p = end + 1;
+        return true;
+    }
+    char *end;
+    *num = strtoull(q, &end, 10);
+    if (end == q)
+        return false;
+    *p = end;
+    return true;
+}
+
+/* The compound type of a record member: its "__dtype__" attr as map_record() wrote it
+ * ("{'names': [...], 'formats': [...], 'offsets': [...], 'itemsize': N}"), each field
+ * of the HDF5 type of its dtype. -1 if it does not parse (the member is saved as bytes). */
+static hid_t record_type(const char *descr, uint32_t len)
+{
+    char d[2048];
+    if (len >= sizeof(d))
+        return -1;
+    memcpy(d, descr, len);
+    d[len] = '\0';
+    const char *pn = strstr(d, "'names': ["), *pf = strstr(d, "'formats': ["),
+               *po = strstr(d, "'offsets': ["), *pi = strstr(d, "'itemsize': ");
+    if (!pn || !pf || !po || !pi)
+        return -1;
+    pn += 10, pf += 12, po += 12, pi += 12;
+    uint64_t size = strtoull(pi, NULL, 10), off, unused;
+    hid_t t = size ? H5Tcreate(H5T_COMPOUND, size) : -1;
+    char fname[640], fmt[SHMSTORE_DTYPE_MAX];
+    while (t >= 0 && *pn != ']') {
+        hid_t ft = -1;
+        if (!next_item(&pn, fname, sizeof(fname), &unused) ||
+            !next_item(&pf, fmt, sizeof(fmt), &unused) || !next_item(&po, fname + 0, 0, &off) ||
+            (ft = dtype_to_h5(fmt)) < 0 || H5Tinsert(t, fname, off, ft) < 0) {
+            H5Tclose(t);
+            t = -1;
+        }
+        if (ft >= 0)
+            H5Tclose(ft);
+        pn += strspn(pn, " ");
+    }
+    return t;
+}
+
 struct save_ctx {
     const char *file;
     const char *member;
     hid_t obj;
     int err;
+    bool is_record; /* written as a compound: its "__dtype__" attr is the type itself */
 };
 
 /* Parse the .npy header we write (npy_encode): descr and shape. */
@@ -974,6 +1029,8 @@ static int write_attr(hid_t obj, const char *key, hid_t t, hid_t sp, const void 
 static int attr_out(const char *key, shmstore_type_t type, const void *val, uint32_t len, void *arg)
 {
     struct save_ctx *c = arg;
+    if (c->is_record && strcmp(key, "__dtype__") == 0)
+        return 0;
     hid_t t = -1, sp = H5Screate(H5S_SCALAR);
     int r = 0;
     char dt[SHMSTORE_DTYPE_MAX];
@@ -1054,7 +1111,7 @@ static hid_t group_at(hid_t fid, const char *path)
 static int save_member(hid_t fid, const char *file, const shmstore_set_member_t *mi,
                        const void *data)
 {
-    struct save_ctx c = {file, mi->name, -1, 0};
+    struct save_ctx c = {file, mi->name, -1, 0, false};
     const char *last = strrchr(mi->name, '/');
     last = last ? last + 1 : mi->name;
     char dir[SHMSTORE_NAME_MAX + 1];
@@ -1074,7 +1131,19 @@ static int save_member(hid_t fid, const char *file, const shmstore_set_member_t 
         hsize_t dims[SHMSTORE_NDIM_MAX];
         for (uint32_t i = 0; i < d->ndim; i++)
             dims[i] = d->shape[i];
-        t = dtype_to_h5(d->dtype);
+        shmstore_type_t at;
+        const void *descr;
+        uint32_t dl;
+        /* A compound dataset loaded from HDF5 goes back as the same compound type. */
+        if (d->dtype[1] == 'S' && d->attrs_len &&
+            shmstore_attrs_get(d->attrs, d->attrs_len, "__dtype__", &at, &descr, &dl) == 0 &&
+            at == SHMSTORE_T_STR && (t = record_type(descr, dl)) >= 0 &&
+            (int64_t)H5Tget_size(t) == shmstore_dtype_itemsize(d->dtype))
+            c.is_record = true;
+        else if (t >= 0)
+            H5Tclose(t), t = -1;
+        if (t < 0)
+            t = dtype_to_h5(d->dtype);
         sp = d->ndim ? H5Screate_simple((int)d->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
         break;
     }

@@ -221,6 +221,11 @@ def test_hdf5_save_then_load(store, h5dir, tmp_path):
             np.testing.assert_array_equal(g[name][()], f[name][()])
         assert g["a/b/c/chunked"].attrs["unit"] == "m/s"
         assert g.attrs["title"] == "test file"
+        # A compound dataset goes back as the same compound type, field by field.
+        assert g["records"].dtype == f["records"].dtype
+        assert g["records"].dtype.names == ("id", "x", "tag")
+        np.testing.assert_array_equal(g["records"][()], f["records"][()])
+        assert "__dtype__" not in g["records"].attrs
     store.load_hdf5(out, "g")
     a, b = store.get_tree("f"), store.get_tree("g")
     np.testing.assert_array_equal(a["records"], b["records"])
