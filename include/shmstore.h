@@ -825,8 +825,10 @@ typedef struct shmstore_set_member {
  * commits the memory, so it may take a while for large sets). Returns 0, -EEXIST (an
  * object `prefix` exists, no SHMSTORE_SET_OVERWRITE), -EINVAL (bad descriptor, duplicate
  * member, a member that is also another's group, n == 0 is allowed), SHMSTORE_ENAME (a
- * joined name too long, or invalid; the message names it), -ENOSPC, SHMSTORE_ELEASES
- * (this process already holds SLOT_HELD records: 8 sets being loaded or tied). */
+ * joined name too long, or invalid; the message names it), -EEXIST also when a member's
+ * full name is taken (members are values of their names), -ENOSPC, SHMSTORE_ELEASES
+ * (this process holds the most writer locks a process may, or its lease table is full).
+ * A process may load and tie any number of sets at once (no fixed limit). */
 SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned flags,
                                      const shmstore_set_member_t *m, size_t n,
                                      shmstore_set_t **out);

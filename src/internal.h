@@ -44,6 +44,7 @@ struct shmstore {
     pthread_mutex_t wait_mu;  /* guards wait_count and our slot's waits[] */
     uint32_t wait_count[SLOT_WAITS_MAX]; /* threads of ours waiting per waits[] entry */
     bool is_closed;          /* shmstore_close() ran: the mapping is gone */
+    uint64_t n_sets_owned;   /* arrayset.c, mutex: our sets being loaded or tied (at least) */
     _Atomic uint64_t refs;   /* the open itself + value handles + views: the last frees */
     char name[SHMSTORE_STORE_NAME_MAX + 1];
     char dir[4096];

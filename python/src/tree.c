@@ -367,17 +367,25 @@ PyObject *tree_get(StoreObject *self, PyObject *args, PyObject *kw)
 
 PyObject *tree_member(StoreObject *self, PyObject *name, int view)
 {
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb); /* the caller's NotFoundError, kept aside while we look */
     const char *cname = PyUnicode_AsUTF8(name);
     shmstore_set_t *set;
     size_t i;
-    if (!cname || store_check_open(self) < 0 || shm_numpy(self->st) < 0)
+    int r = cname ? shmstore_set_open_member(self->core->s, cname, &set, &i) : -ENOENT;
+    if (r == -ENOENT) {
+        PyErr_Restore(et, ev, tb); /* no set holds it: the caller's error stands */
         return NULL;
-    int r = shmstore_set_open_member(self->core->s, cname, &set, &i);
-    if (r == -ENOENT)
-        return NULL; /* the caller's NotFoundError stands */
-    PyErr_Clear();
+    }
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(tb);
     if (r < 0)
         return shm_raise(self->st, r), NULL;
+    if (shm_numpy(self->st) < 0) {
+        shmstore_set_close(set);
+        return NULL;
+    }
     shmstore_obj_info_t info;
     int writable = shmstore_set_info(set, &info) == 0 && (info.set_flags & SHMSTORE_SET_WRITABLE);
     PyObject *o = member_obj(self->st, self->core, set, i, writable);

@@ -181,6 +181,20 @@ def test_tree_not_persistent_goes_with_its_creator(store, store_name):
     assert store.names() == []
 
 
+def test_tree_many_not_persistent_sets_in_one_process(store, store_name):
+    # No limit on the sets one process ties to its life (cute-shm's persistent=False for
+    # every project); all of them go with it, and so does a load it was killed in.
+    code = ("import os, shmstore, numpy as np; s = shmstore.Store(%r, create=False)\n"
+            "for i in range(40): s.put_tree(f'p{i}', {'a': np.full(3, i)}, persistent=False)\n"
+            "print(len([n for n in s.names() if '/' not in n]), flush=True)\n"
+            "os.kill(os.getpid(), 9)" % store_name)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ))
+    assert out.returncode == -9 and out.stdout.split() == ["40"], out.stderr
+    store.gc()
+    assert store.names() == []
+
+
 def test_hdf5_load_matches_h5py(store, h5dir):
     path = make(h5dir, "all")
     assert store.load_hdf5(path, "f") == 25

@@ -473,6 +473,19 @@ struct life {
     _Atomic int ready;
 };
 
+/* A child's end as `how` says: closes and exits, exits without closing, or waits for its
+ * SIGKILL; `*flag = value` tells the parent it got there. */
+static void child_end(shmstore_t *s, enum how how, _Atomic int *flag, int value)
+{
+    if (how == H_CLOSE)
+        shmstore_close(s);
+    atomic_store(flag, value);
+    if (how == H_KILL)
+        for (;;)
+            pause();
+    _exit(0); /* H_EXIT: no close */
+}
+
 static void child_make(void *arg)
 {
     struct life *l = arg;
@@ -485,13 +498,7 @@ static void child_make(void *arg)
     fill(set);
     T_CHILD_RC(shmstore_set_commit(set), 0);
     shmstore_set_close(set);
-    if (l->how == H_CLOSE)
-        shmstore_close(s);
-    atomic_store(&l->ready, 1);
-    if (l->how == H_KILL)
-        for (;;)
-            pause();
-    _exit(0); /* H_EXIT: no close */
+    child_end(s, l->how, &l->ready, 1);
 }
 
 static void run_life(struct fixture *f, unsigned flags, enum how how)
@@ -517,6 +524,126 @@ static void run_life(struct fixture *f, unsigned flags, enum how how)
     }
     assert_empty(f);
     t_shared_free(l, sizeof(*l));
+}
+
+/* Many sets owned at once by one process: N_TIED tied, N_LOADING being loaded, some of
+ * them deleted by the owner and some by another process (the anchor among them), more
+ * made after that; all of them go with the owner, however it ends. */
+#define N_TIED 100
+#define N_LOADING 20
+struct many {
+    char store[128];
+    enum how how;
+    _Atomic int step; /* 1: the child made its sets; 2: the parent deleted some */
+};
+
+static void tied_set(shmstore_t *s, const char *prefix, bool commit)
+{
+    shmstore_set_member_t m[3];
+    shmstore_set_t *set;
+    members(m);
+    T_CHILD_RC(shmstore_set_create(s, prefix, SHMSTORE_SET_TIED, m, 3, &set), 0);
+    fill(set);
+    if (commit) {
+        T_CHILD_RC(shmstore_set_commit(set), 0);
+        shmstore_set_close(set);
+    } /* else left loading: the handle (and the set) are the process's until it ends */
+}
+
+static void child_many(void *arg)
+{
+    struct many *l = arg;
+    shmstore_t *s;
+    char name[32];
+    T_CHILD_RC(shmstore_open(l->store, 0, NULL, &s), 0);
+    for (int i = 0; i < N_TIED; i++) {
+        snprintf(name, sizeof(name), "t%d", i);
+        tied_set(s, name, true);
+        if (i % 10 == 3) { /* an untied one between them: the anchor record stays right */
+            snprintf(name, sizeof(name), "keep%d", i);
+            shmstore_set_member_t m[3];
+            shmstore_set_t *set;
+            members(m);
+            T_CHILD_RC(shmstore_set_create(s, name, 0, m, 3, &set), 0);
+            T_CHILD_RC(shmstore_set_commit(set), 0);
+            shmstore_set_close(set);
+        }
+    }
+    T_CHILD_RC(shmstore_delete(s, "t0"), 0); /* the first: the anchor moves */
+    T_CHILD_RC(shmstore_delete(s, "t1"), 0);
+    for (int i = 0; i < N_LOADING; i++) {
+        snprintf(name, sizeof(name), "loading%d", i);
+        tied_set(s, name, false);
+    }
+    atomic_store(&l->step, 1);
+    while (atomic_load(&l->step) != 2)
+        usleep(1000);
+    for (int i = 0; i < 5; i++) { /* after another process deleted our anchor */
+        snprintf(name, sizeof(name), "late%d", i);
+        tied_set(s, name, true);
+    }
+    child_end(s, l->how, &l->step, 3);
+}
+
+static int count_objects(const shmstore_obj_info_t *info, void *arg)
+{
+    if (!info->set_prefix_len)
+        ++*(int *)arg;
+    return 0;
+}
+
+static void test_arrayset_many_tied_sets(void **state)
+{
+    struct fixture *f = *state;
+    /* The name index grows for this many objects: grow it first, then take the baseline. */
+    for (int i = 0; i < 2 * N_TIED; i++) {
+        char name[32];
+        uint64_t x = 1;
+        snprintf(name, sizeof(name), "grow%d", i);
+        T_OK(shmstore_put(f->s, name, NULL, &x, sizeof(x), 0));
+    }
+    for (int i = 0; i < 2 * N_TIED; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "grow%d", i);
+        T_OK(shmstore_delete(f->s, name));
+    }
+    shmstore_stat_t st;
+    T_OK(shmstore_gc(f->s, NULL));
+    T_OK(shmstore_stat(f->s, &st));
+    f->base_used = st.used;
+    for (enum how how = H_CLOSE; how <= H_KILL; how++) {
+        struct many *l = t_shared_alloc(sizeof(*l));
+        snprintf(l->store, sizeof(l->store), "%s", f->name);
+        l->how = how;
+        pid_t pid = t_fork(child_many, l);
+        while (atomic_load(&l->step) != 1)
+            usleep(1000);
+        int n = 0;
+        T_OK(shmstore_list(f->s, NULL, count_objects, &n));
+        assert_int_equal(n, N_TIED - 2 + N_LOADING + N_TIED / 10);
+        for (int i = 2; i < N_TIED - 10; i++) { /* the anchor among them: not by its owner */
+            char name[32];
+            snprintf(name, sizeof(name), "t%d", i);
+            T_OK(shmstore_delete(f->s, name));
+        }
+        atomic_store(&l->step, 2);
+        while (atomic_load(&l->step) != 3)
+            usleep(1000);
+        if (how == H_KILL)
+            kill(pid, SIGKILL);
+        assert_int_equal(t_wait_child(pid, 20000), how == H_KILL ? 128 + SIGKILL : 0);
+        T_OK(shmstore_gc(f->s, NULL));
+        n = 0;
+        T_OK(shmstore_list(f->s, NULL, count_objects, &n));
+        assert_int_equal(n, N_TIED / 10); /* only the untied ones */
+        for (int i = 3; i < N_TIED; i += 10) {
+            char name[32];
+            snprintf(name, sizeof(name), "keep%d", i);
+            T_OK(shmstore_delete(f->s, name));
+        }
+        assert_empty(f);
+        t_shared_free(l, sizeof(*l));
+    }
 }
 
 static void test_arrayset_persistent_outlives_creator(void **state)
@@ -634,6 +761,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arrayset_delete_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_persistent_outlives_creator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_tied_goes_with_creator, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arrayset_many_tied_sets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_shared_writable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_killed_while_loading, setup, teardown),
     };
