@@ -713,7 +713,7 @@ SHMSTORE_API int shmstore_list(shmstore_t *s, const char *prefix,
     int r = shmstore__check_fork(s);
     if (r < 0 || (r = shmstore__lock(s)) < 0)
         return r;
-    struct list_ctx c = {prefix, prefix ? strlen(prefix) : 0, fn, arg};
+    struct list_ctx c = {prefix ? prefix : "", prefix ? strlen(prefix) : 0, fn, arg};
     r = shmstore__index_foreach(s, list_one, &c);
     shmstore__unlock(s);
     return r;
