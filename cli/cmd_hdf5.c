@@ -226,23 +226,16 @@ int cli_print_set_tree(shmstore_t *s, const char *prefix, FILE *f)
     return 0;
 }
 
-/* A view of member "rest" of a set whose prefix starts `name` (cat STORE/SET/MEMBER).
- * Returns 0, or -ENOENT when no set holds that name. */
+/* A view of the set member called `name` (cat STORE/SET/MEMBER). Returns 0, or -ENOENT
+ * when no set holds that name. */
 int cli_set_member_view(shmstore_t *s, const char *name, shmstore_view_t *out)
 {
-    char buf[SHMSTORE_NAME_MAX + 1];
-    snprintf(buf, sizeof(buf), "%s", name);
-    for (char *slash = strrchr(buf, '/'); slash; slash = strrchr(buf, '/')) {
-        *slash = '\0';
-        shmstore_set_t *set;
-        size_t i;
-        if (shmstore_set_open(s, buf, &set) != 0)
-            continue;
-        int rc = shmstore_set_find(set, name + (slash - buf) + 1, &i);
-        if (rc == 0)
-            rc = shmstore_set_view(set, i, out);
+    shmstore_set_t *set;
+    size_t i;
+    int rc = shmstore_set_open_member(s, name, &set, &i);
+    if (rc == 0) {
+        rc = shmstore_set_view(set, i, out);
         shmstore_set_close(set);
-        return rc;
     }
-    return -ENOENT;
+    return rc;
 }

@@ -308,21 +308,28 @@ typedef struct shmstore_obj_info {
     /* Tables (added last): 1 while its creator is still clearing its record slots (opens
      * wait for it; the metadata mutex is not held meanwhile). */
     uint32_t table_initialising;
+    /* A member of an array set, listed and described as a value of its own (kind VALUE,
+     * version 1, sealed unless the set is shared-writable, footprint 0: the set's counts
+     * it): the bytes of `name` that are the set's prefix. 0 for every other object. */
+    uint32_t set_prefix_len;
 } shmstore_obj_info_t;
 
 /* Call `fn` for every object whose name starts with `prefix` (NULL or "" = all), in no
- * particular order. Takes the metadata lock for the walk (may block briefly); `fn` must
+ * particular order; the members of array sets are listed too, each as a value of its
+ * full name (set_prefix_len says which set holds it). Takes the metadata lock for the walk (may block briefly); `fn` must
  * not call back into this store. Returns 0, what `fn` returned, or SHMSTORE_ECORRUPT. */
 SHMSTORE_API int shmstore_list(shmstore_t *s, const char *prefix,
                                int (*fn)(const shmstore_obj_info_t *info, void *arg), void *arg);
 
-/* Describe the object `name`. Returns 0, -ENOENT, SHMSTORE_ENAME. */
+/* Describe the object `name` (or the member of an array set of that full name). Returns
+ * 0, -ENOENT, SHMSTORE_ENAME. */
 SHMSTORE_API int shmstore_info(shmstore_t *s, const char *name, shmstore_obj_info_t *out);
 
 /* Remove the object `name` from the index. Open handles then fail with -ESTALE; views
  * stay valid and the memory is freed when the last is released. Waits for a writer of
  * the object that is mid-put (so a thread must not delete a value it has reserved or
- * locked). Returns 0, -ENOENT, SHMSTORE_ENAME. */
+ * locked). Returns 0, -ENOENT, SHMSTORE_ENAME, -EPERM (a member of an array set: a set
+ * is removed whole). */
 SHMSTORE_API int shmstore_delete(shmstore_t *s, const char *name);
 
 /* ------------------------------------------------------------------------------------
@@ -832,6 +839,8 @@ typedef struct shmstore_set_member {
     const char *name;
     shmstore_datum_t desc;
     uint64_t len;
+    uint64_t offset; /* out (shmstore_set_member()): where the payload starts in the view
+                        of shmstore_set_view_all(); ignored by shmstore_set_create() */
 } shmstore_set_member_t;
 
 /* Begin loading the set `prefix` with members m[0..n): allocate one block for all of
@@ -842,8 +851,10 @@ typedef struct shmstore_set_member {
  * commits the memory, so it may take a while for large sets). Returns 0, -EEXIST (an
  * object `prefix` exists, no SHMSTORE_SET_OVERWRITE), -EINVAL (bad descriptor, duplicate
  * member, a member that is also another's group, n == 0 is allowed), SHMSTORE_ENAME (a
- * joined name too long, or invalid; the message names it), -ENOSPC, SHMSTORE_ELEASES
- * (this process already holds SLOT_HELD records: 8 sets being loaded or tied). */
+ * joined name too long, or invalid; the message names it), -EEXIST also when a member's
+ * full name is taken (members are values of their names), -ENOSPC, SHMSTORE_ELEASES
+ * (this process holds the most writer locks a process may, or its lease table is full).
+ * A process may load and tie any number of sets at once (no fixed limit). */
 SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned flags,
                                      const shmstore_set_member_t *m, size_t n,
                                      shmstore_set_t **out);
@@ -887,6 +898,13 @@ SHMSTORE_API size_t shmstore_set_count(const shmstore_set_t *set);
 SHMSTORE_API int shmstore_set_member(const shmstore_set_t *set, size_t i,
                                      shmstore_set_member_t *out);
 
+/* Open the set holding the member whose full name is `name` ("prefix/b/b1": members are
+ * values of their own names) and find it: *out is the open set (shmstore_set_close() it)
+ * and *i the member's index. Returns 0, -ENOENT (no set holds that name),
+ * SHMSTORE_ENAME, SHMSTORE_ELEASES, SHMSTORE_ECORRUPT. */
+SHMSTORE_API int shmstore_set_open_member(shmstore_t *s, const char *name, shmstore_set_t **out,
+                                          size_t *i);
+
 /* The index of the member called `name` (relative). Returns 0 or -ENOENT. */
 SHMSTORE_API int shmstore_set_find(const shmstore_set_t *set, const char *name, size_t *i);
 
@@ -895,6 +913,13 @@ SHMSTORE_API int shmstore_set_find(const shmstore_set_t *set, const char *name, 
  * shmstore_view_release(). For a SHMSTORE_SET_WRITABLE set, view.data may be written
  * (cast away const). Never blocks. Returns 0, -ERANGE, SHMSTORE_ELEASES. */
 SHMSTORE_API int shmstore_set_view(shmstore_set_t *set, size_t i, shmstore_view_t *out);
+
+/* One leased, zero-copy view of every member's payload at once (type BYTES): member i's
+ * payload is at view.data + shmstore_set_member(set, i).offset. One lease for the whole
+ * set whatever its size (what a reader building all the members' arrays wants). Same
+ * lifetime and writability as shmstore_set_view(). Never blocks. Returns 0,
+ * SHMSTORE_ELEASES. */
+SHMSTORE_API int shmstore_set_view_all(shmstore_set_t *set, shmstore_view_t *out);
 
 /* Describe the set (as shmstore_info()). Returns 0 or -ESTALE. */
 SHMSTORE_API int shmstore_set_info(shmstore_set_t *set, shmstore_obj_info_t *out);

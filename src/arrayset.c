@@ -9,18 +9,23 @@
  *   name lookup and one pin whatever its size (O(members) only to validate the
  *   directory, which is process-local arithmetic).
  * - Life cycle. shmstore_set_create() makes the OBJ in state LOADING under the metadata
- *   mutex and, in the same critical section, records it in the creator's held[] list
- *   (tag SET_REC_TAG): from the first instant the object is reachable, recovery of the
- *   creator's slot (its death, or its shmstore_close()) knows to remove it. Then the
+ *   mutex and, in the same critical section, makes sure the creator's held[] list has its
+ *   one anchor record (tag SET_ANCHOR_TAG, naming one of the sets the slot owns, pinned
+ *   by it): from the first instant the object is reachable, recovery of the creator's
+ *   slot (its death, or its shmstore_close()) knows to remove it, and every other set
+ *   the slot is loading or has tied (it finds them by an index scan: owner slot and
+ *   attach time). One record for any number of sets: no limit but the store's memory.
+ *   When the anchor's set stops needing removal (committed untied, or deleted by us) the
+ *   record moves to another set we own (s->n_sets_owned says whether a scan is needed). Then the
  *   DATA block is allocated (committed with fallocate: ENOSPC here, never SIGBUS later)
  *   and its offset stored in the body under the mutex, so gc always sees it referenced.
  *   The creator writes the directory and the payloads without any lock: nobody else
  *   reads a LOADING set (open refuses it). Commit stores READY under the mutex
  *   (release; the directory and payloads were written before, and opens read the state
  *   under the same mutex), and drops the held[] record unless the set is TIED.
- * - Recovery (set_recover) removes the set when the dead slot is still its owner (slot
- *   and attach time both match: an offset reused by another process's set is left
- *   alone) and it is LOADING or TIED. Readers never remove anything.
+ * - Recovery (set_recover) removes the sets whose owner is the dead slot (slot and attach
+ *   time both match: an offset reused by another process's set is left alone) that are
+ *   LOADING or TIED. Readers never remove anything.
  * - Overwrite: a set replacing an existing object is loaded under a temporary name
  *   (".shmstore-loading-<pid>-<n>") and renamed at commit, after the old object is
  *   deleted: readers see the old set until the new one is complete, then (for the span
@@ -39,8 +44,13 @@
 
 #include "internal.h"
 
-/* held[] tag: this slot created the set (loading, or tied to its life). */
+/* held[] tags. SET_REC_TAG: this slot created the set, loading or tied (one record per
+ * set, as older versions of this file wrote them; still recovered). SET_ANCHOR_TAG: this
+ * slot owns sets being loaded or tied, any number of them; the record names one, which
+ * the slot also pins (so its header outlives a deletion by anybody: the record never
+ * names a reused block), and recovery removes every set the slot owns. */
 #define SET_REC_TAG 0x1ull
+#define SET_ANCHOR_TAG 0x2ull
 
 struct shmstore_set {
     shmstore_t *s;
@@ -53,6 +63,7 @@ struct shmstore_set {
     uint64_t blk_len;   /* its whole size */
     const struct set_member *mem;
     size_t n;
+    uint64_t pay_off, pay_end; /* the members' payloads: [pay_off, pay_end) of the block */
     unsigned flags;     /* SET_F_* */
     bool is_loading;    /* created by this handle, not yet committed */
     char target[SHMSTORE_NAME_MAX + 1]; /* overwrite: the final name ("" = the same) */
@@ -223,50 +234,167 @@ static void write_dir(struct shmstore_set *set, shmstore_set_member_t *const *v,
     }
 }
 
+/* The span of the members' payloads (validated directory): what shmstore_set_view_all()
+ * shows, and nothing of the directory (a writable set's readers must not reach it). */
+static void payload_bounds(struct shmstore_set *set)
+{
+    const struct set_dir *d = (const struct set_dir *)(set->blk + BLK_HDR_SIZE);
+    set->pay_end = d->end_off;
+    set->pay_off = d->end_off;
+    for (size_t i = 0; i < set->n; i++)
+        if (set->mem[i].data_off < set->pay_off)
+            set->pay_off = set->mem[i].data_off;
+}
+
 /* ---- deletion and recovery ------------------------------------------------------------- */
 
-/* Mutex held: remove set `o` at `off` (generation already checked). */
-static void set_remove_locked(shmstore_t *s, struct obj_hdr *o, uint64_t off)
+/* Does the set need removing when its owner goes: being loaded, or tied? */
+static bool is_covered(struct obj_hdr *o)
 {
     struct set_body *sb = body_of(o);
+    return !(atomic_load_explicit(&o->flags, memory_order_acquire) & OBJ_F_DELETED) &&
+           (atomic_load_explicit(&sb->state, memory_order_acquire) == SET_LOADING ||
+            (sb->flags & SET_F_TIED));
+}
+
+static bool is_owned(struct obj_hdr *o, uint32_t slot, uint64_t attach_ns)
+{
+    return o->kind == SHMSTORE_KIND_SET && body_of(o)->owner_slot == slot &&
+           body_of(o)->owner_attach_ns == attach_ns;
+}
+
+/* The sets a slot owns and must remove when it goes (an index scan): counted, the first
+ * in `first`, all of them in offs[] when is_collect. */
+struct owned {
+    uint32_t slot;
+    uint64_t attach_ns, exclude;
+    bool is_collect, is_oom;
+    uint64_t *offs;
+    size_t n, cap;
+    uint64_t first;
+};
+
+static int owned_one(shmstore_t *s, uint64_t off, void *arg)
+{
+    struct owned *w = arg;
+    struct obj_hdr *o = shmstore__obj(s, off);
+    if (!o || off == w->exclude || !is_owned(o, w->slot, w->attach_ns) || !is_covered(o))
+        return 0;
+    if (!w->n++)
+        w->first = off;
+    if (w->is_collect && w->n > w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 16;
+        uint64_t *p = realloc(w->offs, cap * sizeof(*p));
+        if (!p) {
+            w->is_oom = true;
+            return 1;
+        }
+        w->offs = p;
+        w->cap = cap;
+    }
+    if (w->is_collect)
+        w->offs[w->n - 1] = off;
+    return 0;
+}
+
+/* Mutex held: the set our slot's anchor record names, or 0. */
+static uint64_t our_anchor(shmstore_t *s)
+{
+    const struct proc_slot *ps = shmstore__proc_slot(s, s->slot);
+    for (unsigned k = 0; k < SLOT_HELD_MAX; k++) {
+        uint64_t rec = atomic_load_explicit(&ps->held[k], memory_order_relaxed);
+        struct obj_hdr *o = (rec & REC_TAG_MASK) == SET_ANCHOR_TAG
+                                ? shmstore__obj(s, rec & ~REC_TAG_MASK) : NULL;
+        if (o && is_owned(o, s->slot, s->attach_ns)) /* the tag alone could be another kind's */
+            return rec & ~REC_TAG_MASK;
+    }
+    return 0;
+}
+
+/* Mutex held: our set at `off` no longer needs removing with us (committed, or being
+ * removed). If the anchor names it, move the anchor to another set we own, or drop it;
+ * `*unpin` is then the block whose anchor pin the caller drops after unlocking (unpin
+ * may take the mutex). The new record is made before the old goes: a crash in between
+ * leaves two, both ours and pinned, which recovery handles alike. */
+static void anchor_drop(shmstore_t *s, uint64_t off, uint64_t *unpin)
+{
+    if (s->n_sets_owned)
+        s->n_sets_owned--;
+    if (our_anchor(s) != off)
+        return;
+    struct owned w = {.slot = s->slot, .attach_ns = s->attach_ns, .exclude = off};
+    if (s->n_sets_owned) /* a hint: another process may have deleted some since */
+        shmstore__index_foreach(s, owned_one, &w);
+    s->n_sets_owned = w.n;
+    if (w.n && (shmstore__proc_hold(s, w.first | SET_ANCHOR_TAG) < 0 ||
+                shmstore__pin(s, w.first, NULL) < 0)) {
+        shmstore__proc_unhold(s, w.first | SET_ANCHOR_TAG);
+        return; /* no room: the old anchor stays (pinned, so its header stays too) */
+    }
+    shmstore__proc_unhold(s, off | SET_ANCHOR_TAG);
+    *unpin = off;
+}
+
+/* Mutex held: remove set `o` at `off` (generation already checked). `unpin` NULL: for
+ * recovery (no anchor upkeep: the dead slot's records all go). */
+static void set_remove_locked(shmstore_t *s, struct obj_hdr *o, uint64_t off, uint64_t *unpin)
+{
+    struct set_body *sb = body_of(o);
+    if (unpin && is_owned(o, s->slot, s->attach_ns) && is_covered(o)) {
+        shmstore__proc_unhold(s, off | SET_REC_TAG);
+        anchor_drop(s, off, unpin);
+    }
     atomic_fetch_or_explicit(&o->flags, OBJ_F_DELETED, memory_order_seq_cst);
     shmstore__index_remove(s, o->hash, off);
     s->hdr->n_objects--;
     if (sb->data_off)
         shmstore__blk_release_locked(s, sb->data_off);
-    /* Our own record (a set we are loading or that is tied to us) goes with it. */
-    if (sb->owner_slot == s->slot && sb->owner_attach_ns == s->attach_ns)
-        shmstore__proc_unhold(s, off | SET_REC_TAG);
     shmstore__blk_release_locked(s, off);
 }
 
 static int set_delete(shmstore_t *s, uint64_t off, uint64_t gen)
 {
+    uint64_t unpin = 0;
     int r = shmstore__lock(s);
     if (r < 0)
         return r;
     struct obj_hdr *o = shmstore__obj(s, off);
     if (o && o->gen == gen && !(atomic_load_explicit(&o->flags, memory_order_acquire) & OBJ_F_DELETED))
-        set_remove_locked(s, o, off);
+        set_remove_locked(s, o, off, &unpin);
     else
         r = shmstore__seterr(-ENOENT, "set was deleted meanwhile");
     shmstore__unlock(s);
+    if (unpin)
+        shmstore__unpin(s, unpin);
     return r;
 }
 
 static void set_recover(shmstore_t *s, struct obj_hdr *o, uint64_t rec, uint32_t dead)
 {
-    uint64_t off = rec & ~REC_TAG_MASK;
-    struct set_body *sb = body_of(o);
+    uint64_t off = rec & ~REC_TAG_MASK, tag = rec & REC_TAG_MASK;
     if (shmstore__lock(s) < 0)
         return;
     const struct proc_slot *ps = shmstore__proc_slot(s, dead);
-    if (o->kind == SHMSTORE_KIND_SET && sb->owner_slot == dead &&
-        sb->owner_attach_ns == ps->attach_ns &&
-        !(atomic_load_explicit(&o->flags, memory_order_acquire) & OBJ_F_DELETED) &&
-        (atomic_load_explicit(&sb->state, memory_order_acquire) == SET_LOADING ||
-         (sb->flags & SET_F_TIED)))
-        set_remove_locked(s, o, off);
+    /* The object is the record's only while it is a set of the dead slot's attachment:
+     * an offset reused by another process's set is left alone. */
+    if (is_owned(o, dead, ps->attach_ns) && tag == SET_REC_TAG && is_covered(o)) {
+        set_remove_locked(s, o, off, NULL);
+    } else if (is_owned(o, dead, ps->attach_ns) && tag == SET_ANCHOR_TAG) {
+        /* Every set the slot owns (the anchor too, unless deleted already), collected
+         * first: removing unindexes them. */
+        struct owned w = {.slot = dead, .attach_ns = ps->attach_ns, .is_collect = true};
+        shmstore__index_foreach(s, owned_one, &w);
+        for (size_t i = 0; i < w.n && !w.is_oom; i++)
+            set_remove_locked(s, shmstore__obj(s, w.offs[i]), w.offs[i], NULL);
+        free(w.offs);
+        /* Out of process memory: one at a time, a scan each. */
+        for (bool more = w.is_oom; more;) {
+            struct owned c = {.slot = dead, .attach_ns = ps->attach_ns};
+            shmstore__index_foreach(s, owned_one, &c);
+            if ((more = c.n > 0))
+                set_remove_locked(s, shmstore__obj(s, c.first), c.first, NULL);
+        }
+    }
     shmstore__unlock(s);
 }
 
@@ -274,8 +402,39 @@ static void set_recover(shmstore_t *s, struct obj_hdr *o, uint64_t rec, uint32_t
 
 struct create_ctx {
     unsigned flags;
-    uint64_t rec;  /* held[] record made by init, 0 = none */
+    uint64_t off;     /* the object init made */
+    bool is_counted;  /* init counted it in s->n_sets_owned */
+    bool is_anchor;   /* init made our anchor record name it */
+    shmstore_set_member_t *const *v; /* the members, sorted */
+    size_t n;
+    bool is_clash; /* init failed: a member's full name is taken */
 };
+
+/* Mutex held: -EEXIST unless every member's full name "<prefix>/<member>" is free (no
+ * object of that name, no other set's member): members are values of their own names. */
+static int names_free(shmstore_t *s, const char *prefix, size_t n,
+                      const char *(*name_of)(const void *, size_t), const void *arg)
+{
+    char full[SHMSTORE_NAME_MAX + 1];
+    for (size_t i = 0; i < n; i++) {
+        int l = snprintf(full, sizeof(full), "%s/%s", prefix, name_of(arg, i));
+        int r = shmstore__name_free(s, full, (size_t)l);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static const char *given_name(const void *arg, size_t i)
+{
+    return ((shmstore_set_member_t *const *)arg)[i]->name;
+}
+
+static const char *dir_name(const void *arg, size_t i)
+{
+    const struct shmstore_set *set = arg;
+    return set->blk + set->mem[i].name_off;
+}
 
 /* Mutex held, before the object is indexed: the record goes in first, so that from the
  * moment the set is reachable our death removes it. */
@@ -284,18 +443,38 @@ static int set_init(shmstore_t *s, struct obj_hdr *o, void *arg)
     struct create_ctx *c = arg;
     struct set_body *sb = body_of(o);
     uint64_t off = shmstore__off(s, o) - BLK_HDR_SIZE;
+    int r = names_free(s, o->name, c->n, given_name, c->v);
+    if (r < 0) {
+        c->is_clash = true;
+        return r;
+    }
     atomic_store_explicit(&sb->state, SET_LOADING, memory_order_relaxed);
     sb->flags = c->flags;
     sb->owner_slot = s->slot;
     sb->owner_pid = (int32_t)getpid();
     sb->owner_attach_ns = s->attach_ns;
-    int r = shmstore__proc_hold(s, off | SET_REC_TAG);
-    if (r < 0)
-        return shmstore__seterr(r, "store '%s': this process already holds %u sets being loaded, "
-                                "tied sets and writer locks; commit or remove some", s->name,
-                                SLOT_HELD_MAX);
-    c->rec = off | SET_REC_TAG;
+    /* One record covers every set we load or tie, however many (recovery scans). */
+    if (!our_anchor(s) && (r = shmstore__proc_hold(s, off | SET_ANCHOR_TAG)) < 0)
+        return shmstore__seterr(r, "store '%s': this process already holds %u writer locks and "
+                                "records (the most one process holds at once); release some",
+                                s->name, SLOT_HELD_MAX);
+    c->is_anchor = r == 0 && our_anchor(s) == off;
+    c->off = off;
+    c->is_counted = true;
+    s->n_sets_owned++;
     return 0;
+}
+
+/* The anchor's own lease, taken once the set is indexed and leased by its handle (before,
+ * an insert failing would free a pinned block). On failure the record goes too. */
+static int anchor_pin(shmstore_t *s, uint64_t off)
+{
+    int r = shmstore__pin(s, off, NULL);
+    if (r < 0 && shmstore__lock(s) == 0) {
+        shmstore__proc_unhold(s, off | SET_ANCHOR_TAG);
+        shmstore__unlock(s);
+    }
+    return r;
 }
 
 static _Atomic uint64_t tmp_counter;
@@ -341,7 +520,7 @@ SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned
 
     unsigned kflags = (flags & SHMSTORE_SET_TIED ? SET_F_TIED : 0) |
                       (flags & SHMSTORE_SET_WRITABLE ? SET_F_WRITABLE : 0);
-    struct create_ctx c = {kflags, 0};
+    struct create_ctx c = {kflags, 0, false, false, v, n, false};
     char tmp[64];
     uint64_t off;
     r = shmstore__obj_open(s, prefix, SHMSTORE_KIND_SET, true, true, sizeof(struct set_body),
@@ -351,13 +530,19 @@ SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned
                  atomic_fetch_add_explicit(&tmp_counter, 1, memory_order_relaxed));
         snprintf(set->target, sizeof(set->target), "%s", prefix);
         shmstore__clearerr();
+        c.n = 0; /* the members' names are checked at commit, once the old set is gone */
         r = shmstore__obj_open(s, tmp, SHMSTORE_KIND_SET, true, true, sizeof(struct set_body),
                                set_init, &c, &off, NULL);
     }
+    if (r < 0 && c.is_counted && shmstore__lock(s) == 0) {
+        /* init ran, then the insert failed: the object is gone */
+        s->n_sets_owned--;
+        if (c.is_anchor)
+            shmstore__proc_unhold(s, c.off | SET_ANCHOR_TAG);
+        shmstore__unlock(s);
+    }
     if (r < 0) {
-        if (c.rec) /* init ran, then the insert failed: the object is gone */
-            shmstore__proc_unhold(s, c.rec);
-        if (r == -EEXIST)
+        if (r == -EEXIST && !c.is_clash)
             shmstore__seterr(r, "store '%s': '%s' already exists (remove it, or overwrite)",
                              s->name, prefix);
         goto fail_free;
@@ -374,7 +559,9 @@ SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned
 
     /* The block, under the mutex so that it is referenced from the instant it exists. */
     uint64_t data_off = 0;
-    if ((r = shmstore__lock(s)) == 0) {
+    if (c.is_anchor)
+        r = anchor_pin(s, off);
+    if (r == 0 && (r = shmstore__lock(s)) == 0) {
         if (shmstore__obj_stale(set->obj, set->gen))
             r = shmstore__seterr(-ESTALE, "set '%s' was deleted while being created", prefix);
         else if ((r = shmstore__alloc(s, end - BLK_HDR_SIZE, BLK_TAG_DATA, set->gen, &data_off)) == 0 &&
@@ -409,6 +596,7 @@ SHMSTORE_API int shmstore_set_create(shmstore_t *s, const char *prefix, unsigned
     set->blk_len = end;
     write_dir(set, v, n, names_off, names_len, attrs_off, data_start, end);
     set->mem = (const struct set_member *)((char *)set->blk + BLK_HDR_SIZE + sizeof(struct set_dir));
+    payload_bounds(set);
     free(v);
     *out = set;
     return 0;
@@ -464,6 +652,7 @@ SHMSTORE_API int shmstore_set_commit(shmstore_set_t *set)
     if (!set || !set->is_loading)
         return shmstore__seterr(-EINVAL, "not a set being loaded");
     shmstore_t *s = set->s;
+    uint64_t unpin = 0;
     int r = shmstore__check_fork(s);
     if (r < 0)
         return r;
@@ -477,6 +666,8 @@ SHMSTORE_API int shmstore_set_commit(shmstore_set_t *set)
             r = shmstore__seterr(-ESTALE, "set was deleted while being loaded; nothing published");
         else if (set->target[0])
             r = rename_locked(set);
+        if (r == 0)
+            r = names_free(s, set->obj->name, set->n, dir_name, set);
         if (r == 0) {
             if (!(set->flags & SET_F_WRITABLE))
                 atomic_fetch_or_explicit(&set->obj->flags, OBJ_F_SEALED, memory_order_relaxed);
@@ -484,10 +675,12 @@ SHMSTORE_API int shmstore_set_commit(shmstore_set_t *set)
              * acquire in shmstore_set_open() (under the same mutex, too) */
             atomic_store_explicit(&set->body->state, SET_READY, memory_order_release);
             if (!(set->flags & SET_F_TIED))
-                shmstore__proc_unhold(s, set->obj_off | SET_REC_TAG);
+                anchor_drop(s, set->obj_off, &unpin);
         }
         shmstore__unlock(s);
     }
+    if (unpin)
+        shmstore__unpin(s, unpin);
     if (r < 0) {
         char msg[512];
         snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
@@ -563,12 +756,42 @@ SHMSTORE_API int shmstore_set_open(shmstore_t *s, const char *prefix, shmstore_s
         set->mem = (const struct set_member *)(set->blk + BLK_HDR_SIZE + sizeof(struct set_dir));
         r = dir_validate(s, prefix, set->blk, set->blk_len, set->n);
     }
+    if (r == 0)
+        payload_bounds(set);
     if (r < 0) {
         shmstore_set_close(set);
         return r;
     }
     *out = set;
     return 0;
+}
+
+SHMSTORE_API int shmstore_set_open_member(shmstore_t *s, const char *name, shmstore_set_t **out,
+                                          size_t *i)
+{
+    size_t len;
+    int r = shmstore__name_check(name, &len);
+    if (r < 0)
+        return r;
+    char buf[SHMSTORE_NAME_MAX + 1];
+    memcpy(buf, name, len + 1);
+    /* Member names are unique in the store (names_free): the nearest set that has one
+     * is the one. */
+    for (char *slash = strrchr(buf, '/'); slash; slash = strrchr(buf, '/')) {
+        *slash = '\0';
+        shmstore_set_t *set;
+        if ((r = shmstore_set_open(s, buf, &set)) == -ENOENT || r == SHMSTORE_EKIND)
+            continue;
+        if (r < 0)
+            return r;
+        if ((r = shmstore_set_find(set, name + (slash - buf) + 1, i)) == 0) {
+            *out = set;
+            return 0;
+        }
+        shmstore_set_close(set);
+    }
+    shmstore__clearerr();
+    return shmstore__seterr(-ENOENT, "no value or set member '%s' in store '%s'", name, s->name);
 }
 
 SHMSTORE_API void shmstore_set_close(shmstore_set_t *set)
@@ -615,6 +838,7 @@ SHMSTORE_API int shmstore_set_member(const shmstore_set_t *set, size_t i, shmsto
     const struct set_member *e = &set->mem[i];
     out->name = set->blk + e->name_off;
     out->len = e->len;
+    out->offset = e->data_off - set->pay_off;
     member_datum(set, e, &out->desc);
     return 0;
 }
@@ -637,25 +861,43 @@ SHMSTORE_API int shmstore_set_find(const shmstore_set_t *set, const char *name, 
     return shmstore__seterr(-ENOENT, "no member '%s' in the set", name ? name : "");
 }
 
-SHMSTORE_API int shmstore_set_view(shmstore_set_t *set, size_t i, shmstore_view_t *out)
+/* Pin the set's block once more (we hold a lease on it already: this only counts one
+ * more) and describe `len` bytes at `data` in it. */
+static int view_pinned(shmstore_set_t *set, const char *data, uint64_t len, shmstore_view_t *out)
 {
-    if (!set || i >= set->n || !set->blk)
-        return shmstore__seterr(-ERANGE, "member %zu of a set of %zu", i, set ? set->n : 0);
     shmstore_t *s = set->s;
     int r = shmstore__check_fork(s);
-    /* We hold a lease on the block already: this only counts one more. */
     if (r < 0 || (r = shmstore__pin(s, set->data_off, NULL)) < 0)
         return r;
-    const struct set_member *e = &set->mem[i];
-    member_datum(set, e, &out->desc);
-    out->data = set->blk + e->data_off;
-    out->len = e->len;
+    out->data = data;
+    out->len = len;
     out->version = 1;
     out->mtime_ns = set->obj->ctime_ns;
     shmstore__store_ref(s);
     out->store = s;
     out->block_off = set->data_off;
     return 0;
+}
+
+SHMSTORE_API int shmstore_set_view(shmstore_set_t *set, size_t i, shmstore_view_t *out)
+{
+    if (!set || i >= set->n || !set->blk)
+        return shmstore__seterr(-ERANGE, "member %zu of a set of %zu", i, set ? set->n : 0);
+    const struct set_member *e = &set->mem[i];
+    int r = view_pinned(set, set->blk + e->data_off, e->len, out);
+    if (r == 0)
+        member_datum(set, e, &out->desc);
+    return r;
+}
+
+SHMSTORE_API int shmstore_set_view_all(shmstore_set_t *set, shmstore_view_t *out)
+{
+    if (!set || !set->blk)
+        return shmstore__seterr(-EINVAL, "not an open set");
+    int r = view_pinned(set, set->blk + set->pay_off, set->pay_end - set->pay_off, out);
+    if (r == 0)
+        shmstore_datum_init(&out->desc, SHMSTORE_T_BYTES);
+    return r;
 }
 
 SHMSTORE_API int shmstore_set_info(shmstore_set_t *set, shmstore_obj_info_t *out)
@@ -683,8 +925,8 @@ static int collect(const shmstore_obj_info_t *info, void *arg)
 {
     struct name_list *l = arg;
     size_t len = strlen(info->name);
-    if (len > l->prefix_len && info->name[l->prefix_len] != '/')
-        return 0;
+    if ((len > l->prefix_len && info->name[l->prefix_len] != '/') || info->set_prefix_len)
+        return 0; /* a member goes with its set, and only with it */
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
         void *p = realloc(l->names, cap * sizeof(*l->names));
@@ -775,6 +1017,86 @@ static int set_refs(shmstore_t *s, struct obj_hdr *o, int (*add)(void *, uint64_
     return add(arg, body_of(o)->data_off);
 }
 
+/* Mutex held: the validated directory of READY set `o` (block start in *blk), or NULL. */
+static const struct set_member *ready_members(shmstore_t *s, struct obj_hdr *o, const char **blk)
+{
+    struct set_body *sb = body_of(o);
+    struct blk_hdr *b = sb->data_off ? shmstore__blk(s, sb->data_off) : NULL;
+    if (atomic_load_explicit(&sb->state, memory_order_acquire) != SET_READY || !b ||
+        b->tag != BLK_TAG_DATA || b->owner != o->gen)
+        return NULL;
+    *blk = (const char *)b;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
+    int r = dir_validate(s, o->name, *blk, shmstore__blk_footprint(s, sb->data_off), sb->n_members);
+    shmstore__errmsg_restore(msg); /* a corrupt set owns no names; `check` reports it */
+    return r < 0 ? NULL : (const struct set_member *)(*blk + BLK_HDR_SIZE + sizeof(struct set_dir));
+}
+
+/* A member described as a value of its full name (shmstore_obj_info_t.set_prefix_len). */
+static void member_info(struct obj_hdr *o, const char *blk, const struct set_member *e,
+                        shmstore_obj_info_t *out)
+{
+    struct set_body *sb = body_of(o);
+    memset(out, 0, sizeof(*out));
+    snprintf(out->name, sizeof(out->name), "%.*s/%s", (int)o->name_len, o->name, blk + e->name_off);
+    out->kind = SHMSTORE_KIND_VALUE;
+    out->is_sealed = !(sb->flags & SET_F_WRITABLE);
+    out->version = 1;
+    out->mtime_ns = o->ctime_ns;
+    out->size = e->len;
+    out->desc.type = e->type;
+    out->desc.ndim = e->ndim;
+    memcpy(out->desc.dtype, e->dtype, sizeof(out->desc.dtype));
+    out->desc.dtype[SHMSTORE_DTYPE_MAX - 1] = '\0';
+    memcpy(out->desc.shape, e->shape, e->ndim * sizeof(e->shape[0]));
+    out->set_flags = (sb->flags & SET_F_TIED ? SHMSTORE_SET_TIED : 0) |
+                     (sb->flags & SET_F_WRITABLE ? SHMSTORE_SET_WRITABLE : 0);
+    out->set_owner_pid = sb->owner_pid;
+    out->set_prefix_len = o->name_len;
+}
+
+static int set_sub_info(shmstore_t *s, struct obj_hdr *o, const char *rest, shmstore_obj_info_t *out)
+{
+    const char *blk;
+    const struct set_member *m = ready_members(s, o, &blk);
+    size_t lo = 0, hi = m ? body_of(o)->n_members : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(blk + m[mid].name_off, rest);
+        if (c == 0) {
+            member_info(o, blk, &m[mid], out);
+            return 0;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -ENOENT;
+}
+
+static int set_sub_list(shmstore_t *s, struct obj_hdr *o, const char *prefix, size_t prefix_len,
+                        int (*fn)(const shmstore_obj_info_t *, void *), void *arg)
+{
+    const char *blk;
+    const struct set_member *m = ready_members(s, o, &blk);
+    uint64_t n = m ? body_of(o)->n_members : 0;
+    shmstore_obj_info_t info;
+    for (uint64_t i = 0; i < n; i++) {
+        const char *leaf = strrchr(blk + m[i].name_off, '/');
+        if (m[i].type == SHMSTORE_T_NONE && strcmp(leaf ? leaf + 1 : blk + m[i].name_off, ".attrs") == 0)
+            continue; /* a group's attributes, not a value of the tree */
+        member_info(o, blk, &m[i], &info);
+        if (strncmp(info.name, prefix, prefix_len) != 0)
+            continue;
+        int r = fn(&info, arg);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
 static _Atomic uint64_t *set_waiters(struct obj_hdr *o, unsigned which)
 {
     (void)o;
@@ -791,4 +1113,6 @@ const struct shmstore__kind_ops shmstore__set_ops = {
     .recover = set_recover,
     .waiters = set_waiters,
     .del = set_delete,
+    .sub_info = set_sub_info,
+    .sub_list = set_sub_list,
 };

@@ -31,8 +31,11 @@ SHMSTORE_API int shmstore_hdf5_save(shmstore_t *s, const char *prefix, const cha
 }
 #else /* SHMSTORE_HAVE_HDF5 */
 
+#include <fcntl.h>
 #include <hdf5.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <zlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +65,13 @@ static void quiet_begin(struct quiet *q)
 static void quiet_end(const struct quiet *q)
 {
     H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
+}
+
+/* Close `id` with `fn` (H5Tclose, H5Sclose, ...) if it is one. */
+static void h5close(hid_t id, herr_t (*fn)(hid_t))
+{
+    if (id >= 0)
+        fn(id);
 }
 
 /* ---- types ------------------------------------------------------------------------------ */
@@ -547,12 +557,9 @@ out:
                         SHMSTORE_ATTRS_MAX, name);
     else if (r < 0 && ret == 0)
         ret = fail_path(c, r, c->cur, "attribute '%s': cannot store it", name);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (t >= 0)
-        H5Tclose(t);
-    if (a >= 0)
-        H5Aclose(a);
+    h5close(sp, H5Sclose);
+    h5close(t, H5Tclose);
+    h5close(a, H5Aclose);
     return ret;
 }
 
@@ -756,6 +763,200 @@ static void free_items(struct load_ctx *c)
     free(c->items);
 }
 
+/* ---- chunked + deflate datasets, decompressed in parallel ---------------------------------
+ * libhdf5 (serial, not thread-safe) decompresses chunk after chunk on one core. For the
+ * common layout (chunks that span whole rows, the deflate filter with or without shuffle,
+ * the file's type being the memory type byte for byte), the chunks' file addresses are
+ * looked up with libhdf5, then INFLATE_THREADS_MAX threads (one per core) each pread() a
+ * chunk's bytes and inflate them with zlib straight into the member (or, for an edge
+ * chunk or a shuffled one, through a buffer). Anything else is read by H5Dread. */
+#define INFLATE_THREADS_MAX 4
+
+struct chunk_job {
+    uint64_t addr, csize; /* the compressed bytes in the file */
+    uint64_t dst_off;     /* where the chunk's first row goes */
+    uint64_t len;         /* bytes of the chunk inside the dataset (< full: an edge chunk) */
+};
+
+struct inflate_ctx {
+    int fd;
+    char *dst;
+    const struct chunk_job *jobs;
+    size_t n_jobs;
+    uint64_t full, max_csize; /* bytes of an inflated chunk; largest compressed chunk */
+    size_t shuffle;           /* element size to unshuffle by, 0 = no shuffle filter */
+    _Atomic size_t next;
+    _Atomic uint64_t done;
+    _Atomic int err;          /* first failure: -EIO (read), -EILSEQ (inflate), -ENOMEM */
+};
+
+static int inflate_job(struct inflate_ctx *x, const struct chunk_job *j, unsigned char *cbuf,
+                       unsigned char *tmp)
+{
+    for (uint64_t got = 0; got < j->csize;) {
+        ssize_t r = pread(x->fd, cbuf + got, j->csize - got, (off_t)(j->addr + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -EIO;
+        got += (uint64_t)r;
+    }
+    bool direct = j->len == x->full && !x->shuffle;
+    unsigned char *out = direct ? (unsigned char *)x->dst + j->dst_off : tmp;
+    uLongf out_len = (uLongf)x->full;
+    if (uncompress(out, &out_len, cbuf, (uLong)j->csize) != Z_OK || out_len != x->full)
+        return -EILSEQ;
+    if (direct)
+        return 0;
+    char *d = x->dst + j->dst_off;
+    if (!x->shuffle) {
+        memcpy(d, tmp, j->len);
+        return 0;
+    }
+    /* Shuffled: byte b of element i is at tmp[b * n + i] (n elements in the chunk). */
+    size_t es = x->shuffle, n = x->full / es, n_valid = j->len / es;
+    for (size_t i = 0; i < n_valid; i++)
+        for (size_t b = 0; b < es; b++)
+            d[i * es + b] = (char)tmp[b * n + i];
+    return 0;
+}
+
+/* Take jobs until none is left or one failed; `progress` only from the loading thread. */
+static void inflate_jobs(struct inflate_ctx *x, bool is_main, struct load_ctx *c,
+                         const struct h5item *it, uint64_t done0, uint64_t total,
+                         shmstore_progress_fn progress, void *arg)
+{
+    unsigned char *cbuf = malloc(x->max_csize ? x->max_csize : 1), *tmp = malloc(x->full);
+    if (!cbuf || !tmp) {
+        int zero = 0;
+        atomic_compare_exchange_strong(&x->err, &zero, -ENOMEM);
+    }
+    for (size_t i; !atomic_load_explicit(&x->err, memory_order_relaxed) &&
+                   (i = atomic_fetch_add_explicit(&x->next, 1, memory_order_relaxed)) < x->n_jobs;) {
+        int r = inflate_job(x, &x->jobs[i], cbuf, tmp);
+        int zero = 0;
+        if (r < 0)
+            atomic_compare_exchange_strong(&x->err, &zero, r);
+        uint64_t d = atomic_fetch_add_explicit(&x->done, x->jobs[i].len, memory_order_relaxed);
+        if (is_main && r == 0 && progress &&
+            progress(it->name, done0 + d + x->jobs[i].len, total, arg)) {
+            c->err = shmstore__seterr(-ECANCELED, "%s: load cancelled", c->file);
+            atomic_compare_exchange_strong(&x->err, &zero, -ECANCELED);
+        }
+    }
+    free(cbuf);
+    free(tmp);
+}
+
+static void *inflate_thread(void *arg)
+{
+    inflate_jobs(arg, false, NULL, NULL, 0, 0, NULL, NULL);
+    return NULL;
+}
+
+/* The jobs of dataset `d` if it has the layout described above (caller frees), or NULL. */
+static struct chunk_job *deflate_jobs(struct load_ctx *c, hid_t d, const struct h5item *it,
+                                      struct inflate_ctx *x)
+{
+    hid_t dcpl = H5Dget_create_plist(d), ft = H5Dget_type(d), sp = H5Dget_space(d);
+    struct chunk_job *jobs = NULL;
+    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1, nf = -1;
+    hsize_t dims[H5S_MAX_RANK], cdims[H5S_MAX_RANK];
+    bool ok = dcpl >= 0 && ft >= 0 && nd >= 1 && H5Pget_layout(dcpl) == H5D_CHUNKED &&
+              H5Pget_chunk(dcpl, nd, cdims) == nd && H5Tequal(ft, it->mem) > 0 &&
+              H5Sget_simple_extent_dims(sp, dims, NULL) == nd && dims[0] && cdims[0] &&
+              (nf = H5Pget_nfilters(dcpl)) >= 1 && nf <= 2;
+    for (int k = 1; ok && k < nd; k++)
+        ok = cdims[k] == dims[k]; /* chunks of whole rows: each is contiguous in the member */
+    x->shuffle = 0;
+    for (int f = 0; ok && f < nf; f++) {
+        unsigned flags, cd[8];
+        size_t n_cd = 8;
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)f, &flags, &n_cd, cd, 0, NULL, NULL);
+        if (id == H5Z_FILTER_SHUFFLE && f == 0 && nf == 2)
+            x->shuffle = H5Tget_size(ft);
+        else
+            ok = id == H5Z_FILTER_DEFLATE && f == nf - 1;
+    }
+    uint64_t row = ok ? it->len / dims[0] : 0, n = ok ? (dims[0] + cdims[0] - 1) / cdims[0] : 0;
+    haddr_t base = 0;
+    hid_t fcpl = ok ? H5Fget_create_plist(c->fid) : -1;
+    hsize_t ub = 0;
+    if (fcpl >= 0 && H5Pget_userblock(fcpl, &ub) >= 0)
+        base = ub; /* chunk addresses are relative to the superblock, after a user block */
+    ok = ok && row && (jobs = calloc(n, sizeof(*jobs))) != NULL;
+    x->full = cdims[0] * row;
+    x->max_csize = 0;
+    for (uint64_t i = 0; ok && i < n; i++) {
+        hsize_t off[H5S_MAX_RANK] = {0};
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        hsize_t size = 0;
+        off[0] = i * cdims[0];
+        ok = H5Dget_chunk_info_by_coord(d, off, &mask, &addr, &size) >= 0 && mask == 0 &&
+             addr != HADDR_UNDEF && size > 0; /* a chunk never written or stored raw: H5Dread */
+        jobs[i].addr = base + addr;
+        jobs[i].csize = size;
+        jobs[i].dst_off = off[0] * row;
+        jobs[i].len = (dims[0] - off[0] < cdims[0] ? dims[0] - off[0] : cdims[0]) * row;
+        if (size > x->max_csize)
+            x->max_csize = size;
+    }
+    x->n_jobs = n;
+    h5close(fcpl, H5Pclose);
+    h5close(dcpl, H5Pclose);
+    h5close(ft, H5Tclose);
+    h5close(sp, H5Sclose);
+    if (!ok) {
+        free(jobs);
+        return NULL;
+    }
+    return jobs;
+}
+
+/* Read dataset `d` by parallel inflate: 0, -1 (failed, c->err set), 1 (not this layout:
+ * nothing written; use H5Dread). */
+static int read_deflate(struct load_ctx *c, hid_t d, const struct h5item *it, void *dst,
+                        uint64_t *done, uint64_t total, shmstore_progress_fn progress, void *arg)
+{
+    struct inflate_ctx x = {.fd = -1, .dst = dst};
+    struct chunk_job *jobs = deflate_jobs(c, d, it, &x);
+    if (!jobs)
+        return 1;
+    if ((x.fd = open(c->file, O_RDONLY | O_CLOEXEC)) < 0) {
+        free(jobs);
+        return 1;
+    }
+    x.jobs = jobs;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n_threads = ncpu > 1 ? (size_t)ncpu - 1 : 0; /* and this thread */
+    if (n_threads > INFLATE_THREADS_MAX - 1)
+        n_threads = INFLATE_THREADS_MAX - 1;
+    if (n_threads > x.n_jobs - 1)
+        n_threads = x.n_jobs - 1;
+    pthread_t th[INFLATE_THREADS_MAX];
+    size_t started = 0;
+    while (started < n_threads && pthread_create(&th[started], NULL, inflate_thread, &x) == 0)
+        started++;
+    inflate_jobs(&x, true, c, it, *done, total, progress, arg);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    close(x.fd);
+    free(jobs);
+    int err = atomic_load(&x.err);
+    if (err == -ECANCELED)
+        return -1;
+    if (err < 0) {
+        fail_path(c, err == -ENOMEM ? -ENOMEM : -EIO, it->name, "%s",
+                  err == -EILSEQ ? "a compressed chunk does not inflate (corrupt file?)"
+                  : err == -ENOMEM ? "out of process memory"
+                                   : "reading the file failed");
+        return -1;
+    }
+    *done += it->len;
+    return 0;
+}
+
 /* Read dataset `it` into `dst`, in slices along axis 0 when large. */
 static int read_dataset(struct load_ctx *c, const struct h5item *it, void *dst, uint64_t *done,
                         uint64_t total, shmstore_progress_fn progress, void *arg)
@@ -765,7 +966,12 @@ static int read_dataset(struct load_ctx *c, const struct h5item *it, void *dst, 
     hid_t d = H5Dopen2(c->fid, path, H5P_DEFAULT);
     if (d < 0)
         return fail_path(c, -EIO, it->name, "cannot open the dataset");
-    int ret = 0;
+    int ret = read_deflate(c, d, it, dst, done, total, progress, arg);
+    if (ret <= 0) {
+        H5Dclose(d);
+        return ret;
+    }
+    ret = 0;
     hid_t fsp = H5Dget_space(d);
     int nd = H5Sget_simple_extent_ndims(fsp);
     hsize_t dims[H5S_MAX_RANK];
@@ -917,11 +1123,66 @@ static hid_t dtype_to_h5(const char *dt)
     }
 }
 
+/* The next quoted string ('...') or integer of a Python-literal list at *p, advancing. */
+static bool next_item(const char **p, char *str, size_t cap, uint64_t *num)
+{
+    const char *q = *p + strspn(*p, " ,");
+    if (*q == '\'') {
+        const char *end = strchr(q + 1, '\'');
+        if (!end || (size_t)(end - q - 1) >= cap)
+            return false;
+        memcpy(str, q + 1, (size_t)(end - q - 1));
+        str[end - q - 1] = '\0';
+        *p = end + 1;
+        return true;
+    }
+    char *end;
+    *num = strtoull(q, &end, 10);
+    if (end == q)
+        return false;
+    *p = end;
+    return true;
+}
+
+/* The compound type of a record member: its "__dtype__" attr as map_record() wrote it
+ * ("{'names': [...], 'formats': [...], 'offsets': [...], 'itemsize': N}"), each field
+ * of the HDF5 type of its dtype. -1 if it does not parse (the member is saved as bytes). */
+static hid_t record_type(const char *descr, uint32_t len)
+{
+    char d[2048];
+    if (len >= sizeof(d))
+        return -1;
+    memcpy(d, descr, len);
+    d[len] = '\0';
+    const char *pn = strstr(d, "'names': ["), *pf = strstr(d, "'formats': ["),
+               *po = strstr(d, "'offsets': ["), *pi = strstr(d, "'itemsize': ");
+    if (!pn || !pf || !po || !pi)
+        return -1;
+    pn += 10, pf += 12, po += 12, pi += 12;
+    uint64_t size = strtoull(pi, NULL, 10), off, unused;
+    hid_t t = size ? H5Tcreate(H5T_COMPOUND, size) : -1;
+    char fname[640], fmt[SHMSTORE_DTYPE_MAX];
+    while (t >= 0 && *pn != ']') {
+        hid_t ft = -1;
+        if (!next_item(&pn, fname, sizeof(fname), &unused) ||
+            !next_item(&pf, fmt, sizeof(fmt), &unused) || !next_item(&po, fname + 0, 0, &off) ||
+            (ft = dtype_to_h5(fmt)) < 0 || H5Tinsert(t, fname, off, ft) < 0) {
+            H5Tclose(t);
+            t = -1;
+        }
+        if (ft >= 0)
+            H5Tclose(ft);
+        pn += strspn(pn, " ");
+    }
+    return t;
+}
+
 struct save_ctx {
     const char *file;
     const char *member;
     hid_t obj;
     int err;
+    bool is_record; /* written as a compound: its "__dtype__" attr is the type itself */
 };
 
 /* Parse the .npy header we write (npy_encode): descr and shape. */
@@ -974,6 +1235,8 @@ static int write_attr(hid_t obj, const char *key, hid_t t, hid_t sp, const void 
 static int attr_out(const char *key, shmstore_type_t type, const void *val, uint32_t len, void *arg)
 {
     struct save_ctx *c = arg;
+    if (c->is_record && strcmp(key, "__dtype__") == 0)
+        return 0;
     hid_t t = -1, sp = H5Screate(H5S_SCALAR);
     int r = 0;
     char dt[SHMSTORE_DTYPE_MAX];
@@ -1054,7 +1317,7 @@ static hid_t group_at(hid_t fid, const char *path)
 static int save_member(hid_t fid, const char *file, const shmstore_set_member_t *mi,
                        const void *data)
 {
-    struct save_ctx c = {file, mi->name, -1, 0};
+    struct save_ctx c = {file, mi->name, -1, 0, false};
     const char *last = strrchr(mi->name, '/');
     last = last ? last + 1 : mi->name;
     char dir[SHMSTORE_NAME_MAX + 1];
@@ -1074,7 +1337,19 @@ static int save_member(hid_t fid, const char *file, const shmstore_set_member_t 
         hsize_t dims[SHMSTORE_NDIM_MAX];
         for (uint32_t i = 0; i < d->ndim; i++)
             dims[i] = d->shape[i];
-        t = dtype_to_h5(d->dtype);
+        shmstore_type_t at;
+        const void *descr;
+        uint32_t dl;
+        /* A compound dataset loaded from HDF5 goes back as the same compound type. */
+        if (d->dtype[1] == 'S' && d->attrs_len &&
+            shmstore_attrs_get(d->attrs, d->attrs_len, "__dtype__", &at, &descr, &dl) == 0 &&
+            at == SHMSTORE_T_STR && (t = record_type(descr, dl)) >= 0 &&
+            (int64_t)H5Tget_size(t) == shmstore_dtype_itemsize(d->dtype))
+            c.is_record = true;
+        else if (t >= 0)
+            H5Tclose(t), t = -1;
+        if (t < 0)
+            t = dtype_to_h5(d->dtype);
         sp = d->ndim ? H5Screate_simple((int)d->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
         break;
     }

@@ -44,6 +44,7 @@ struct shmstore {
     pthread_mutex_t wait_mu;  /* guards wait_count and our slot's waits[] */
     uint32_t wait_count[SLOT_WAITS_MAX]; /* threads of ours waiting per waits[] entry */
     bool is_closed;          /* shmstore_close() ran: the mapping is gone */
+    uint64_t n_sets_owned;   /* arrayset.c, mutex: our sets being loaded or tied (at least) */
     _Atomic uint64_t refs;   /* the open itself + value handles + views: the last frees */
     char name[SHMSTORE_STORE_NAME_MAX + 1];
     char dir[4096];
@@ -210,6 +211,15 @@ struct shmstore__kind_ops {
      * mark it deleted, unindex it and release its blocks (under the mutex, taken by the
      * kind after whatever kind lock must come first). */
     int (*del)(shmstore_t *s, uint64_t off, uint64_t gen);
+    /* Optional (NULL: the kind owns no names below its own). An object may own the names
+     * "<its name>/<rest>" of parts that are values in their own right (an array set's
+     * members). Mutex held. sub_info: describe part `rest` of `o` in *out (full name
+     * included): 0, -ENOENT (no such part), -EBUSY (one, not visible yet). sub_list: call
+     * fn(info, arg) for every visible part whose full name starts with prefix[0..len);
+     * return what fn returned if non-zero, else 0. */
+    int (*sub_info)(shmstore_t *s, struct obj_hdr *o, const char *rest, shmstore_obj_info_t *out);
+    int (*sub_list)(shmstore_t *s, struct obj_hdr *o, const char *prefix, size_t prefix_len,
+                    int (*fn)(const shmstore_obj_info_t *, void *), void *arg);
 };
 /* The operations of kind `kind`, or NULL for a kind this build does not know. */
 const struct shmstore__kind_ops *shmstore__kind(uint32_t kind);
@@ -238,6 +248,10 @@ static inline bool shmstore__obj_stale(const struct obj_hdr *o, uint64_t gen)
 int shmstore__obj_open(shmstore_t *s, const char *name, uint32_t kind, bool create, bool excl,
                        uint64_t body_len, int (*init)(shmstore_t *s, struct obj_hdr *o, void *arg),
                        void *arg, uint64_t *off_out, bool *created);
+/* Mutex held: -EEXIST (with the message) if an object is called name[0..len) or an
+ * object owns that name (kind op sub_info: a member of a set, visible or being loaded),
+ * else 0. */
+int shmstore__name_free(shmstore_t *s, const char *name, size_t len);
 /* Fill `out` for object `o` (the core's fields and the kind's). Mutex not needed for
  * the core's fields; kinds say what they read. */
 void shmstore__obj_info(shmstore_t *s, struct obj_hdr *o, shmstore_obj_info_t *out);

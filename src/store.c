@@ -573,6 +573,45 @@ uint64_t shmstore__blk_footprint(const shmstore_t *s, uint64_t off)
     return b ? shmstore__blk_payload_cap(b) + BLK_HDR_SIZE : 0;
 }
 
+/* Mutex held: the object owning name[0..len) as one of its parts (kind op sub_info),
+ * the nearest first: 0 with its offset, the part described in *out (may be NULL), or
+ * the kind's -EBUSY; -ENOENT when none does. */
+static int owner_find(shmstore_t *s, const char *name, size_t len, uint64_t *off,
+                      shmstore_obj_info_t *out)
+{
+    shmstore_obj_info_t scratch;
+    for (size_t k = len; k-- > 1;) {
+        if (name[k] != '/' || shmstore__index_find(s, name, k, off) < 0)
+            continue;
+        struct obj_hdr *o = shmstore__obj(s, *off);
+        const struct shmstore__kind_ops *ops = o ? shmstore__kind(o->kind) : NULL;
+        char rest[SHMSTORE_NAME_MAX + 1];
+        if (!ops || !ops->sub_info)
+            continue;
+        memcpy(rest, name + k + 1, len - k - 1);
+        rest[len - k - 1] = '\0';
+        int r = ops->sub_info(s, o, rest, out ? out : &scratch);
+        if (r != -ENOENT)
+            return r;
+    }
+    return -ENOENT;
+}
+
+int shmstore__name_free(shmstore_t *s, const char *name, size_t len)
+{
+    uint64_t off;
+    if (shmstore__index_find(s, name, len, &off) == 0)
+        return shmstore__seterr(-EEXIST, "object '%.*s' already exists in store '%s'", (int)len,
+                                name, s->name);
+    if (owner_find(s, name, len, &off, NULL) != -ENOENT) {
+        struct obj_hdr *o = shmstore__obj(s, off);
+        return shmstore__seterr(-EEXIST, "'%.*s' is a member of %s '%.*s' in store '%s'", (int)len,
+                                name, shmstore__kind(o->kind)->name, (int)o->name_len, o->name,
+                                s->name);
+    }
+    return 0;
+}
+
 /* Mutex held: make the object `name` of `kind` (see shmstore__obj_open). */
 static int obj_create_locked(shmstore_t *s, const char *name, size_t len, uint32_t kind,
                              uint64_t body_len, int (*init)(shmstore_t *, struct obj_hdr *, void *),
@@ -580,8 +619,8 @@ static int obj_create_locked(shmstore_t *s, const char *name, size_t len, uint32
 {
     struct store_hdr *h = s->hdr;
     uint64_t off, gen = h->next_gen;
-    int r = shmstore__alloc(s, sizeof(struct obj_hdr) + body_len, BLK_TAG_OBJ, gen, &off);
-    if (r < 0)
+    int r = shmstore__name_free(s, name, len);
+    if (r < 0 || (r = shmstore__alloc(s, sizeof(struct obj_hdr) + body_len, BLK_TAG_OBJ, gen, &off)) < 0)
         return r;
     struct obj_hdr *o = (struct obj_hdr *)((char *)h + off + BLK_HDR_SIZE);
     memset(o, 0, sizeof(*o) + body_len);
@@ -652,11 +691,20 @@ static int list_one(shmstore_t *s, uint64_t off, void *arg)
     struct obj_hdr *o = shmstore__obj(s, off);
     if (!o)
         return SHMSTORE_ECORRUPT;
-    if (c->prefix_len && (o->name_len < c->prefix_len || memcmp(o->name, c->prefix, c->prefix_len)))
-        return 0;
-    shmstore_obj_info_t info;
-    shmstore__obj_info(s, o, &info);
-    return c->fn(&info, c->arg);
+    const struct shmstore__kind_ops *k = shmstore__kind(o->kind);
+    bool is_under = o->name_len >= c->prefix_len && memcmp(o->name, c->prefix, c->prefix_len) == 0;
+    /* The prefix reaches into the object's parts ("set/b" lists the members "set/b/..."). */
+    bool is_inside = !is_under && o->name_len < c->prefix_len &&
+                     memcmp(o->name, c->prefix, o->name_len) == 0 && c->prefix[o->name_len] == '/';
+    int r = 0;
+    if (is_under) {
+        shmstore_obj_info_t info;
+        shmstore__obj_info(s, o, &info);
+        r = c->fn(&info, c->arg);
+    }
+    if (r == 0 && (is_under || is_inside) && k && k->sub_list)
+        r = k->sub_list(s, o, c->prefix, c->prefix_len, c->fn, c->arg);
+    return r;
 }
 
 SHMSTORE_API int shmstore_list(shmstore_t *s, const char *prefix,
@@ -665,7 +713,7 @@ SHMSTORE_API int shmstore_list(shmstore_t *s, const char *prefix,
     int r = shmstore__check_fork(s);
     if (r < 0 || (r = shmstore__lock(s)) < 0)
         return r;
-    struct list_ctx c = {prefix, prefix ? strlen(prefix) : 0, fn, arg};
+    struct list_ctx c = {prefix ? prefix : "", prefix ? strlen(prefix) : 0, fn, arg};
     r = shmstore__index_foreach(s, list_one, &c);
     shmstore__unlock(s);
     return r;
@@ -681,8 +729,8 @@ SHMSTORE_API int shmstore_info(shmstore_t *s, const char *name, shmstore_obj_inf
     r = shmstore__index_find(s, name, len, &off);
     if (r == 0)
         shmstore__obj_info(s, shmstore__obj(s, off), out);
-    else if (r == -ENOENT)
-        shmstore__seterr(r, "no object '%s' in store '%s'", name, s->name);
+    else if (r == -ENOENT && (r = owner_find(s, name, len, &off, out)) != 0)
+        r = shmstore__seterr(-ENOENT, "no object '%s' in store '%s'", name, s->name);
     shmstore__unlock(s);
     return r;
 }
@@ -700,6 +748,11 @@ SHMSTORE_API int shmstore_delete(shmstore_t *s, const char *name)
         gen = shmstore__obj(s, off)->gen;
         kind = shmstore__obj(s, off)->kind;
         r = shmstore__pin(s, off, NULL); /* the header outlives the deletion until we unpin */
+    } else if (r == -ENOENT && owner_find(s, name, len, &off, NULL) != -ENOENT) {
+        struct obj_hdr *o = shmstore__obj(s, off);
+        r = shmstore__seterr(-EPERM, "'%s' is a member of %s '%.*s' in store '%s', which is "
+                             "removed whole (delete '%.*s')", name, shmstore__kind(o->kind)->name,
+                             (int)o->name_len, o->name, s->name, (int)o->name_len, o->name);
     } else if (r == -ENOENT) {
         shmstore__seterr(r, "no object '%s' in store '%s'", name, s->name);
     }

@@ -921,8 +921,14 @@ SHMSTORE_API int shmstore_put(shmstore_t *s, const char *name, const shmstore_da
     if (r == -ENOENT) {
         r = shmstore_value_open(s, name, SHMSTORE_V_CREATE | SHMSTORE_V_EXCL, &v);
         created = r == 0;
-        if (r == -EEXIST) /* another process created it meanwhile */
-            r = shmstore_value_open(s, name, 0, &v);
+        if (r == -EEXIST) { /* another process created it meanwhile */
+            char msg[512];
+            snprintf(msg, sizeof(msg), "%s", shmstore_errmsg());
+            if ((r = shmstore_value_open(s, name, 0, &v)) == -ENOENT) {
+                r = -EEXIST; /* no: the name is taken otherwise (an array set's member) */
+                shmstore__errmsg_restore(msg);
+            }
+        }
     }
     if (r < 0)
         return r;

@@ -698,7 +698,7 @@ static void copy_maybe_nogil(void *dst, const void *src, size_t len)
     }
 }
 
-static PyObject *shape_tuple(int ndim, const uint64_t *shape)
+PyObject *shape_tuple(int ndim, const uint64_t *shape)
 {
     PyObject *t = PyTuple_New(ndim);
     if (!t)

@@ -305,6 +305,8 @@ int dtype_str_of(modstate *st, PyObject *arr, char out[SHMSTORE_DTYPE_MAX], PyOb
 int format_of_dtype(const char *dtype, char *fmt, size_t cap);
 int extents_ok(int64_t item, int ndim, const uint64_t *shape);
 PyObject *np_dtype_of(modstate *st, const char *dtype);
+/* A tuple of the `ndim` extents (new reference), or NULL with an exception set. */
+PyObject *shape_tuple(int ndim, const uint64_t *shape);
 int attrs_encode(PyObject *dict, char **buf, uint32_t *len);
 PyObject *attrs_decode(const void *attrs, uint32_t len);
 
@@ -312,6 +314,9 @@ PyObject *attrs_decode(const void *attrs, uint32_t len);
 PyObject *tree_put(StoreObject *self, PyObject *args, PyObject *kw);
 PyObject *tree_get(StoreObject *self, PyObject *args, PyObject *kw);
 PyObject *tree_delete(StoreObject *self, PyObject *prefix);
+/* Store.get/view of an array set's member by its full name: a copy (view == 0) or what
+ * get_tree() gives. NULL with the caller's NotFoundError left set when no set holds it. */
+PyObject *tree_member(StoreObject *self, PyObject *name, int view);
 PyObject *tree_load_hdf5(StoreObject *self, PyObject *args, PyObject *kw);
 PyObject *tree_save_hdf5(StoreObject *self, PyObject *args);
 

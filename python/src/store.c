@@ -293,8 +293,19 @@ static PyObject *put_new(StoreObject *self, PyObject *name, struct put_args *a)
     if (!h) {
         if (!PyErr_ExceptionMatches(PyExc_FileExistsError))
             return NULL;
-        PyErr_Clear(); /* another process created it meanwhile: an ordinary put */
-        return by_name(self, name, 0, op_put, a);
+        /* Another process created it meanwhile: an ordinary put. Or the name is an array
+         * set's member (immutable): then that first error is the one to see. */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *r = by_name(self, name, 0, op_put, a);
+        if (!r && PyErr_ExceptionMatches(self->st->NotFoundError)) {
+            PyErr_Restore(et, ev, tb);
+            return NULL;
+        }
+        Py_XDECREF(et);
+        Py_XDECREF(ev);
+        Py_XDECREF(tb);
+        return r;
     }
     PyObject *r = op_put(h, a);
     uint64_t ver = 1;
@@ -367,6 +378,8 @@ static PyObject *store_get(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "U|O:get", &name, &dflt))
         return NULL;
     PyObject *r = by_name(SSELF, name, 0, op_get, NULL);
+    if (!r && PyErr_ExceptionMatches(SSELF->st->NotFoundError))
+        r = tree_member(SSELF, name, 0);
     if (!r && dflt && (PyErr_ExceptionMatches(SSELF->st->NotFoundError) ||
                        PyErr_ExceptionMatches(SSELF->st->NoValueError))) {
         PyErr_Clear();
@@ -386,7 +399,10 @@ PyDoc_STRVAR(store_view_doc,
 
 static PyObject *store_view(PyObject *self, PyObject *name)
 {
-    return by_name(SSELF, name, 0, op_get, (void *)1);
+    PyObject *r = by_name(SSELF, name, 0, op_get, (void *)1);
+    if (!r && PyErr_ExceptionMatches(SSELF->st->NotFoundError))
+        r = tree_member(SSELF, name, 1);
+    return r;
 }
 
 static PyObject *op_version(ValueObject *h, void *arg)

@@ -252,6 +252,17 @@ static PyObject *as_record(modstate *st, PyObject *arr, const shmstore_set_membe
     return out;
 }
 
+/* A root Buffer owning view `v` of a set (its lease), or NULL with the view released. */
+static BufferObject *leased_root(modstate *st, CoreObject *core, int r, shmstore_view_t *v)
+{
+    if (r < 0)
+        return shm_raise(st, r), NULL;
+    BufferObject *root = buffer_root(st, core, v);
+    if (!root)
+        shmstore_view_release(v);
+    return root;
+}
+
 static PyObject *member_obj(modstate *st, CoreObject *core, shmstore_set_t *set, size_t i,
                             int writable)
 {
@@ -260,13 +271,9 @@ static PyObject *member_obj(modstate *st, CoreObject *core, shmstore_set_t *set,
     int r = shmstore_set_member(set, i, &m);
     if (r == 0)
         r = shmstore_set_view(set, i, &v);
-    if (r < 0)
-        return shm_raise(st, r), NULL;
-    BufferObject *root = buffer_root(st, core, &v);
-    if (!root) {
-        shmstore_view_release(&v);
+    BufferObject *root = leased_root(st, core, r, &v);
+    if (!root)
         return NULL;
-    }
     PyObject *o;
     if (v.desc.type == SHMSTORE_T_ARRAY) {
         BufferObject *b = buffer_child(st, root, (char *)v.data, (Py_ssize_t)v.len, v.desc.dtype,
@@ -280,6 +287,36 @@ static PyObject *member_obj(modstate *st, CoreObject *core, shmstore_set_t *set,
     }
     Py_DECREF(root);
     return o;
+}
+
+/* An ndarray of member `m` over `whole` (the uint8 array of every member's payload, over
+ * the set's one lease): numpy.ndarray(shape, dtype, whole, offset), whose base is `whole`.
+ * One lease and one buffer export for the whole set, and a small object per member: a
+ * new process building a set's arrays makes no per-member Buffer (each ~1 KiB, which in a
+ * fresh process meant a page fault every few members). */
+static PyObject *member_array(modstate *st, PyObject *whole, const shmstore_set_member_t *m)
+{
+    PyObject *dt = np_dtype_of(st, m->desc.dtype);
+    PyObject *sh = dt ? shape_tuple((int)m->desc.ndim, m->desc.shape) : NULL;
+    PyObject *off = sh ? PyLong_FromUnsignedLongLong(m->offset) : NULL;
+    PyObject *o = off ? PyObject_CallFunctionObjArgs(st->ndarray, sh, dt, whole, off, NULL) : NULL;
+    Py_XDECREF(dt);
+    Py_XDECREF(sh);
+    Py_XDECREF(off);
+    return o ? as_record(st, o, m) : NULL;
+}
+
+/* The uint8 array over every member's payload of `set` (one lease), or NULL. */
+static PyObject *whole_array(modstate *st, CoreObject *core, shmstore_set_t *set, int writable)
+{
+    shmstore_view_t v;
+    BufferObject *root = leased_root(st, core, shmstore_set_view_all(set, &v), &v);
+    if (!root)
+        return NULL;
+    root->readonly = !writable;
+    PyObject *whole = PyObject_CallOneArg(st->np_asarray, (PyObject *)root);
+    Py_DECREF(root);
+    return whole;
 }
 
 PyObject *tree_get(StoreObject *self, PyObject *args, PyObject *kw)
@@ -296,10 +333,12 @@ PyObject *tree_get(StoreObject *self, PyObject *args, PyObject *kw)
     int r = shmstore_set_open(self->core->s, prefix, &set);
     if (r < 0)
         return shm_raise(st, r), NULL;
-    PyObject *root = PyDict_New();
+    PyObject *root = PyDict_New(), *whole = NULL;
     size_t n = shmstore_set_count(set);
     shmstore_obj_info_t info;
     int writable = shmstore_set_info(set, &info) == 0 && (info.set_flags & SHMSTORE_SET_WRITABLE);
+    if (!with_attrs && root && !(whole = whole_array(st, self->core, set, writable)))
+        Py_CLEAR(root);
     for (size_t i = 0; root && i < n; i++) {
         shmstore_set_member_t m;
         shmstore_set_member(set, i, &m);
@@ -312,6 +351,8 @@ PyObject *tree_get(StoreObject *self, PyObject *args, PyObject *kw)
             o = attrs_obj(st, &m);
         } else if (d && strcmp(leaf, ".attrs") == 0 && m.desc.type == SHMSTORE_T_NONE) {
             continue; /* group attributes: get_tree(prefix, attrs=True) */
+        } else if (d && m.desc.type == SHMSTORE_T_ARRAY) {
+            o = member_array(st, whole, &m);
         } else if (d) {
             o = member_obj(st, self->core, set, i, writable);
         }
@@ -319,8 +360,44 @@ PyObject *tree_get(StoreObject *self, PyObject *args, PyObject *kw)
             Py_CLEAR(root);
         Py_XDECREF(o);
     }
+    Py_XDECREF(whole);
     shmstore_set_close(set);
     return root;
+}
+
+PyObject *tree_member(StoreObject *self, PyObject *name, int view)
+{
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb); /* the caller's NotFoundError, kept aside while we look */
+    const char *cname = PyUnicode_AsUTF8(name);
+    shmstore_set_t *set;
+    size_t i;
+    int r = cname ? shmstore_set_open_member(self->core->s, cname, &set, &i) : -ENOENT;
+    if (r == -ENOENT) {
+        PyErr_Restore(et, ev, tb); /* no set holds it: the caller's error stands */
+        return NULL;
+    }
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(tb);
+    if (r < 0)
+        return shm_raise(self->st, r), NULL;
+    if (shm_numpy(self->st) < 0) {
+        shmstore_set_close(set);
+        return NULL;
+    }
+    shmstore_obj_info_t info;
+    int writable = shmstore_set_info(set, &info) == 0 && (info.set_flags & SHMSTORE_SET_WRITABLE);
+    PyObject *o = member_obj(self->st, self->core, set, i, writable);
+    shmstore_set_close(set);
+    if (o && !view) { /* a copy, as Store.get() of a value */
+        PyObject *c = PyMemoryView_Check(o) ? PyBytes_FromObject(o)
+                      : PyObject_TypeCheck(o, (PyTypeObject *)self->st->ndarray)
+                          ? PyObject_CallMethod(o, "copy", NULL)
+                          : Py_NewRef(o);
+        Py_SETREF(o, c);
+    }
+    return o;
 }
 
 PyObject *tree_delete(StoreObject *self, PyObject *prefix)

@@ -86,9 +86,48 @@ def test_tree_errors_leave_nothing(store):
         store.put_tree("x" * 250, {"toolong": np.ones(3)})
     with pytest.raises(FileNotFoundError):
         store.get_tree("bad")
-    assert store.names() == ["p"]
+    assert store.names() == ["p", "p/only"]  # the set and its member, a value of its own
     assert store.delete_tree("p") == 1
     assert store.names() == []
+
+
+def test_tree_members_are_values(store, store_name):
+    a, b1 = np.arange(6).reshape(2, 3), np.linspace(0, 1, 5, dtype=np.float32)
+    store.put_tree("p", {"a": a, "b": {"b1": b1, "s": "text", "n": 3, "raw": b"xy"}})
+    assert sorted(store.names()) == ["p", "p/a", "p/b/b1", "p/b/n", "p/b/raw", "p/b/s"]
+    assert sorted(store.names("p/b/")) == ["p/b/b1", "p/b/n", "p/b/raw", "p/b/s"]
+    got = store.get("p/a")  # a copy, as Store.get of any value
+    np.testing.assert_array_equal(got, a)
+    got[0, 0] = 99  # ours to change
+    v = store.view("p/b/b1")  # zero-copy, read-only (sealed)
+    np.testing.assert_array_equal(v, b1)
+    assert not v.flags.writeable
+    assert store.get("p/b/s") == "text" and store.get("p/b/n") == 3
+    assert store.get("p/b/raw") == b"xy" and bytes(store.view("p/b/raw")) == b"xy"
+    info = store.info("p/b/b1")
+    assert (info["kind"], info["version"], info["sealed"], info["size"]) == ("value", 1, True, 20)
+    with pytest.raises(FileExistsError, match="member of set 'p'"):
+        store.put("p/a", 1)  # immutable: members are never put one by one
+    with pytest.raises(PermissionError, match="removed whole"):
+        store.delete("p/a")
+    with pytest.raises(FileExistsError):
+        store.put_tree("p/b", {"b1": 1})  # the same name through another set
+    assert store.get("p/b", None) is None  # a group is no value
+    with pytest.raises(KeyError):
+        store.get("p/zz")
+    # Another process reads a member by its name, from Python and from the CLI.
+    code = ("import sys, shmstore; s = shmstore.Store(sys.argv[1], create=False); "
+            "print(s.get('p/b/b1').sum())")
+    out = subprocess.run([sys.executable, "-c", code, store_name], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) == pytest.approx(float(b1.sum()))
+    if os.path.exists(CLI):
+        out = cli("cat", f"{store_name}/p/b/b1")
+        assert out.returncode == 0 and "5 items" in out.stdout
+        assert "p/b/b1" in cli("ls", store_name).stdout
+    assert store.delete_tree("p") == 1
+    assert store.names() == []
+    store.put("p/a", 1)  # the name is free again
 
 
 def test_tree_full_store_is_an_error(store_name):
@@ -142,6 +181,20 @@ def test_tree_not_persistent_goes_with_its_creator(store, store_name):
     assert store.names() == []
 
 
+def test_tree_many_not_persistent_sets_in_one_process(store, store_name):
+    # No limit on the sets one process ties to its life (cute-shm's persistent=False for
+    # every project); all of them go with it, and so does a load it was killed in.
+    code = ("import os, shmstore, numpy as np; s = shmstore.Store(%r, create=False)\n"
+            "for i in range(40): s.put_tree(f'p{i}', {'a': np.full(3, i)}, persistent=False)\n"
+            "print(len([n for n in s.names() if '/' not in n]), flush=True)\n"
+            "os.kill(os.getpid(), 9)" % store_name)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ))
+    assert out.returncode == -9 and out.stdout.split() == ["40"], out.stderr
+    store.gc()
+    assert store.names() == []
+
+
 def test_hdf5_load_matches_h5py(store, h5dir):
     path = make(h5dir, "all")
     assert store.load_hdf5(path, "f") == 25
@@ -173,6 +226,36 @@ def test_hdf5_load_matches_h5py(store, h5dir):
                 np.testing.assert_array_equal(got, v)
 
 
+def test_hdf5_gzip_layouts_match_h5py(store, tmp_path):
+    # Chunked + deflate datasets are inflated in parallel (row chunks, with or without
+    # shuffle, edge chunks); other layouts go through libhdf5: every value must match.
+    path = str(tmp_path / "gz.h5")
+    rng = np.random.default_rng(7)
+    rec = np.zeros(5000, dtype=[("id", "<i4"), ("x", "<f8")])
+    rec["id"], rec["x"] = np.arange(5000), rng.random(5000)
+    data = {
+        "d1": (np.arange(100003, dtype=np.float64), dict(chunks=(4096,))),
+        "d2": (rng.integers(-999, 999, (3001, 7)).astype(np.int16), dict(chunks=(256, 7))),
+        "shuf": (rng.random(50001).astype(np.float32), dict(chunks=(1000,), shuffle=True)),
+        "tiles": (rng.random((300, 40)), dict(chunks=(64, 16))),  # not whole rows: libhdf5
+        "one": (np.arange(10, dtype=np.uint8), dict(chunks=(10,))),  # a single chunk
+        "rec": (rec, dict(chunks=(999,))),
+    }
+    with h5py.File(path, "w") as f:
+        for k, (v, kw) in data.items():
+            f.create_dataset(k, data=v, compression="gzip", compression_opts=4, **kw)
+        f.create_dataset("lvl9", data=np.arange(70000) % 3, chunks=(7000,), compression="gzip",
+                         compression_opts=9)
+        f.create_dataset("empty_chunks", shape=(50000,), dtype="<f8", chunks=(1000,),
+                         compression="gzip")  # never written: fill values, libhdf5
+    store.load_hdf5(path, "gz")
+    t = store.get_tree("gz")
+    with h5py.File(path, "r") as f:
+        for k in f:
+            assert t[k].dtype == f[k].dtype, k
+            np.testing.assert_array_equal(t[k], f[k][()], err_msg=k)
+
+
 def test_hdf5_save_then_load(store, h5dir, tmp_path):
     store.load_hdf5(make(h5dir, "all"), "f")
     out = str(tmp_path / "out.h5")
@@ -182,6 +265,11 @@ def test_hdf5_save_then_load(store, h5dir, tmp_path):
             np.testing.assert_array_equal(g[name][()], f[name][()])
         assert g["a/b/c/chunked"].attrs["unit"] == "m/s"
         assert g.attrs["title"] == "test file"
+        # A compound dataset goes back as the same compound type, field by field.
+        assert g["records"].dtype == f["records"].dtype
+        assert g["records"].dtype.names == ("id", "x", "tag")
+        np.testing.assert_array_equal(g["records"][()], f["records"][()])
+        assert "__dtype__" not in g["records"].attrs
     store.load_hdf5(out, "g")
     a, b = store.get_tree("f"), store.get_tree("g")
     np.testing.assert_array_equal(a["records"], b["records"])
@@ -206,7 +294,9 @@ def test_hdf5_progress_and_errors(store, h5dir, tmp_path):
     assert store.load_hdf5(make(h5dir, "vlen"), "v", skip_unsupported=True) == 1
     with pytest.raises(ZeroDivisionError):  # an exception in the callback cancels the load
         store.load_hdf5(make(h5dir, "all"), "c", progress=lambda p, d, t: 1 / 0)
-    assert sorted(store.names()) == ["f", "v"]
+    names = store.names()  # the two sets and their members (values of their own names)
+    assert sorted(n for n in names if "/" not in n) == ["f", "v"]
+    assert all(n.split("/")[0] in ("f", "v") for n in names)
 
 
 def cli(*args):

@@ -89,6 +89,8 @@ static void victim(void *arg)
 static int collect_sets(const shmstore_obj_info_t *info, void *arg)
 {
     char (*names)[SHMSTORE_NAME_MAX + 1] = arg;
+    if (info->set_prefix_len)
+        return 0; /* a member: checked through its set */
     for (int i = 0; i < 16; i++)
         if (!names[i][0]) {
             snprintf(names[i], sizeof(names[i]), "%s", info->name);

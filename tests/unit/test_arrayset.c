@@ -171,7 +171,8 @@ static void test_arrayset_roundtrip(void **state)
 /* While loading: invisible to open (here and in another process), listed as loading. */
 static int list_loading(const shmstore_obj_info_t *info, void *arg)
 {
-    *(int *)arg = (int)info->set_loading + 10 * (info->kind == SHMSTORE_KIND_SET);
+    if (!info->set_prefix_len) /* the set, not its members (listed as values once visible) */
+        *(int *)arg = (int)info->set_loading + 10 * (info->kind == SHMSTORE_KIND_SET);
     return 0;
 }
 
@@ -332,6 +333,116 @@ static void test_arrayset_view_outlives_set(void **state)
     assert_empty(f);
 }
 
+/* One view of every member: each member's bytes at its offset, the directory outside it,
+ * and valid after the set is deleted. */
+static void test_arrayset_view_all(void **state)
+{
+    struct fixture *f = *state;
+    make_set(f->s, "p", 0);
+    shmstore_set_t *set;
+    shmstore_view_t all, v;
+    T_OK(shmstore_set_open(f->s, "p", &set));
+    T_OK(shmstore_set_view_all(set, &all));
+    assert_int_equal(all.desc.type, SHMSTORE_T_BYTES);
+    for (size_t i = 0; i < shmstore_set_count(set); i++) {
+        shmstore_set_member_t m;
+        T_OK(shmstore_set_member(set, i, &m));
+        T_OK(shmstore_set_view(set, i, &v));
+        assert_true(m.offset + m.len <= all.len);
+        assert_ptr_equal((const char *)all.data + m.offset, v.data);
+        shmstore_view_release(&v);
+        if (i == 0)
+            assert_int_equal(m.offset, 0);
+    }
+    shmstore_set_close(set);
+    T_OK(shmstore_delete(f->s, "p"));
+    make_set(f->s, "q", 0);
+    assert_int_equal(((const int64_t *)all.data)[8], 80); /* member "a" still there */
+    shmstore_view_release(&all);
+    T_OK(shmstore_delete(f->s, "q"));
+    assert_empty(f);
+}
+
+static int count_members(const shmstore_obj_info_t *info, void *arg)
+{
+    int *n = arg;
+    if (info->set_prefix_len) {
+        assert_int_equal(info->kind, SHMSTORE_KIND_VALUE);
+        assert_int_equal(info->set_prefix_len, 1);
+        assert_int_equal(info->footprint, 0);
+        n[0]++;
+    } else {
+        n[1]++;
+    }
+    return 0;
+}
+
+/* Members are values of their full names: described, listed, found and unique in the
+ * store; never put, deleted or shadowed one by one; and a set cannot be loaded over
+ * names already taken (checked at create and again at commit). */
+static void test_arrayset_members_are_values(void **state)
+{
+    struct fixture *f = *state;
+    make_set(f->s, "p", 0);
+    shmstore_obj_info_t info;
+    T_OK(shmstore_info(f->s, "p/b/b1", &info));
+    assert_string_equal(info.name, "p/b/b1");
+    assert_int_equal(info.kind, SHMSTORE_KIND_VALUE);
+    assert_int_equal(info.size, 400);
+    assert_int_equal(info.version, 1);
+    assert_int_equal(info.is_sealed, 1);
+    assert_string_equal(info.desc.dtype, "<f4");
+    assert_int_equal(info.set_prefix_len, 1);
+    T_ASSERT_RC(shmstore_info(f->s, "p/b", &info), -ENOENT); /* a group, not a member */
+    T_ASSERT_RC(shmstore_info(f->s, "p/zz", &info), -ENOENT);
+    int n[2] = {0, 0};
+    T_OK(shmstore_list(f->s, NULL, count_members, n));
+    assert_int_equal(n[0], 3);
+    assert_int_equal(n[1], 1);
+    n[0] = n[1] = 0;
+    T_OK(shmstore_list(f->s, "p/b/", count_members, n)); /* a prefix inside the set */
+    assert_int_equal(n[0], 2);
+    assert_int_equal(n[1], 0);
+    shmstore_set_t *set;
+    size_t i;
+    T_OK(shmstore_set_open_member(f->s, "p/b/s", &set, &i));
+    shmstore_view_t v;
+    T_OK(shmstore_set_view(set, i, &v));
+    assert_memory_equal(v.data, "hello", 5);
+    shmstore_view_release(&v);
+    shmstore_set_close(set);
+    T_ASSERT_RC(shmstore_set_open_member(f->s, "p/b", &set, &i), -ENOENT);
+    T_ASSERT_RC(shmstore_set_open_member(f->s, "nope/x", &set, &i), -ENOENT);
+    /* Immutable: no value of a member's name, no deleting one member. */
+    uint64_t x = 7;
+    T_ASSERT_RC(shmstore_put(f->s, "p/a", NULL, &x, sizeof(x), 0), -EEXIST);
+    assert_non_null(strstr(shmstore_errmsg(), "member of set 'p'"));
+    T_ASSERT_RC(shmstore_delete(f->s, "p/a"), -EPERM);
+    /* No other set over the same names ("p/b" with "b1" is p's "b/b1"). */
+    shmstore_set_member_t m1 = {.name = "b1", .len = 8};
+    shmstore_datum_init(&m1.desc, SHMSTORE_T_INT64);
+    T_ASSERT_RC(shmstore_set_create(f->s, "p/b", 0, &m1, 1, &set), -EEXIST);
+    /* A set over a name a value holds: refused at create ... */
+    T_OK(shmstore_put(f->s, "q/b1", NULL, &x, sizeof(x), 0));
+    T_ASSERT_RC(shmstore_set_create(f->s, "q", 0, &m1, 1, &set), -EEXIST);
+    assert_non_null(strstr(shmstore_errmsg(), "q/b1"));
+    /* ... and at commit when the value appeared while the set was loading. */
+    T_OK(shmstore_set_create(f->s, "r", 0, &m1, 1, &set));
+    T_OK(shmstore_put(f->s, "r/b1", NULL, &x, sizeof(x), 0));
+    T_ASSERT_RC(shmstore_set_commit(set), -EEXIST);
+    shmstore_set_close(set);
+    T_ASSERT_RC(shmstore_set_open(f->s, "r", &set), -ENOENT);
+    uint64_t n_del = 0;
+    T_OK(shmstore_delete_prefix(f->s, "p", &n_del));
+    assert_int_equal(n_del, 1); /* the set; its members went with it */
+    T_ASSERT_RC(shmstore_info(f->s, "p/a", &info), -ENOENT);
+    T_OK(shmstore_put(f->s, "p/a", NULL, &x, sizeof(x), 0)); /* the name is free again */
+    T_OK(shmstore_delete_prefix(f->s, "p", NULL));
+    T_OK(shmstore_delete_prefix(f->s, "q", NULL));
+    T_OK(shmstore_delete_prefix(f->s, "r", NULL));
+    assert_empty(f);
+}
+
 static void test_arrayset_delete_prefix(void **state)
 {
     struct fixture *f = *state;
@@ -362,6 +473,19 @@ struct life {
     _Atomic int ready;
 };
 
+/* A child's end as `how` says: closes and exits, exits without closing, or waits for its
+ * SIGKILL; `*flag = value` tells the parent it got there. */
+static void child_end(shmstore_t *s, enum how how, _Atomic int *flag, int value)
+{
+    if (how == H_CLOSE)
+        shmstore_close(s);
+    atomic_store(flag, value);
+    if (how == H_KILL)
+        for (;;)
+            pause();
+    _exit(0); /* H_EXIT: no close */
+}
+
 static void child_make(void *arg)
 {
     struct life *l = arg;
@@ -374,13 +498,7 @@ static void child_make(void *arg)
     fill(set);
     T_CHILD_RC(shmstore_set_commit(set), 0);
     shmstore_set_close(set);
-    if (l->how == H_CLOSE)
-        shmstore_close(s);
-    atomic_store(&l->ready, 1);
-    if (l->how == H_KILL)
-        for (;;)
-            pause();
-    _exit(0); /* H_EXIT: no close */
+    child_end(s, l->how, &l->ready, 1);
 }
 
 static void run_life(struct fixture *f, unsigned flags, enum how how)
@@ -406,6 +524,126 @@ static void run_life(struct fixture *f, unsigned flags, enum how how)
     }
     assert_empty(f);
     t_shared_free(l, sizeof(*l));
+}
+
+/* Many sets owned at once by one process: N_TIED tied, N_LOADING being loaded, some of
+ * them deleted by the owner and some by another process (the anchor among them), more
+ * made after that; all of them go with the owner, however it ends. */
+#define N_TIED 100
+#define N_LOADING 20
+struct many {
+    char store[128];
+    enum how how;
+    _Atomic int step; /* 1: the child made its sets; 2: the parent deleted some */
+};
+
+static void tied_set(shmstore_t *s, const char *prefix, bool commit)
+{
+    shmstore_set_member_t m[3];
+    shmstore_set_t *set;
+    members(m);
+    T_CHILD_RC(shmstore_set_create(s, prefix, SHMSTORE_SET_TIED, m, 3, &set), 0);
+    fill(set);
+    if (commit) {
+        T_CHILD_RC(shmstore_set_commit(set), 0);
+        shmstore_set_close(set);
+    } /* else left loading: the handle (and the set) are the process's until it ends */
+}
+
+static void child_many(void *arg)
+{
+    struct many *l = arg;
+    shmstore_t *s;
+    char name[32];
+    T_CHILD_RC(shmstore_open(l->store, 0, NULL, &s), 0);
+    for (int i = 0; i < N_TIED; i++) {
+        snprintf(name, sizeof(name), "t%d", i);
+        tied_set(s, name, true);
+        if (i % 10 == 3) { /* an untied one between them: the anchor record stays right */
+            snprintf(name, sizeof(name), "keep%d", i);
+            shmstore_set_member_t m[3];
+            shmstore_set_t *set;
+            members(m);
+            T_CHILD_RC(shmstore_set_create(s, name, 0, m, 3, &set), 0);
+            T_CHILD_RC(shmstore_set_commit(set), 0);
+            shmstore_set_close(set);
+        }
+    }
+    T_CHILD_RC(shmstore_delete(s, "t0"), 0); /* the first: the anchor moves */
+    T_CHILD_RC(shmstore_delete(s, "t1"), 0);
+    for (int i = 0; i < N_LOADING; i++) {
+        snprintf(name, sizeof(name), "loading%d", i);
+        tied_set(s, name, false);
+    }
+    atomic_store(&l->step, 1);
+    while (atomic_load(&l->step) != 2)
+        usleep(1000);
+    for (int i = 0; i < 5; i++) { /* after another process deleted our anchor */
+        snprintf(name, sizeof(name), "late%d", i);
+        tied_set(s, name, true);
+    }
+    child_end(s, l->how, &l->step, 3);
+}
+
+static int count_objects(const shmstore_obj_info_t *info, void *arg)
+{
+    if (!info->set_prefix_len)
+        ++*(int *)arg;
+    return 0;
+}
+
+static void test_arrayset_many_tied_sets(void **state)
+{
+    struct fixture *f = *state;
+    /* The name index grows for this many objects: grow it first, then take the baseline. */
+    for (int i = 0; i < 2 * N_TIED; i++) {
+        char name[32];
+        uint64_t x = 1;
+        snprintf(name, sizeof(name), "grow%d", i);
+        T_OK(shmstore_put(f->s, name, NULL, &x, sizeof(x), 0));
+    }
+    for (int i = 0; i < 2 * N_TIED; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "grow%d", i);
+        T_OK(shmstore_delete(f->s, name));
+    }
+    shmstore_stat_t st;
+    T_OK(shmstore_gc(f->s, NULL));
+    T_OK(shmstore_stat(f->s, &st));
+    f->base_used = st.used;
+    for (enum how how = H_CLOSE; how <= H_KILL; how++) {
+        struct many *l = t_shared_alloc(sizeof(*l));
+        snprintf(l->store, sizeof(l->store), "%s", f->name);
+        l->how = how;
+        pid_t pid = t_fork(child_many, l);
+        while (atomic_load(&l->step) != 1)
+            usleep(1000);
+        int n = 0;
+        T_OK(shmstore_list(f->s, NULL, count_objects, &n));
+        assert_int_equal(n, N_TIED - 2 + N_LOADING + N_TIED / 10);
+        for (int i = 2; i < N_TIED - 10; i++) { /* the anchor among them: not by its owner */
+            char name[32];
+            snprintf(name, sizeof(name), "t%d", i);
+            T_OK(shmstore_delete(f->s, name));
+        }
+        atomic_store(&l->step, 2);
+        while (atomic_load(&l->step) != 3)
+            usleep(1000);
+        if (how == H_KILL)
+            kill(pid, SIGKILL);
+        assert_int_equal(t_wait_child(pid, 20000), how == H_KILL ? 128 + SIGKILL : 0);
+        T_OK(shmstore_gc(f->s, NULL));
+        n = 0;
+        T_OK(shmstore_list(f->s, NULL, count_objects, &n));
+        assert_int_equal(n, N_TIED / 10); /* only the untied ones */
+        for (int i = 3; i < N_TIED; i += 10) {
+            char name[32];
+            snprintf(name, sizeof(name), "keep%d", i);
+            T_OK(shmstore_delete(f->s, name));
+        }
+        assert_empty(f);
+        t_shared_free(l, sizeof(*l));
+    }
 }
 
 static void test_arrayset_persistent_outlives_creator(void **state)
@@ -518,9 +756,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arrayset_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_empty_and_zero_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_view_outlives_set, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arrayset_view_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arrayset_members_are_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_delete_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_persistent_outlives_creator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_tied_goes_with_creator, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arrayset_many_tied_sets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_shared_writable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrayset_killed_while_loading, setup, teardown),
     };
