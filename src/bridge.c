@@ -850,6 +850,8 @@ static int rescan_one(const shmstore_obj_info_t *info, void *arg)
     if (info->kind != SHMSTORE_KIND_VALUE && info->kind != SHMSTORE_KIND_QUEUE &&
         info->kind != SHMSTORE_KIND_RING && info->kind != SHMSTORE_KIND_TABLE)
         return 0;
+    if (info->set_prefix_len)
+        return 0; /* a member of an array set: sets are not mirrored (yet), nor their parts */
     if (!glob_match(a->b->globs, a->b->n_globs, info->name))
         return 0;
     for (size_t i = 0; i < a->b->n_objs; i++)
