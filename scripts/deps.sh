@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libcmocka-dev \
       python3-dev python3-numpy python3-pytest python3-setuptools python3-wheel python3-venv python3-pip \
-      libncurses-dev tmux python3-matplotlib libhdf5-dev zlib1g-dev python3-h5py libzmq3-dev iproute2"
+      libncurses-dev tmux python3-matplotlib libhdf5-dev zlib1g-dev python3-h5py libzmq3-dev python3-zmq iproute2"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
