@@ -45,7 +45,8 @@
  *   Waiters that sleep a whole slice on a cell owned by a dead process recover it.
  * - A block loses its last reference (a cell's blk or spare, a pin) only under the
  *   metadata mutex, or ORPHAN and pinned: after a process dies holding the mutex, the
- *   repair pass frees every block nothing references, and must not free one in flight.
+ *   repair pass frees every block nothing references, and must not free one in flight
+ *   (one moving between a cell's blk and spare words: queue_refs).
  * - Deletion flags the queue, then claims every idle cell for good and releases its
  *   blocks; a cell busy meanwhile is claimed back and released by its mover, who checks
  *   the flag after its last store (after_step): a cell is only ever swept by its owner.
@@ -559,8 +560,8 @@ static int put(shmstore_queue_t *q, const struct put_req *p, bool may_wait, uint
                 atomic_store_explicit(&c->blk, off, memory_order_release);
                 if (p->res_off) /* the queue owns the block from here */
                     shmstore__blk_unorphan(q->s, b);
-                else
-                    atomic_store_explicit(&c->spare, 0, memory_order_relaxed);
+                else /* release: after blk, for repair (queue_refs) */
+                    atomic_store_explicit(&c->spare, 0, memory_order_release);
             } else { /* the store is full: the index becomes a hole */
                 atomic_fetch_add_explicit(&qb->holes_made, 1, memory_order_relaxed);
             }
@@ -1273,9 +1274,18 @@ static int queue_refs(shmstore_t *s, struct obj_hdr *o, int (*add)(void *, uint6
     uint64_t n = valid_cap(s, o);
     struct queue_cell *cells = cells_of(o);
     int r = 0;
-    for (uint64_t k = 0; k < n && r == 0; k++)
-        if ((r = add(arg, atomic_load_explicit(&cells[k].blk, memory_order_relaxed))) == 0)
-            r = add(arg, atomic_load_explicit(&cells[k].spare, memory_order_relaxed));
+    /* A block moves between a cell's two words without the mutex while repair runs: a
+     * push stores blk then clears spare, a copying pop stores spare then clears blk (both
+     * release). Reading blk, spare, blk (acquire) sees it in one of them either way; read
+     * once each, in either order, one of the two moves slips past and repair would free a
+     * block the queue still uses. */
+    for (uint64_t k = 0; k < n && r == 0; k++) {
+        uint64_t b0 = atomic_load_explicit(&cells[k].blk, memory_order_acquire);
+        uint64_t sp = atomic_load_explicit(&cells[k].spare, memory_order_acquire);
+        uint64_t b1 = atomic_load_explicit(&cells[k].blk, memory_order_acquire);
+        if ((r = add(arg, b0)) == 0 && (r = add(arg, sp)) == 0 && b1 != b0)
+            r = add(arg, b1);
+    }
     return r;
 }
 
