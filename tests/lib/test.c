@@ -50,12 +50,13 @@ static void cleanup_at_exit(void)
     for (unsigned i = n_tracked; i-- > 0;) {
         if (!tracked[i].is_dir)
             continue;
-        /* Remove any leftover store files, then the directory. */
+        /* The directory is the test's own (t_mkdtemp): remove every file in it (stores,
+         * and the HDF5 files the tests write), then the directory. */
         DIR *d = opendir(tracked[i].dir);
         if (d != NULL) {
             struct dirent *e;
             while ((e = readdir(d)) != NULL) {
-                if (strncmp(e->d_name, "shmstore.", 9) != 0 && strncmp(e->d_name, "t_", 2) != 0)
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
                     continue;
                 snprintf(path, sizeof(path), "%s/%s", tracked[i].dir, e->d_name);
                 (void)unlink(path);
