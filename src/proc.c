@@ -43,6 +43,25 @@ static uint64_t pin_bit(uint32_t slot)
     return 1ull << (slot % 64);
 }
 
+static_assert(SHMSTORE_PROCS_MAX <= 64 * sizeof(((struct store_hdr *)0)->live_hint) / 8,
+              "live_hint has a bit per slot");
+
+/* live_hint (layout.h) changes only under slot i's OFD lock. */
+static void hint_set(shmstore_t *s, uint32_t i)
+{
+    atomic_fetch_or_explicit(&s->hdr->live_hint[i / 64], pin_bit(i), memory_order_seq_cst);
+}
+
+static void hint_clear(shmstore_t *s, uint32_t i)
+{
+    atomic_fetch_and_explicit(&s->hdr->live_hint[i / 64], ~pin_bit(i), memory_order_seq_cst);
+}
+
+static bool hinted(shmstore_t *s, uint32_t i)
+{
+    return atomic_load_explicit(&s->hdr->live_hint[i / 64], memory_order_acquire) & pin_bit(i);
+}
+
 bool shmstore__proc_is_alive(shmstore_t *s, uint32_t i)
 {
     if (i == s->slot)
@@ -449,6 +468,7 @@ static void recover_locked_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *
     atomic_store_explicit(&ps->n_leases, 0, memory_order_relaxed);
     ps->pid = 0;
     atomic_store_explicit(&ps->state, SLOT_FREE, memory_order_release);
+    hint_clear(s, i);
     if (st)
         st->dead_procs++;
 }
@@ -499,6 +519,7 @@ static bool claim(shmstore_t *s, uint32_t i, bool take_dead)
     ps->pid = (int32_t)getpid();
     ps->attach_ns = shmstore__os_now_real();
     atomic_store_explicit(&ps->n_leases, 0, memory_order_relaxed);
+    hint_set(s, i);
     atomic_store_explicit(&ps->state, SLOT_LIVE, memory_order_release);
     s->slot = i;
     s->attach_ns = ps->attach_ns;
@@ -509,6 +530,10 @@ int shmstore__proc_attach(shmstore_t *s, bool recover)
 {
     uint32_t n = s->g.n_slots;
     bool ok = false;
+    /* A slot the hint calls free is free (the hint is a superset of the live ones): the
+     * common case touches one slot. */
+    for (uint32_t i = 0; i < n && !ok; i++)
+        ok = !hinted(s, i) && claim(s, i, false);
     for (uint32_t i = 0; i < n && !ok; i++)
         ok = claim(s, i, recover);
     /* Without `recover`, dead slots are taken only when no free one is left. */
@@ -519,8 +544,11 @@ int shmstore__proc_attach(shmstore_t *s, bool recover)
                                 "store '%s': all %u process slots are taken by live processes; "
                                 "close some, or create the store with more (n_procs)",
                                 s->name, n);
-    if (recover) /* recovery on attach: reclaim what dead processes left behind */
-        shmstore__proc_recover_dead(s, NULL);
+    /* Recovery on attach: reclaim what dead processes left behind, in the slots the hint
+     * says may be live (gc reads them all). */
+    for (uint32_t i = 0; recover && i < n; i++)
+        if (hinted(s, i))
+            shmstore__proc_recover_slot(s, i, NULL);
     return 0;
 }
 

@@ -317,6 +317,50 @@ static void test_store_eprocs(void **state)
     t_cleanup(s, name);
 }
 
+/* A process that dies attached leaves its slot LIVE with no lock holder; the next open
+ * recovers it through the header's live_hint (it does not read every slot), and a slot
+ * the hint calls free is what that open claims. */
+static void dead_attacher(void *p)
+{
+    shmstore_t *s = NULL;
+    T_CHILD_RC(shmstore_open(p, 0, NULL, &s), 0);
+    /* no close: exiting drops the OFD lock and leaves the slot LIVE */
+}
+
+static int count_procs(const shmstore_proc_info_t *pi, void *arg)
+{
+    int *n = arg;
+    n[0]++;
+    n[1] += !pi->is_alive;
+    return 0;
+}
+
+static void test_store_dead_slot_recovered_on_open(void **state)
+{
+    (void)state;
+    char name[128];
+    shmstore_options_t opt;
+    shmstore_t *s = NULL, *s2 = NULL;
+    t_store_name(name, sizeof(name));
+    memset(&opt, 0, sizeof(opt));
+    opt.n_procs = 130; /* the hint spans three words */
+    opt.capacity = 8 * MiB;
+    T_OK(shmstore_open(name, SHMSTORE_O_CREATE | SHMSTORE_O_EXCL, &opt, &s));
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(t_wait_child(t_fork(dead_attacher, name), 30000), 0);
+    int n[2] = {0, 0};
+    T_OK(shmstore_procs(s, count_procs, n));
+    assert_int_equal(n[0], 2); /* ours and the last child's: each recovered the one before */
+    assert_int_equal(n[1], 1);
+    T_OK(shmstore_open(name, 0, NULL, &s2));
+    n[0] = n[1] = 0;
+    T_OK(shmstore_procs(s, count_procs, n));
+    assert_int_equal(n[0], 2); /* s and s2; the dead slot was recovered */
+    assert_int_equal(n[1], 0);
+    shmstore_close(s2);
+    t_cleanup(s, name);
+}
+
 /* ---- directories ------------------------------------------------------------------- */
 
 static void test_store_env_dir(void **state)
@@ -999,6 +1043,7 @@ int main(void)
         cmocka_unit_test(test_store_bad_options),
         cmocka_unit_test(test_store_n_procs_option),
         cmocka_unit_test(test_store_eprocs),
+        cmocka_unit_test(test_store_dead_slot_recovered_on_open),
         cmocka_unit_test(test_store_env_dir),
         cmocka_unit_test(test_store_opt_dir),
         cmocka_unit_test(test_store_file_mode_0600),
