@@ -304,6 +304,14 @@ def test_bridge_ring_positions_and_loss_accounted(net2, stores):
     r = src.ring("r", dtype=np.int64, frame_shape=(width,), capacity=4096, attrs={"srate": 100})
     srv, mir = serve(net2, src), mirror(net2, dst)
     r.write(frame(range(0, chunk), width))
+    # The far ring must exist in its first generation before the source moves to a new
+    # one; a mirror that connects later only ever sees the new generation (correctly: the
+    # old one is gone at the source), and the test would not see a generation change.
+    wait_name(dst, FAR + "r")
+    fr0 = dst.ring(FAR + "r", create=False)
+    # (follow: the mirror creates the ring empty, then configures it as the source's)
+    wait_for(lambda: (fr0.follow(), fr0.total)[1] == chunk, 60, "the far ring's first frames")
+    fr0.close()
     fol = RingFollower(dst, FAR + "r", width)
     fol.start()
 
@@ -317,7 +325,6 @@ def test_bridge_ring_positions_and_loss_accounted(net2, stores):
     w = Thread(writer)
     w.start()
     w.join()
-    wait_name(dst, FAR + "r")
     fr = dst.ring(FAR + "r", create=False)
     wait_for(lambda: fr.total == r.total, 60, f"far ring total {r.total}")
     fol.stop.set()
