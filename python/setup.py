@@ -4,8 +4,10 @@ static library libshmstore.a (built by CMake; SHMSTORE_LIB_DIR, default ../build
     SHMSTORE_LIB_DIR=/path/to/build /usr/bin/python3 setup.py build_ext --inplace
     python3 -m venv --system-site-packages v && v/bin/pip install --no-build-isolation ./python
 
-Only Debian's python3-setuptools is needed; numpy is a runtime dependency only (the
-extension is built without numpy headers).
+Only Debian's python3-setuptools is needed. numpy is a runtime dependency; when it is
+there at build time too, its headers are used for the few views made through numpy's C
+API (src/npapi.c; SHMSTORE_NUMPY_API=0 builds without them, and the extension then
+slices as Python does).
 """
 import glob
 import os
@@ -46,10 +48,25 @@ if os.path.exists(_libs_file):
     with open(_libs_file) as f:
         extra_link = [ln.strip() for ln in f if ln.strip()]
 
+
+def numpy_api():
+    """numpy's include directory and the macro that turns src/npapi.c on, if numpy is here."""
+    if os.environ.get("SHMSTORE_NUMPY_API", "1") == "0":
+        return [], []
+    try:
+        import numpy
+    except ImportError:
+        return [], []
+    return [numpy.get_include()], [("SHM_NUMPY_API", "1")]
+
+
+np_include, np_macros = numpy_api()
+
 ext = Extension(
     "shmstore._shmstore",
     sources=sources,
-    include_dirs=[include],
+    include_dirs=[include] + np_include,
+    define_macros=np_macros,
     extra_objects=[STATIC],
     libraries=["pthread"],
     extra_link_args=extra_link,

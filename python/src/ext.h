@@ -310,6 +310,12 @@ PyObject *shape_tuple(int ndim, const uint64_t *shape);
 int attrs_encode(PyObject *dict, char **buf, uint32_t *len);
 PyObject *attrs_decode(const void *attrs, uint32_t len);
 
+/* ---- npapi.c ---- */
+/* Rows [i0, i0 + k) of numpy array `arr` (first axis): a view sharing arr's flags and
+ * base, as arr[i0:i0 + k] (new reference; NULL with an exception set). Through numpy's
+ * C API when the extension was built with it, else by slicing. */
+PyObject *np_rows(PyObject *arr, Py_ssize_t i0, Py_ssize_t k);
+
 /* ---- tree.c: array sets (Store methods) ---- */
 PyObject *tree_put(StoreObject *self, PyObject *args, PyObject *kw);
 PyObject *tree_get(StoreObject *self, PyObject *args, PyObject *kw);

@@ -710,8 +710,8 @@ static PyObject *r_view_since(PyObject *self, PyObject *args, PyObject *kw)
         if (!stor)
             return NULL;
         Py_ssize_t i0 = (Py_ssize_t)((v.span.first - h->base) % h->cap);
-        PyObject *p0 = PySequence_GetSlice(stor, i0, i0 + (Py_ssize_t)n0);
-        PyObject *p1 = p0 && n1 ? PySequence_GetSlice(stor, 0, (Py_ssize_t)n1) : NULL;
+        PyObject *p0 = np_rows(stor, i0, (Py_ssize_t)n0);
+        PyObject *p1 = p0 && n1 ? np_rows(stor, 0, (Py_ssize_t)n1) : NULL;
         if (!p0 || (n1 && !p1)) {
             Py_XDECREF(p0);
             return NULL;

@@ -72,9 +72,9 @@ static PyObject *frames_at(RingObject *h, uint64_t first, uint64_t n)
     Py_ssize_t i0 = (Py_ssize_t)((first - h->base) % h->cap);
     Py_ssize_t k = (Py_ssize_t)(h->cap - (uint64_t)i0 < n ? h->cap - (uint64_t)i0 : n);
     if ((uint64_t)k == n)
-        return PySequence_GetSlice(stor, i0, i0 + k);
-    PyObject *a = PySequence_GetSlice(stor, i0, i0 + k);
-    PyObject *b = a ? PySequence_GetSlice(stor, 0, (Py_ssize_t)n - k) : NULL;
+        return np_rows(stor, i0, k);
+    PyObject *a = np_rows(stor, i0, k);
+    PyObject *b = a ? np_rows(stor, 0, (Py_ssize_t)n - k) : NULL;
     PyObject *c = b ? PyObject_CallMethod(h->st->np, "concatenate", "((OO))", a, b) : NULL;
     Py_XDECREF(a);
     Py_XDECREF(b);
