@@ -165,16 +165,16 @@ bool shmstore__blk_free_if_unpinned(shmstore_t *s, uint64_t off, struct blk_hdr 
  * taking the mutex to wait for it. */
 #define UNORPHAN_SPINS 1000
 
-/* Free an ORPHAN block if nobody pins it (an unpinner's or a recoverer's call). */
-static void try_free_orphan(shmstore_t *s, uint64_t off, struct blk_hdr *b)
+/* A pin was just dropped (bit cleared) while its lease record still stands, held in place
+ * by the lease mutex (entries shift only under it). The record is a hazard every freer respects (blk_free_if_unpinned reads hazards, then pins), so the
+ * block cannot be freed under us yet: this is the last moment its state may be read.
+ * After the record goes, the block may be freed, merged and reused by anyone, and not
+ * one of its bytes is ours to read (not even atomically: a new object's memset races
+ * with it). seq_cst: the unpinner's half of the Dekker pair with the releaser, which
+ * stores ORPHAN and then reads pins and hazards. */
+static bool orphaned(struct blk_hdr *b)
 {
-    if (atomic_load_explicit(&b->state, memory_order_seq_cst) != BLK_ORPHAN ||
-        shmstore__blk_pinned(b))
-        return;
-    if (shmstore__lock(s) < 0)
-        return; /* stays ORPHAN: the repair pass reclaims it */
-    shmstore__blk_free_if_unpinned(s, off, b);
-    shmstore__unlock(s);
+    return atomic_load_explicit(&b->state, memory_order_seq_cst) == BLK_ORPHAN;
 }
 
 void shmstore__blk_unorphan(shmstore_t *s, struct blk_hdr *b)
@@ -327,6 +327,21 @@ static void lease_erase(struct proc_slot *ps, uint32_t n, uint64_t i)
     ps->leases[i].count = 0;
 }
 
+/* Drop our last pin of `off` and its record, with the lease mutex held. */
+static void unpin_erase(shmstore_t *s, struct proc_slot *ps, uint64_t i, struct blk_hdr *b)
+{
+    if (b) /* seq_cst: pairs with blk_release_locked's state store then pins load */
+        atomic_fetch_and_explicit(&b->pins[s->slot / 64], ~pin_bit(s->slot), memory_order_seq_cst);
+    lease_erase(ps, s->g.n_leases, i);
+    atomic_fetch_sub_explicit(&ps->n_leases, 1, memory_order_relaxed);
+}
+
+/* The last unpin of an ORPHAN block frees it. Reading the state is safe only while our
+ * record stands (orphaned()), and freeing takes the metadata mutex, which ranks above
+ * the lease mutex. So: with the lease mutex, clear the pin and read the state; a block
+ * still owned (the common case) just loses its record. An ORPHAN one gets its pin back
+ * (another thread may pin it meanwhile, and a count-0 record alone is a weak hazard: a
+ * scan can miss it while the set shifts), and is freed with both mutexes taken in order. */
 void shmstore__unpin(shmstore_t *s, uint64_t off)
 {
     bool found;
@@ -345,11 +360,26 @@ void shmstore__unpin(shmstore_t *s, uint64_t off)
     }
     if (b) /* seq_cst: pairs with blk_release_locked's state store then pins load */
         atomic_fetch_and_explicit(&b->pins[s->slot / 64], ~pin_bit(s->slot), memory_order_seq_cst);
-    lease_erase(ps, n, (uint64_t)i);
-    atomic_fetch_sub_explicit(&ps->n_leases, 1, memory_order_relaxed);
+    if (!b || !orphaned(b)) { /* still owned: its owner frees it */
+        unpin_erase(s, ps, (uint64_t)i, NULL);
+        pthread_mutex_unlock(&s->lease_mu);
+        return;
+    }
+    atomic_fetch_or_explicit(&b->pins[s->slot / 64], pin_bit(s->slot), memory_order_seq_cst);
     pthread_mutex_unlock(&s->lease_mu);
-    if (b)
-        try_free_orphan(s, off, b);
+
+    bool locked = shmstore__lock(s) == 0; /* if not, it stays ORPHAN for the repair pass */
+    pthread_mutex_lock(&s->lease_mu);
+    i = s->is_closed ? -1 : lease_find(ps, n, off, &found, memory_order_relaxed);
+    bool last = i >= 0 && found && ps->leases[i].count == 0; /* nobody pinned it again */
+    if (last)
+        unpin_erase(s, ps, (uint64_t)i, b);
+    pthread_mutex_unlock(&s->lease_mu);
+    if (locked) { /* the mutex every free takes: the block is still there to look at */
+        if (last)
+            shmstore__blk_free_if_unpinned(s, off, b);
+        shmstore__unlock(s);
+    }
 }
 
 /* ---- held locks and registered waits ---------------------------------------------- */
@@ -449,22 +479,33 @@ static void recover_locked_slot(shmstore_t *s, uint32_t i, shmstore_gc_stats_t *
         if (mask) /* exact: clearing a bit is idempotent */
             atomic_fetch_and_explicit(&mask[i / 64], ~pin_bit(i), memory_order_seq_cst);
     }
+    /* Leases, under the metadata mutex (taken at the first record): every free takes it,
+     * so each block stays put while we clear the dead pin and free it if that was the
+     * last. (Records are erased in place, which breaks their probe chains: the later ones
+     * are no longer hazards a freer would find, so without the mutex a block could go
+     * between its pin being cleared and its state being read.) If the mutex cannot be
+     * had, pins and records still go, and ORPHAN blocks wait for the repair pass. */
     uint32_t n = s->g.n_leases;
+    int locked = 1; /* 1: not tried yet, 0: held, < 0: failed */
     for (uint32_t k = 0; k < n; k++) {
         uint64_t off = atomic_load_explicit(&ps->leases[k].off, memory_order_acquire);
         if (!off)
             continue;
+        if (locked == 1)
+            locked = shmstore__lock(s);
         struct blk_hdr *b = shmstore__blk(s, off);
         if (b)
             atomic_fetch_and_explicit(&b->pins[i / 64], ~pin_bit(i), memory_order_seq_cst);
         /* The record goes before the free attempt, which looks for records (hazards). */
         atomic_store_explicit(&ps->leases[k].off, 0, memory_order_seq_cst);
         ps->leases[k].count = 0;
-        if (b)
-            try_free_orphan(s, off, b);
+        if (b && locked == 0)
+            shmstore__blk_free_if_unpinned(s, off, b);
         if (st)
             st->leases_dropped++;
     }
+    if (locked == 0)
+        shmstore__unlock(s);
     atomic_store_explicit(&ps->n_leases, 0, memory_order_relaxed);
     ps->pid = 0;
     atomic_store_explicit(&ps->state, SLOT_FREE, memory_order_release);
