@@ -59,6 +59,7 @@ static const struct bench_case cases[] = {
     {"ring_read_32", bench__case_ring_copy, "ring read_since of 32 frames (64 ch f32)"},
     {"ring_read_1024", bench__case_ring_copy, "ring read_since of 1024 frames (64 ch f32)"},
     {"ring_wake", bench__case_ring_wake, "ring write -> return from wait, reader asleep"},
+    {"ring_wake_1khz", bench__case_ring_wake, "ring_wake paced at 10 ms a round (1 kHz in chunks of 10)"},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
