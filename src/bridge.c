@@ -1090,7 +1090,9 @@ struct batch {
     zmq_msg_t frames[FRAMES_MAX];
     struct undo undo[FRAMES_MAX * 8];
     uint64_t payload;
-    uint64_t n_values, n_entries, n_frames_sent, n_records; /* counted once sent */
+    /* Counted once sent (losses: once the positions stand): an undone batch rewinds the
+     * positions, and the next one meets the same records, and skips, again. */
+    uint64_t n_values, n_entries, n_frames_sent, n_records, n_records_lost;
 };
 
 /* What a zero-copy frame owns: a leased view (or a batch buffer) and its share of the
@@ -1367,7 +1369,7 @@ static void add_table(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
     }
     uint64_t oldest = total > o->tcap ? total - o->tcap : 0;
     if (o->pos[p] < oldest) {
-        bump(&b->st.records_lost, oldest - o->pos[p]);
+        bump(&b->st.records_lost, oldest - o->pos[p]); /* not undone (remembered below) */
         o->pos[p] = oldest;
     }
     if (total <= o->pos[p])
@@ -1423,7 +1425,7 @@ static void add_table(shmstore_bridge_t *b, struct batch *bt, struct sobj *o, in
             if (r == 0)
                 got++;
             else if (r == -ENODATA)
-                bump(&b->st.records_lost, 1); /* invalid: its writer died */
+                bt->n_records_lost++; /* invalid: its writer died */
             else
                 break; /* being written, or lapped: next time */
             o->pos[p] = first + k + 1;
@@ -1488,7 +1490,7 @@ static int pump_peer(shmstore_bridge_t *b, int p, uint64_t now, bool *tables)
     bt->w->len = 0;
     bt->w->oom = false;
     bt->n_items = 0, bt->n_frames = 0, bt->n_undo = 0, bt->payload = 0;
-    bt->n_values = bt->n_entries = bt->n_frames_sent = bt->n_records = 0;
+    bt->n_values = bt->n_entries = bt->n_frames_sent = bt->n_records = bt->n_records_lost = 0;
     bt->budget = b->o.batch_bytes;
     w_u32(bt->w, WIRE_MAGIC);
     w_u8(bt->w, MSG_BATCH);
@@ -1556,6 +1558,8 @@ static int pump_peer(shmstore_bridge_t *b, int p, uint64_t now, bool *tables)
             r = 1;
         }
     }
+    if (r >= 0) /* the positions stand (sent, or nothing but skips to send) */
+        bump(&b->st.records_lost, bt->n_records_lost);
     if (r < 0) {
         undo_batch(bt, p);
         for (size_t i = 0; i < bt->n_frames; i++)

@@ -23,7 +23,8 @@
  *   frames lost on the way (overrun at the source while the link was slow or cut) are
  *   skipped positions there, which every reader counts as lost exactly as overrun. A new
  *   generation at the source (another dtype, frame shape, capacity, attrs) makes a new
- *   generation in the far ring.
+ *   generation in the far ring. A new mirror starts at the oldest frame the source still
+ *   holds (frames overwritten before its first contact are not counted as lost).
  * - Tables: appends are forwarded (records, not indices: several servers' tables may
  *   feed one far table). A new mirror gets the records appended from its first contact
  *   on; after a cut link it resumes where it was (records the source overwrote meanwhile
