@@ -272,6 +272,9 @@ static void fix_cell(shmstore_t *s, struct obj_hdr *o, struct queue_cell *c, uin
             shmstore__blk_free_if_unpinned(s, off, b);
             shmstore__unlock(s);
         }
+        /* Counted before the cell turns READY: a recoverer that dies in between leaves
+         * one hole counted twice (made > popped for good), which costs count() a scan;
+         * counted after, a hole could go uncounted and count() would include it. */
         atomic_fetch_add_explicit(&qb->holes_made, 1, memory_order_relaxed);
     }
     if (atomic_compare_exchange_strong_explicit(&c->seq, &w, cword(i, CELL_READY, 0),
