@@ -315,6 +315,11 @@ PyObject *attrs_decode(const void *attrs, uint32_t len);
  * base, as arr[i0:i0 + k] (new reference; NULL with an exception set). Through numpy's
  * C API when the extension was built with it, else by slicing. */
 PyObject *np_rows(PyObject *arr, Py_ssize_t i0, Py_ssize_t k);
+#ifdef SHM_NUMPY_API
+#define NP_API_BUILT 1 /* npapi.c makes views with numpy's C API (setup.py) */
+#else
+#define NP_API_BUILT 0
+#endif
 
 /* ---- tree.c: array sets (Store methods) ---- */
 PyObject *tree_put(StoreObject *self, PyObject *args, PyObject *kw);

@@ -468,7 +468,8 @@ static int mod_exec(PyObject *m)
         return -1;
     if (PyModule_AddStringConstant(m, "__c_version__", SHMSTORE_VERSION_STRING) < 0 ||
         PyModule_AddIntConstant(m, "NAME_MAX", SHMSTORE_NAME_MAX) < 0 ||
-        PyModule_AddIntConstant(m, "NDIM_MAX", SHMSTORE_NDIM_MAX) < 0)
+        PyModule_AddIntConstant(m, "NDIM_MAX", SHMSTORE_NDIM_MAX) < 0 ||
+        PyModule_AddIntConstant(m, "_numpy_api", NP_API_BUILT) < 0) /* 1: built with it */
         return -1;
     return 0;
 }

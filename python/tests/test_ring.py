@@ -328,3 +328,10 @@ def test_ring_write_checks_the_layout_of_the_generation_it_writes(store):
     assert a.generation == 2 and a.writer
     a.write(np.ones((3, 8)))
     assert np.array_equal(a.latest(3), np.ones((3, 8)))
+
+
+def test_views_use_numpy_c_api_when_its_headers_exist():
+    # setup.py builds npapi.c against numpy's headers when they are there (the fallback,
+    # SHMSTORE_NUMPY_API=0, is what test_install.sh builds and checks).
+    built = os.path.exists(os.path.join(np.get_include(), "numpy", "arrayobject.h"))
+    assert shmstore._shmstore._numpy_api == int(built)
