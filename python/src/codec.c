@@ -724,7 +724,7 @@ static PyObject *dec_array(modstate *st, const char *dtype, int ndim, const uint
         BufferObject *b = buffer_child(st, root, (char *)data, (Py_ssize_t)len, dtype, ndim, shape, 1);
         if (!b)
             return NULL;
-        PyObject *a = PyObject_CallOneArg(st->np_asarray, (PyObject *)b);
+        PyObject *a = np_view(st, b, dtype, ndim, shape);
         Py_DECREF(b);
         return a;
     }
@@ -970,7 +970,7 @@ PyObject *dec_value(modstate *st, const shmstore_datum_t *d, const char *data, s
                 return corrupt(st, "bad dtype");
             if (shm_numpy(st) < 0)
                 return NULL;
-            return PyObject_CallOneArg(st->np_asarray, (PyObject *)root);
+            return np_view(st, root, d->dtype, (int)d->ndim, d->shape);
         }
         return dec_array(st, d->dtype, (int)d->ndim, d->shape, data, len, root);
     case SHMSTORE_T_PICKLE:

@@ -315,6 +315,12 @@ PyObject *attrs_decode(const void *attrs, uint32_t len);
  * base, as arr[i0:i0 + k] (new reference; NULL with an exception set). Through numpy's
  * C API when the extension was built with it, else by slicing. */
 PyObject *np_rows(PyObject *arr, Py_ssize_t i0, Py_ssize_t k);
+/* numpy.asarray(b) for Buffer `b` that describes an array of `dtype` and `shape`: the
+ * same array (base: a memoryview of b, so b keeps an export while it lives; read-only
+ * when b is), made through numpy's C API when built with it. numpy must be loaded (new
+ * reference; NULL with an exception set). */
+PyObject *np_view(modstate *st, BufferObject *b, const char *dtype, int ndim,
+                  const uint64_t *shape);
 #ifdef SHM_NUMPY_API
 #define NP_API_BUILT 1 /* npapi.c makes views with numpy's C API (setup.py) */
 #else

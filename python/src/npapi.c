@@ -6,6 +6,11 @@
  * paths that make a view of an array that already exists (a ring's new frames, a slice
  * of its storage array), numpy's own slicing costs more than the rest of the call: an
  * index parsed from a slice object, then a view. np_rows() makes that view directly.
+ * Likewise numpy.asarray() of a Buffer parses the buffer's format string back into a
+ * dtype on every zero-copy read (a value's get, a queue entry's read or pop): about as
+ * much work as the rest of the read. np_view() makes the same array from the dtype the
+ * module caches, over the same memoryview numpy would take as its base (the view's
+ * export, which keeps explicit release() refusing while the array lives).
  *
  * numpy's API table is loaded on first use, by which time numpy is loaded (the array
  * passed in is one). If it cannot be loaded (another numpy than the headers' at run
@@ -59,11 +64,50 @@ PyObject *np_rows(PyObject *arr, Py_ssize_t i0, Py_ssize_t k)
     return v;
 }
 
+PyObject *np_view(modstate *st, BufferObject *b, const char *dtype, int ndim,
+                  const uint64_t *shape)
+{
+    if (!api_ready() || ndim > NPY_MAXDIMS)
+        return PyObject_CallOneArg(st->np_asarray, (PyObject *)b);
+    PyObject *dt = np_dtype_of(st, dtype);
+    if (!dt)
+        return NULL;
+    if (!PyArray_DescrCheck(dt)) {
+        Py_DECREF(dt);
+        return PyObject_CallOneArg(st->np_asarray, (PyObject *)b);
+    }
+    npy_intp dims[NPY_MAXDIMS];
+    for (int i = 0; i < ndim; i++)
+        dims[i] = (npy_intp)shape[i]; /* extents_ok() held when the datum was read */
+    PyObject *mv = PyMemoryView_FromObject((PyObject *)b); /* the export */
+    if (!mv) {
+        Py_DECREF(dt);
+        return NULL;
+    }
+    /* dt is stolen, even on failure */
+    PyObject *v = PyArray_NewFromDescr(&PyArray_Type, (PyArray_Descr *)dt, ndim, dims, NULL,
+                                       b->ptr, b->readonly ? 0 : NPY_ARRAY_WRITEABLE, NULL);
+    if (!v || PyArray_SetBaseObject((PyArrayObject *)v, mv) < 0) { /* mv stolen */
+        if (!v)
+            Py_DECREF(mv);
+        Py_XDECREF(v);
+        return NULL;
+    }
+    return v;
+}
+
 #else
 
 PyObject *np_rows(PyObject *arr, Py_ssize_t i0, Py_ssize_t k)
 {
     return PySequence_GetSlice(arr, i0, i0 + k);
+}
+
+PyObject *np_view(modstate *st, BufferObject *b, const char *dtype, int ndim,
+                  const uint64_t *shape)
+{
+    (void)dtype, (void)ndim, (void)shape;
+    return PyObject_CallOneArg(st->np_asarray, (PyObject *)b);
 }
 
 #endif
