@@ -166,8 +166,9 @@ bool shmstore__blk_free_if_unpinned(shmstore_t *s, uint64_t off, struct blk_hdr 
 #define UNORPHAN_SPINS 1000
 
 /* A pin was just dropped (bit cleared) while its lease record still stands, held in place
- * by the lease mutex (entries shift only under it). The record is a hazard every freer respects (blk_free_if_unpinned reads hazards, then pins), so the
- * block cannot be freed under us yet: this is the last moment its state may be read.
+ * by the lease mutex (entries shift only under it). The record is a hazard every freer
+ * respects (blk_free_if_unpinned reads hazards, then pins), so the block cannot be freed
+ * under us yet: this is the last moment its state may be read.
  * After the record goes, the block may be freed, merged and reused by anyone, and not
  * one of its bytes is ours to read (not even atomically: a new object's memset races
  * with it). seq_cst: the unpinner's half of the Dekker pair with the releaser, which
@@ -327,11 +328,16 @@ static void lease_erase(struct proc_slot *ps, uint32_t n, uint64_t i)
     ps->leases[i].count = 0;
 }
 
-/* Drop our last pin of `off` and its record, with the lease mutex held. */
-static void unpin_erase(shmstore_t *s, struct proc_slot *ps, uint64_t i, struct blk_hdr *b)
+/* Clear our pin bit of block `b` (seq_cst: pairs with blk_release_locked's state store
+ * then pins load). With the lease mutex held. */
+static void pin_clear(shmstore_t *s, struct blk_hdr *b)
 {
-    if (b) /* seq_cst: pairs with blk_release_locked's state store then pins load */
-        atomic_fetch_and_explicit(&b->pins[s->slot / 64], ~pin_bit(s->slot), memory_order_seq_cst);
+    atomic_fetch_and_explicit(&b->pins[s->slot / 64], ~pin_bit(s->slot), memory_order_seq_cst);
+}
+
+/* Erase record i of our lease set (its pin already cleared), with the lease mutex held. */
+static void record_erase(shmstore_t *s, struct proc_slot *ps, uint64_t i)
+{
     lease_erase(ps, s->g.n_leases, i);
     atomic_fetch_sub_explicit(&ps->n_leases, 1, memory_order_relaxed);
 }
@@ -358,10 +364,10 @@ void shmstore__unpin(shmstore_t *s, uint64_t off)
         pthread_mutex_unlock(&s->lease_mu);
         return;
     }
-    if (b) /* seq_cst: pairs with blk_release_locked's state store then pins load */
-        atomic_fetch_and_explicit(&b->pins[s->slot / 64], ~pin_bit(s->slot), memory_order_seq_cst);
+    if (b)
+        pin_clear(s, b);
     if (!b || !orphaned(b)) { /* still owned: its owner frees it */
-        unpin_erase(s, ps, (uint64_t)i, NULL);
+        record_erase(s, ps, (uint64_t)i);
         pthread_mutex_unlock(&s->lease_mu);
         return;
     }
@@ -372,8 +378,10 @@ void shmstore__unpin(shmstore_t *s, uint64_t off)
     pthread_mutex_lock(&s->lease_mu);
     i = s->is_closed ? -1 : lease_find(ps, n, off, &found, memory_order_relaxed);
     bool last = i >= 0 && found && ps->leases[i].count == 0; /* nobody pinned it again */
-    if (last)
-        unpin_erase(s, ps, (uint64_t)i, b);
+    if (last) {
+        pin_clear(s, b);
+        record_erase(s, ps, (uint64_t)i);
+    }
     pthread_mutex_unlock(&s->lease_mu);
     if (locked) { /* the mutex every free takes: the block is still there to look at */
         if (last)
